@@ -1,0 +1,1 @@
+"""Everything that talks to tor: launching or connecting, the consensus, pinned circuits."""
