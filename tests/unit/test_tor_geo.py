@@ -1,0 +1,55 @@
+"""Countries from a GeoIP2 Country database, else from tor's GETINFO ip-to-country."""
+
+import pytest
+import stem
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
+
+from exporter.tor.geo import CountryLookup
+
+
+@pytest.fixture
+def country_db(tmp_path):
+    writer = MMDBWriter(ip_version=4, database_type="GeoLite2-Country")
+    writer.insert_network(IPSet(["127.0.0.21/32"]), {"country": {"iso_code": "de"}})
+    writer.insert_network(IPSet(["127.0.0.22/32"]), {"country": {"iso_code": "US"}})
+    path = tmp_path / "country.mmdb"
+    writer.to_db_file(str(path))
+    return path
+
+
+def test_database_answers_uppercase_and_unknown_addresses_are_question_marks(country_db):
+    lookup = CountryLookup(country_db, controller=None)
+    assert lookup("127.0.0.21") == "DE"
+    assert lookup("127.0.0.22") == "US"
+    assert lookup("127.0.0.23") == "??"
+    assert lookup("not an address") == "??"
+    lookup.close()
+
+
+class GeoController:
+    def __init__(self, table):
+        self.table = table
+        self.calls = []
+
+    def get_info(self, key):
+        self.calls.append(key)
+        address = key.removeprefix("ip-to-country/")
+        if address not in self.table:
+            raise stem.InvalidArguments("552", "Unrecognized key")
+        return self.table[address]
+
+
+def test_without_a_database_tor_answers_and_results_are_cached():
+    controller = GeoController({"10.0.0.1": "fr", "127.0.0.1": "??"})
+    lookup = CountryLookup(None, controller)
+    assert lookup("10.0.0.1") == "FR"
+    assert lookup("10.0.0.1") == "FR"
+    assert lookup("127.0.0.1") == "??"
+    assert lookup("10.9.9.9") == "??"
+    assert controller.calls.count("ip-to-country/10.0.0.1") == 1
+
+
+def test_a_lookup_needs_a_source():
+    with pytest.raises(ValueError):
+        CountryLookup(None, None)
