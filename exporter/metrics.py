@@ -1,0 +1,205 @@
+"""Probe results become Prometheus metrics here, and only here.
+
+Events (probes, challenges, errors, load times) are counters and histograms
+updated as each probe ends, carrying the probe id as an exemplar in
+OpenMetrics output. State (exit weights, the weighted ratio, coverage, last
+probe times) is rendered at scrape time by a collector from one snapshot, so a
+scrape never sees half an update. The exporter schedules its own probes (a
+browser probe through Tor takes seconds to minutes), so values describe the
+latest probes, not the moment of the scrape.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from exporter import __version__
+from exporter.fetch.response import ERROR_REASONS
+from exporter.probe import ProbeResult
+from exporter.state import State, weighted_ratio
+from exporter.tor.relay import ExitRelay
+
+LOAD_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60)
+CLEAR_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the exporter knows right now, beyond the per-probe counters."""
+
+    exits: tuple[ExitRelay, ...] = ()
+    valid_after: float | None = None
+    tor_version: str = ""
+    pairs: tuple[tuple[str, str], ...] = ()  # configured (target, fetcher)
+    window: float = 86400.0
+    in_flight: int = 0
+    queued: int = 0
+    reload_successful: bool = True
+    reload_success_time: float = field(default_factory=time.time)
+
+
+class ProbeMetrics:
+    """The counters and histograms fed by probe results."""
+
+    def __init__(self, registry: CollectorRegistry):
+        per_country = ["target", "fetcher", "country"]
+        self.probes = Counter("captcha_probes", "Probes that got an answer.", per_country, registry=registry)
+        self.challenges = Counter("captcha_challenges", "Probes that met an interstitial challenge, by gate vendor.",
+                                  per_country + ["provider"], registry=registry)
+        self.blocks = Counter("captcha_blocks", "Probes that met a block page, by gate vendor.",
+                              per_country + ["provider"], registry=registry)
+        self.site_errors = Counter("captcha_site_errors", "Probes answered by an error page of the site or its CDN.",
+                                   per_country + ["provider"], registry=registry)
+        self.widgets = Counter("captcha_widgets", "Normal pages that embed a CAPTCHA widget, by CAPTCHA vendor.",
+                               ["target", "fetcher", "provider"], registry=registry)
+        self.errors = Counter("captcha_probe_errors", "Probes that got no answer, by reason.",
+                              ["target", "fetcher", "reason"], registry=registry)
+        self.load = Histogram("captcha_page_load_seconds", "Time to load the page through Tor.",
+                              ["target", "fetcher"], buckets=LOAD_BUCKETS, registry=registry)
+        self.outcomes = Counter("captcha_challenge_outcomes", "How challenges ended in a browser.",
+                                ["target", "fetcher", "provider", "outcome"], registry=registry)
+        self.clear = Histogram("captcha_challenge_clear_seconds", "Time a challenge took to clear by itself.",
+                               ["target", "fetcher", "provider"], buckets=CLEAR_BUCKETS, registry=registry)
+        self.exit_probes = Counter("captcha_exit_probes", "Answered probes through this exit.",
+                                   ["fingerprint"], registry=registry)
+        self.exit_challenges = Counter("captcha_exit_challenges", "Challenges met through this exit.",
+                                       ["fingerprint"], registry=registry)
+        self.exit_blocks = Counter("captcha_exit_blocks", "Block pages met through this exit.",
+                                   ["fingerprint"], registry=registry)
+        self.circuit_failures = Counter("captcha_circuit_failures", "Failed circuit builds, by reason.",
+                                        ["reason"], registry=registry)
+        self._per_target = (self.probes, self.challenges, self.blocks, self.site_errors, self.widgets,
+                            self.errors, self.load, self.outcomes, self.clear)
+        self._per_exit = (self.exit_probes, self.exit_challenges, self.exit_blocks)
+        self._exits: set[str] = set()
+        self._targets: set[str] = set()
+
+    def observe(self, result: ProbeResult) -> None:
+        exemplar = {"probe_id": result.probe_id}
+        target, fetcher, country = result.target, result.fetcher, result.exit.country
+        if result.verdict is None:
+            self.errors.labels(target, fetcher, result.error_reason).inc(exemplar=exemplar)
+            return
+        kind, provider = result.verdict.kind, result.verdict.provider
+        self.probes.labels(target, fetcher, country).inc(exemplar=exemplar)
+        self.exit_probes.labels(result.exit.fingerprint).inc()
+        self.load.labels(target, fetcher).observe(result.fetch.load_seconds, exemplar=exemplar)
+        if kind == "challenge":
+            self.challenges.labels(target, fetcher, country, provider).inc(exemplar=exemplar)
+            self.exit_challenges.labels(result.exit.fingerprint).inc()
+        elif kind == "block":
+            self.blocks.labels(target, fetcher, country, provider).inc(exemplar=exemplar)
+            self.exit_blocks.labels(result.exit.fingerprint).inc()
+        elif kind == "error":
+            self.site_errors.labels(target, fetcher, country, provider).inc(exemplar=exemplar)
+        elif kind == "widget":
+            self.widgets.labels(target, fetcher, provider).inc(exemplar=exemplar)
+        outcome = result.fetch.outcome
+        if outcome and kind in ("challenge", "block"):
+            self.outcomes.labels(target, fetcher, provider, outcome).inc(exemplar=exemplar)
+            if outcome == "cleared" and result.fetch.clear_seconds is not None:
+                self.clear.labels(target, fetcher, provider).observe(result.fetch.clear_seconds, exemplar=exemplar)
+
+    def circuit_failed(self, reason: str) -> None:
+        self.circuit_failures.labels(reason).inc()
+
+    def prepare(self, pairs: Iterable[tuple[str, str]], exits: Iterable[ExitRelay]) -> None:
+        """Start known series at 0 and drop the series of targets and exits that are gone."""
+        pairs, exits = list(pairs), list(exits)
+        countries = sorted({e.country for e in exits}) or ["??"]
+        for target, fetcher in pairs:
+            for country in countries:
+                self.probes.labels(target, fetcher, country)
+            for reason in ERROR_REASONS:
+                self.errors.labels(target, fetcher, reason)
+            self.load.labels(target, fetcher)
+        for gone in self._targets - {t for t, _ in pairs}:
+            for metric in self._per_target:
+                metric.remove_by_labels({"target": gone})
+        self._targets = {t for t, _ in pairs}
+        fingerprints = {e.fingerprint for e in exits}
+        for fingerprint in fingerprints:
+            for metric in self._per_exit:
+                metric.labels(fingerprint)
+        for gone in self._exits - fingerprints:
+            for metric in self._per_exit:
+                metric.remove(gone)
+        self._exits = fingerprints
+
+
+class StateCollector:
+    """Renders the gauges from one snapshot and the state, at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], state: State):
+        self._snapshot = snapshot
+        self._state = state
+
+    def collect(self):
+        snap = self._snapshot()
+        build = GaugeMetricFamily("captcha_exporter_build_info", "Build facts; always 1.",
+                                  labels=["version", "tor_version"])
+        build.add_metric([__version__, snap.tor_version or "unknown"], 1)
+        yield build
+
+        weight = GaugeMetricFamily("captcha_exit_weight", "Exit probability from the consensus (Tor Metrics' formula).",
+                                   labels=["fingerprint"])
+        info = GaugeMetricFamily("captcha_exit_info", "Facts about an exit relay; always 1.",
+                                 labels=["fingerprint", "nickname", "country"])
+        for relay in snap.exits:
+            weight.add_metric([relay.fingerprint], relay.probability)
+            info.add_metric([relay.fingerprint, relay.nickname, relay.country], 1)
+        yield weight
+        yield info
+
+        valid_after = GaugeMetricFamily("captcha_consensus_valid_after_timestamp_seconds",
+                                        "valid-after time of the consensus in use.")
+        if snap.valid_after is not None:
+            valid_after.add_metric([], snap.valid_after)
+        yield valid_after
+
+        yield from self._per_target(snap)
+
+        in_flight = GaugeMetricFamily("captcha_probes_in_flight", "Probes running now.")
+        in_flight.add_metric([], snap.in_flight)
+        yield in_flight
+        queued = GaugeMetricFamily("captcha_probes_queued", "Probes waiting for a free lane.")
+        queued.add_metric([], snap.queued)
+        yield queued
+
+        reload_ok = GaugeMetricFamily("captcha_config_last_reload_successful",
+                                      "Whether the last configuration reload succeeded.")
+        reload_ok.add_metric([], 1 if snap.reload_successful else 0)
+        yield reload_ok
+        reload_time = GaugeMetricFamily("captcha_config_last_reload_success_timestamp_seconds",
+                                        "Time of the last successful configuration (re)load.")
+        reload_time.add_metric([], snap.reload_success_time)
+        yield reload_time
+
+    def _per_target(self, snap: Snapshot):
+        labels = ["target", "fetcher"]
+        ratio = GaugeMetricFamily(
+            "captcha_weighted_challenge_ratio",
+            "Share of exit weight whose last probe within the window met a challenge, over the weight measured.",
+            labels=labels)
+        coverage = GaugeMetricFamily("captcha_exit_coverage_ratio",
+                                     "Share of total exit weight measured within the window.", labels=labels)
+        last = GaugeMetricFamily("captcha_last_probe_timestamp_seconds", "Time of the last answered probe.",
+                                 labels=labels)
+        weights = {e.fingerprint: e.probability for e in snap.exits}
+        since = time.time() - snap.window
+        for target, fetcher in snap.pairs:
+            measurements = self._state.last_measured(target, fetcher)
+            value, covered = weighted_ratio(measurements, weights, since)
+            if value is not None:
+                ratio.add_metric([target, fetcher], value)
+            coverage.add_metric([target, fetcher], covered)
+            if measurements:
+                last.add_metric([target, fetcher], max(m.time for m in measurements.values()))
+        yield ratio
+        yield coverage
+        yield last
