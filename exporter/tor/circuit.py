@@ -1,0 +1,318 @@
+"""One pinned 2-hop circuit per lane, and every stream of a lane attached to it by us.
+
+Tor leaves new streams unattached while ``__LeaveStreamsUnattached`` is 1 and
+reports them as STREAM NEW events (DETACHED when a circuit gave up on them);
+the controller then sends ATTACHSTREAM, or CLOSESTREAM.  A stream belongs to
+a lane when the event's ``SESSION_GROUP`` is that lane's SocksPort session
+group.  ATTACHSTREAM to a circuit that is not yet BUILT fails, so ``pin()``
+returns only once tor reports the circuit BUILT.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import queue
+import random
+import threading
+import time
+from typing import Callable, Iterable, Sequence
+
+import stem
+from stem import CircStatus, StreamStatus
+from stem.control import EventType
+
+from exporter.fetch.response import Lane
+from exporter.tor.relay import ExitRelay
+
+log = logging.getLogger(__name__)
+
+# Why a circuit build failed: a small fixed set, used as the `reason` label of
+# captcha_circuit_failures_total.
+CIRCUIT_FAILURE_REASONS = ("timeout", "destroyed", "connect_failed", "no_descriptor", "no_first_hop", "other")
+
+# CIRC event REASON (control-spec "CIRC" event) → our failure reason.
+_CIRC_REASONS = {
+    "TIMEOUT": "timeout",
+    "MEASUREMENT_EXPIRED": "timeout",
+    "DESTROYED": "destroyed",
+    "CHANNEL_CLOSED": "destroyed",
+    "OR_CONN_CLOSED": "destroyed",
+    "FINISHED": "destroyed",
+    "REQUESTED": "destroyed",
+    "CONNECTFAILED": "connect_failed",
+    "OR_IDENTITY": "connect_failed",
+    "NOPATH": "connect_failed",
+}
+
+_SETTINGS = ("__LeaveStreamsUnattached", "__DisablePredictedCircuits")
+_ATTACHABLE = (StreamStatus.NEW, StreamStatus.NEWRESOLVE, StreamStatus.DETACHED)
+
+
+class CircuitError(Exception):
+    """No circuit could be built for a lane; ``reason`` is one of CIRCUIT_FAILURE_REASONS."""
+
+    def __init__(self, reason: str, message: str):
+        if reason not in CIRCUIT_FAILURE_REASONS:
+            raise ValueError(f"unknown circuit failure reason {reason!r}")
+        super().__init__(message)
+        self.reason = reason
+
+
+def reason_for_circ_event(circ_reason: str | None) -> str:
+    """Our failure reason for a CIRC FAILED/CLOSED event's REASON."""
+    return _CIRC_REASONS.get((circ_reason or "").upper(), "other")
+
+
+def reason_for_extend_error(error: stem.ControllerError) -> str:
+    """Our failure reason for an EXTENDCIRCUIT refusal (552 "No descriptor for …", "Unknown router …")."""
+    text = str(error).lower()
+    if isinstance(error, stem.InvalidRequest) and ("descriptor" in text or "unknown router" in text):
+        return "no_descriptor"
+    return "other"
+
+
+def same_slash16(a: str, b: str) -> bool:
+    """Both IPv4 addresses share a /16 (tor refuses such pairs in normal path selection)."""
+    try:
+        net_a = ipaddress.ip_network(f"{a}/16", strict=False)
+        return ipaddress.ip_address(b) in net_a
+    except ValueError:
+        return False
+
+
+def _normalise_family(entries: Iterable[str]) -> set[str]:
+    """Family lines name relays as ``$FP``, ``$FP~nick``, ``$FP=nick`` or a nickname."""
+    names = set()
+    for entry in entries:
+        names.add(entry.lstrip("$").split("~")[0].split("=")[0].upper())
+    return names
+
+
+def choose_first_hop(exit: ExitRelay, exit_family: Iterable[str], relays: Iterable, exclude: set[str] = frozenset(),
+                     rng: random.Random = random) -> object | None:
+    """A first hop for a circuit ending at ``exit``, chosen as sbws chooses a helper.
+
+    Never the exit itself, a relay of its declared family, a relay in
+    ``exclude`` (first hops that already failed), or one without Running.
+    Preferred, in this order: outside the exit's /16, then Fast and Stable;
+    each preference falls back when nothing meets it (a test network on
+    127.0.0.0/8 has no other /16).  Uniform choice within the best tier.
+    """
+    family = _normalise_family(exit_family)
+    candidates = [
+        relay for relay in relays
+        if relay.fingerprint != exit.fingerprint
+        and relay.fingerprint not in exclude
+        and relay.fingerprint.upper() not in family
+        and relay.nickname.upper() not in family
+        and "Running" in relay.flags
+    ]
+    tiers = (
+        lambda r: not same_slash16(r.address, exit.address) and {"Fast", "Stable"} <= set(r.flags),
+        lambda r: not same_slash16(r.address, exit.address),
+        lambda r: {"Fast", "Stable"} <= set(r.flags),
+        lambda r: True,
+    )
+    for preferred in tiers:
+        tier = [relay for relay in candidates if preferred(relay)]
+        if tier:
+            return rng.choice(tier)
+    return None
+
+
+class _BuildFailed(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class CircuitPinner:
+    """Pins each lane to a 2-hop circuit ending at a chosen exit and attaches the lane's streams.
+
+    Streams of a lane go to its circuit when their target host is in
+    ``allowed_hosts``; other hosts (browsers phoning home) and streams of a
+    lane without a circuit are closed; streams of other session groups are
+    left alone.
+    """
+
+    def __init__(self, controller, lanes: Sequence[Lane], allowed_hosts: set[str],
+                 on_failure: Callable[[str], None] = lambda reason: None, timeout: float = 20.0, attempts: int = 3):
+        self.controller = controller
+        self.timeout = timeout
+        self.attempts = attempts
+        self._on_failure = on_failure
+        self._lanes = {lane.session_group: lane for lane in lanes}
+        self._allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
+        self._circuits: dict[int, str] = {}  # session group → pinned circuit id
+        self._reattached: set[str] = set()  # stream ids re-attached once after DETACHED
+        self._waiters: set[queue.Queue] = set()  # CIRC event queues of pin() calls in progress
+        self._lock = threading.Lock()
+        self._saved: dict[str, str | None] = {}
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Take over stream attachment (and stop tor building circuits of its own)."""
+        self._saved = {name: self.controller.get_conf(name, None) for name in _SETTINGS}
+        self.controller.set_options({name: "1" for name in _SETTINGS})
+        self.controller.add_event_listener(self._on_circ, EventType.CIRC)
+        self.controller.add_event_listener(self._on_stream, EventType.STREAM)
+
+    def stop(self) -> None:
+        """Close our circuits, stop listening, and give stream attachment back to tor."""
+        for group in list(self._circuits):
+            self.release(self._lanes[group])
+        self.controller.remove_event_listener(self._on_stream)
+        self.controller.remove_event_listener(self._on_circ)
+        try:
+            self.controller.set_options([(name, value or "0") for name, value in self._saved.items()])
+        except stem.ControllerError as exc:
+            log.warning("could not restore %s: %s", ", ".join(_SETTINGS), exc)
+
+    def set_allowed_hosts(self, hosts: set[str]) -> None:
+        """Replace the hosts streams may go to (after a config reload)."""
+        self._allowed_hosts = frozenset(host.lower() for host in hosts)
+
+    # -- pinning -----------------------------------------------------------
+
+    def pin(self, lane: Lane, exit: ExitRelay, relays: Iterable) -> str:
+        """Build [first hop, exit] for ``lane``, make it the lane's circuit, close the previous one.
+
+        Returns the circuit id once BUILT.  A failed build is retried with
+        another first hop, up to ``attempts`` builds; each failure is reported
+        to ``on_failure(reason)``.  Raises CircuitError when out of tries.
+        """
+        relays = list(relays)
+        family = self._family_of(exit.fingerprint)
+        tried: set[str] = set()
+        failure = None
+        for _ in range(self.attempts):
+            first_hop = choose_first_hop(exit, family, relays, exclude=tried)
+            if first_hop is None:
+                failure = _BuildFailed("no_first_hop", f"no first hop left for exit {exit.fingerprint}")
+                self._on_failure(failure.reason)
+                break
+            tried.add(first_hop.fingerprint)
+            try:
+                circuit_id = self._build([first_hop.fingerprint, exit.fingerprint])
+            except _BuildFailed as exc:
+                failure = exc
+                self._on_failure(exc.reason)
+                log.info("circuit via %s to exit %s failed (%s): %s", first_hop.fingerprint, exit.fingerprint,
+                         exc.reason, exc)
+                continue
+            with self._lock:
+                previous = self._circuits.get(lane.session_group)
+                self._circuits[lane.session_group] = circuit_id
+            if previous:
+                self._close_circuit(previous)
+            return circuit_id
+        raise CircuitError(failure.reason, f"lane {lane.index}: no circuit to exit {exit.fingerprint}: {failure}")
+
+    def release(self, lane: Lane) -> None:
+        """Close the lane's circuit; its later streams are closed until the next pin()."""
+        with self._lock:
+            circuit_id = self._circuits.pop(lane.session_group, None)
+        if circuit_id:
+            self._close_circuit(circuit_id)
+
+    def circuit_of(self, lane: Lane) -> str | None:
+        with self._lock:
+            return self._circuits.get(lane.session_group)
+
+    def _family_of(self, fingerprint: str) -> list[str]:
+        try:
+            return list(self.controller.get_microdescriptor(fingerprint).family)
+        except stem.ControllerError as exc:
+            log.debug("no microdescriptor (family) for %s: %s", fingerprint, exc)
+            return []
+
+    def _build(self, path: list[str]) -> str:
+        """EXTENDCIRCUIT 0 path, then wait for its CIRC BUILT (or FAILED/CLOSED) event."""
+        events: queue.Queue = queue.Queue()
+        with self._lock:
+            self._waiters.add(events)  # before EXTENDCIRCUIT: its events may arrive before the reply is read
+        try:
+            try:
+                circuit_id = self.controller.extend_circuit("0", path)
+            except stem.ControllerError as exc:
+                raise _BuildFailed(reason_for_extend_error(exc), str(exc)) from exc
+            deadline = time.monotonic() + self.timeout
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._close_circuit(circuit_id)
+                    raise _BuildFailed("timeout", f"circuit {circuit_id} not built within {self.timeout:g} s")
+                try:
+                    event = events.get(timeout=remaining)
+                except queue.Empty:
+                    continue
+                if event.id != circuit_id:
+                    continue
+                if event.status == CircStatus.BUILT:
+                    return circuit_id
+                if event.status in (CircStatus.FAILED, CircStatus.CLOSED):
+                    raise _BuildFailed(reason_for_circ_event(event.reason),
+                                       f"circuit {circuit_id} {event.status.lower()}: {event.reason}")
+        finally:
+            with self._lock:
+                self._waiters.discard(events)
+
+    def _close_circuit(self, circuit_id: str) -> None:
+        try:
+            self.controller.close_circuit(circuit_id)
+        except stem.ControllerError as exc:  # tor may have closed it already
+            log.debug("closing circuit %s: %s", circuit_id, exc)
+
+    # -- event listeners (stem's event thread: no slow calls here) ---------
+
+    def _on_circ(self, event) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+            if event.status in (CircStatus.FAILED, CircStatus.CLOSED):
+                for group, circuit_id in list(self._circuits.items()):
+                    if circuit_id == event.id:
+                        del self._circuits[group]
+        for waiter in waiters:
+            waiter.put(event)
+
+    def _on_stream(self, event) -> None:
+        if event.status in (StreamStatus.CLOSED, StreamStatus.FAILED):
+            self._reattached.discard(event.id)
+            return
+        if event.status not in _ATTACHABLE:
+            return
+        lane = self._lanes.get(_session_group(event))
+        if lane is None:
+            return  # not one of our lanes: another controller's business
+        host = (event.target_address or "").lower()
+        circuit_id = self.circuit_of(lane)
+        if host not in self._allowed_hosts:
+            self._close_stream(event.id, f"lane {lane.index}: {host} is not a target host")
+        elif circuit_id is None:
+            self._close_stream(event.id, f"lane {lane.index} has no pinned circuit")
+        elif event.status == StreamStatus.DETACHED and (event.reason == "END" or event.id in self._reattached):
+            self._close_stream(event.id, f"lane {lane.index}: stream detached ({event.reason}/{event.remote_reason})")
+        else:
+            if event.status == StreamStatus.DETACHED:
+                self._reattached.add(event.id)
+            try:
+                self.controller.attach_stream(event.id, circuit_id)
+            except stem.ControllerError as exc:
+                self._close_stream(event.id, f"lane {lane.index}: attach to circuit {circuit_id} failed: {exc}")
+
+    def _close_stream(self, stream_id: str, why: str) -> None:
+        log.debug("closing stream %s: %s", stream_id, why)
+        try:
+            self.controller.close_stream(stream_id, stem.RelayEndReason.MISC)
+        except stem.ControllerError as exc:
+            log.debug("closing stream %s: %s", stream_id, exc)
+
+
+def _session_group(event) -> int | None:
+    """The SocksPort session group of a STREAM event (stem 1.8 keeps it in keyword_args)."""
+    try:
+        return int(event.keyword_args["SESSION_GROUP"])
+    except (KeyError, ValueError):
+        return None

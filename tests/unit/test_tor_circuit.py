@@ -1,0 +1,238 @@
+"""First-hop choice, failure reasons, and the pinner's circuit/stream handling against a scripted controller."""
+
+import random
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import pytest
+import stem
+from stem.control import EventType
+
+from exporter.fetch.response import Lane
+from exporter.tor.circuit import (CIRCUIT_FAILURE_REASONS, CircuitError, CircuitPinner, choose_first_hop,
+                                  reason_for_circ_event, reason_for_extend_error)
+from exporter.tor.relay import ExitRelay
+
+EXIT = ExitRelay("E" * 40, "exit", "10.1.0.5", frozenset({"Running", "Exit"}), 100, 1.0)
+
+
+@dataclass
+class Relay:
+    fingerprint: str
+    address: str
+    flags: list = field(default_factory=lambda: ["Running", "Fast", "Stable", "Valid"])
+    nickname: str = "relay"
+
+
+def chosen(relays, family=(), exclude=frozenset(), runs=50):
+    rng = random.Random(7)
+    return {getattr(choose_first_hop(EXIT, family, relays, exclude, rng), "fingerprint", None) for _ in range(runs)}
+
+
+def test_first_hop_is_never_the_exit_its_family_excluded_or_not_running():
+    relays = [
+        Relay("E" * 40, "10.2.0.1"),
+        Relay("F" * 40, "10.3.0.1"),  # family, named by $FP~nick
+        Relay("1" * 40, "10.4.0.1", ["Fast", "Stable"]),  # not Running
+        Relay("2" * 40, "10.5.0.1"),  # excluded (failed before)
+        Relay("3" * 40, "10.6.0.1"),
+        Relay("4" * 40, "10.7.0.1", nickname="Cousin"),  # family, named by nickname
+    ]
+    assert chosen(relays, family=["$" + "F" * 40 + "~fam", "cousin"], exclude={"2" * 40}) == {"3" * 40}
+
+
+def test_other_slash16_preferred_over_fast_stable_then_fast_stable_preferred():
+    relays = [Relay("1" * 40, "10.1.9.9"), Relay("2" * 40, "10.9.0.1", ["Running"])]
+    assert chosen(relays) == {"2" * 40}  # other /16 beats Fast+Stable in the exit's /16
+    relays.append(Relay("3" * 40, "10.8.0.1"))
+    assert chosen(relays) == {"3" * 40}  # other /16 and Fast+Stable beats both
+
+
+def test_same_slash16_is_a_fallback_when_nothing_else_is_left():
+    relays = [Relay("1" * 40, "10.1.0.7", ["Running"]), Relay("2" * 40, "10.1.0.8")]
+    assert chosen(relays) == {"2" * 40}
+    assert chosen(relays[:1]) == {"1" * 40}
+    assert chosen([]) == {None}
+
+
+def test_choice_is_uniform_within_the_best_tier():
+    relays = [Relay(f"{i}" * 40, f"10.{20 + i}.0.1") for i in range(1, 4)]
+    assert chosen(relays, runs=200) == {r.fingerprint for r in relays}
+
+
+@pytest.mark.parametrize("circ_reason, reason", [
+    ("TIMEOUT", "timeout"), ("MEASUREMENT_EXPIRED", "timeout"), ("DESTROYED", "destroyed"),
+    ("CHANNEL_CLOSED", "destroyed"), ("CONNECTFAILED", "connect_failed"), ("NOPATH", "connect_failed"),
+    ("RESOURCELIMIT", "other"), (None, "other"),
+])
+def test_circ_event_reasons(circ_reason, reason):
+    assert reason_for_circ_event(circ_reason) == reason
+    assert reason in CIRCUIT_FAILURE_REASONS
+
+
+def test_extend_errors():
+    assert reason_for_extend_error(stem.InvalidRequest("552", "No descriptor for \"$AB\"")) == "no_descriptor"
+    assert reason_for_extend_error(stem.InvalidRequest("552", "Unknown router \"$AB\"")) == "no_descriptor"
+    assert reason_for_extend_error(stem.ProtocolError("garbled")) == "other"
+    with pytest.raises(ValueError):
+        CircuitError("bogus", "no such reason")
+
+
+class ScriptedController:
+    """Plays tor: CIRC events for each EXTENDCIRCUIT per ``outcomes``, records every command."""
+
+    def __init__(self, outcomes):
+        self.outcomes = list(outcomes)  # per build: "BUILT", ("FAILED", reason), "SILENT", or an exception
+        self.listeners = {}
+        self.calls = []
+        self.conf = {"__LeaveStreamsUnattached": "0", "__DisablePredictedCircuits": "0"}
+        self.next_id = 10
+
+    def get_conf(self, name, default=None):
+        return self.conf.get(name, default)
+
+    def set_options(self, params):
+        self.calls.append(("set_options", dict(params)))
+        self.conf.update(dict(params))
+
+    def add_event_listener(self, listener, event_type):
+        self.listeners[event_type] = listener
+
+    def remove_event_listener(self, listener):
+        self.listeners = {k: v for k, v in self.listeners.items() if v != listener}
+
+    def get_microdescriptor(self, fingerprint):
+        return SimpleNamespace(family=["$" + "F" * 40])
+
+    def extend_circuit(self, circuit_id, path):
+        self.calls.append(("extend", tuple(path)))
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        self.next_id += 1
+        new_id = str(self.next_id)
+        # the events arrive before EXTENDCIRCUIT's reply has been handed back
+        self.circ(str(self.next_id + 100), "BUILT")  # someone else's circuit
+        if outcome == "BUILT":
+            self.circ(new_id, "BUILT")
+        elif outcome != "SILENT":
+            self.circ(new_id, outcome[0], outcome[1])
+        return new_id
+
+    def circ(self, circ_id, status, reason=None):
+        self.listeners[EventType.CIRC](SimpleNamespace(id=circ_id, status=status, reason=reason))
+
+    def close_circuit(self, circuit_id):
+        self.calls.append(("close_circuit", circuit_id))
+
+    def attach_stream(self, stream_id, circuit_id):
+        self.calls.append(("attach", stream_id, circuit_id))
+
+    def close_stream(self, stream_id, reason):
+        self.calls.append(("close_stream", stream_id))
+
+    def stream(self, stream_id, status, host, group, reason=None):
+        event = SimpleNamespace(id=stream_id, status=status, target_address=host, reason=reason, remote_reason=None,
+                                keyword_args={"SESSION_GROUP": str(group)} if group is not None else {})
+        self.listeners[EventType.STREAM](event)
+
+
+LANES = [Lane(0, "127.0.0.1", 9150, 1000), Lane(1, "127.0.0.1", 9151, 1001)]
+RELAYS = [Relay("1" * 40, "10.2.0.1"), Relay("2" * 40, "10.3.0.1"), Relay("F" * 40, "10.4.0.1")]
+
+
+def started(outcomes, failures=None, timeout=5.0):
+    controller = ScriptedController(outcomes)
+    failures = [] if failures is None else failures
+    pinner = CircuitPinner(controller, LANES, {"news.test"}, on_failure=failures.append, timeout=timeout)
+    pinner.start()
+    return controller, pinner
+
+
+def test_start_and_stop_take_and_give_back_stream_attachment():
+    controller, pinner = started(["BUILT"])
+    assert controller.conf == {"__LeaveStreamsUnattached": "1", "__DisablePredictedCircuits": "1"}
+    assert set(controller.listeners) == {EventType.CIRC, EventType.STREAM}
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    pinner.stop()
+    assert controller.conf == {"__LeaveStreamsUnattached": "0", "__DisablePredictedCircuits": "0"}
+    assert controller.listeners == {}
+    assert ("close_circuit", circuit) in controller.calls
+
+
+def test_pin_builds_two_hops_avoiding_family_and_closes_the_previous_circuit():
+    controller, pinner = started(["BUILT", "BUILT"])
+    first = pinner.pin(LANES[0], EXIT, RELAYS)
+    second = pinner.pin(LANES[0], EXIT, RELAYS)
+    builds = [call[1] for call in controller.calls if call[0] == "extend"]
+    assert all(len(path) == 2 and path[1] == EXIT.fingerprint and path[0] != "F" * 40 for path in builds)
+    assert first != second and pinner.circuit_of(LANES[0]) == second
+    assert ("close_circuit", first) in controller.calls and ("close_circuit", second) not in controller.calls
+
+
+def test_failed_builds_retry_with_another_first_hop_and_report_reasons():
+    failures = []
+    controller, pinner = started([("FAILED", "TIMEOUT"), stem.InvalidRequest("552", "No descriptor for x")], failures)
+    with pytest.raises(CircuitError) as raised:
+        pinner.pin(LANES[0], EXIT, RELAYS)
+    first_hops = [call[1][0] for call in controller.calls if call[0] == "extend"]
+    assert sorted(first_hops) == ["1" * 40, "2" * 40]  # two different hops, then nothing left
+    assert failures == ["timeout", "no_descriptor", "no_first_hop"]
+    assert raised.value.reason == "no_first_hop"
+    assert pinner.circuit_of(LANES[0]) is None
+
+
+def test_a_build_that_never_completes_times_out_and_is_closed():
+    failures = []
+    controller, pinner = started(["SILENT", "BUILT"], failures, timeout=0.2)
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    assert failures == ["timeout"]
+    assert ("close_circuit", "11") in controller.calls and circuit == "12"
+
+
+def test_streams_go_to_their_lanes_circuit_or_are_closed():
+    controller, pinner = started(["BUILT", "BUILT"])
+    c0 = pinner.pin(LANES[0], EXIT, RELAYS)
+    c1 = pinner.pin(LANES[1], EXIT, RELAYS)
+    controller.calls.clear()
+    controller.stream("1", "NEW", "news.test", 1000)
+    controller.stream("2", "NEW", "NEWS.test", 1001)
+    controller.stream("3", "NEW", "clients2.google.com", 1000)  # phoning home
+    controller.stream("4", "NEW", "news.test", 7)  # another session group: not ours
+    controller.stream("5", "NEW", "news.test", None)  # no session group at all
+    controller.stream("6", "SUCCEEDED", "news.test", 1000)  # nothing to do
+    assert controller.calls == [("attach", "1", c0), ("attach", "2", c1), ("close_stream", "3")]
+
+
+def test_detached_streams_are_reattached_once_unless_the_exit_ended_them():
+    controller, pinner = started(["BUILT"])
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    controller.calls.clear()
+    controller.stream("1", "DETACHED", "news.test", 1000, reason="TIMEOUT")
+    controller.stream("1", "DETACHED", "news.test", 1000, reason="TIMEOUT")
+    controller.stream("2", "DETACHED", "news.test", 1000, reason="END")
+    assert controller.calls == [("attach", "1", circuit), ("close_stream", "1"), ("close_stream", "2")]
+
+
+def test_streams_of_a_lane_whose_circuit_closed_are_closed():
+    controller, pinner = started(["BUILT"])
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    controller.circ(circuit, "CLOSED", "DESTROYED")
+    assert pinner.circuit_of(LANES[0]) is None
+    controller.calls.clear()
+    controller.stream("1", "NEW", "news.test", 1000)
+    controller.stream("2", "NEW", "news.test", 1001)  # lane 1 was never pinned
+    assert controller.calls == [("close_stream", "1"), ("close_stream", "2")]
+
+
+def test_a_failed_attach_closes_the_stream():
+    controller, pinner = started(["BUILT"])
+    pinner.pin(LANES[0], EXIT, RELAYS)
+
+    def refuse(stream_id, circuit_id):
+        raise stem.InvalidRequest("552", "Unknown circuit")
+
+    controller.attach_stream = refuse
+    controller.calls.clear()
+    controller.stream("1", "NEW", "news.test", 1000)
+    assert controller.calls == [("close_stream", "1")]
