@@ -7,8 +7,12 @@ loading; YAML may give ``5MiB``, ``500KB`` or a number.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from exporter.config_yaml import Invalid, Mapping, Value, compose, join, suggest
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Target:
     fetchers: tuple[str, ...]
     exits_per_run: int
     expect: Expectation | None = None
+    cron: str | None = None  # schedule.cron, unless the target sets its own interval
 
 
 @dataclass(frozen=True)
@@ -144,3 +149,365 @@ FETCHER_KINDS = ("http", "chromium", "firefox", "tor-browser")
 
 class ConfigError(Exception):
     """A configuration mistake: ``str()`` is one line naming file, line and key path."""
+
+    def __init__(self, source: str, line: int | None, path: str, message: str):
+        super().__init__(source, line, path, message)
+        self.source = source
+        self.line = line
+        self.path = path
+        self.message = message
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        message = " ".join(self.message.split())  # one line, whatever the message holds
+        return f"{where}: {self.path}: {message}" if self.path else f"{where}: {message}"
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the YAML file at ``path``; relative paths in it are relative to its directory."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(str(path), line, "", "not UTF-8 text") from None
+    config = parse_config(text, source=str(path), base_dir=path.absolute().parent)
+    return replace(config, source=path)
+
+
+def parse_config(text: str, source: str = "<string>", base_dir: Path | None = None) -> Config:
+    """Validate YAML ``text``; ``source`` names it in errors, ``base_dir`` anchors relative paths."""
+    try:
+        return _build(text, (base_dir or Path.cwd()).absolute())
+    except Invalid as exc:
+        raise ConfigError(source, exc.line, exc.path, exc.message) from None
+
+
+TOP_LEVEL_KEYS = ("tor", "targets", "exits", "schedule", "fetchers", "web", "geoip", "evidence", "data_dir", "detect")
+TOR_FLAGS = ("Authority", "BadExit", "Exit", "Fast", "Guard", "HSDir", "MiddleOnly", "NoEdConsensus",
+             "Running", "Stable", "StaleDesc", "Sybil", "V2Dir", "Valid")  # dir-spec "known-flags"
+TARGET_NAME = r"[a-z0-9_-]+"
+
+
+def _build(text: str, base_dir: Path) -> Config:
+    root_node = compose(text)
+    if root_node is None:
+        raise Invalid(1, "", "the file is empty; it needs at least a 'targets' list")
+    root = Value(root_node, "")
+    if root.kind != "map":
+        root.fail(f"the top level must be a mapping with keys like 'targets', got {root.describe()}")
+    root = root.mapping(TOP_LEVEL_KEYS)
+    schedule = _schedule(root.section("schedule", ("interval", "cron", "jitter", "concurrency", "exits_per_run", "window")))
+    data_dir = root.get("data_dir")
+    return Config(
+        targets=_targets(root.require("targets"), schedule),
+        tor=_tor(root.section("tor", TOR_KEYS), base_dir),
+        exits=_exits(root.section("exits", ("fingerprints", "countries", "flags", "top", "sample"))),
+        schedule=schedule,
+        fetchers=_fetchers(root.section("fetchers", ("http", "chromium", "firefox", "tor-browser")), base_dir),
+        web=_web(root.section("web", ("listen",))),
+        geoip=_geoip(root.section("geoip", ("country_db", "asn_db")), base_dir),
+        evidence=_evidence(root.section("evidence", ("max_files", "max_bytes"))),
+        data_dir=data_dir.file_path(base_dir) if data_dir else base_dir / Config.data_dir,
+        detect_signatures=_detect_signatures(root.section("detect", ("signatures",))),
+    )
+
+
+def _optional(section: Mapping, key: str, read, default):
+    """``read(value)`` for a given key, else ``default``."""
+    value = section.get(key)
+    return default if value is None else read(value)
+
+
+TOR_KEYS = ("mode", "control", "socks", "password", "password_file", "cookie_file", "executable",
+            "data_directory", "torrc", "circuit_timeout")
+TOR_LAUNCH_ONLY = ("executable", "data_directory", "torrc")
+
+
+def _tor(section: Mapping, base_dir: Path) -> TorConfig:
+    default = TorConfig()
+    mode = _optional(section, "mode", lambda v: v.choice(("launch", "connect"), "mode"), default.mode)
+    if mode == "connect":
+        for key in TOR_LAUNCH_ONLY:
+            if key in section:
+                section.require(key).fail("only used with mode: launch (tor.mode is connect)")
+    section.exclusive("password", "password_file")
+    control_host, control_port = _optional(section, "control", Value.host_port, (default.control_host, default.control_port))
+    socks_host, socks_port = _optional(section, "socks", Value.host_port, (default.socks_host, default.socks_port))
+    return TorConfig(
+        mode=mode,
+        control_host=control_host,
+        control_port=control_port,
+        socks_host=socks_host,
+        socks_port=socks_port,
+        password=_optional(section, "password", Value.string, None)
+        or _optional(section, "password_file", lambda v: _secret_file(v, base_dir), None),
+        cookie_file=_optional(section, "cookie_file", lambda v: v.file_path(base_dir), None),
+        executable=_optional(section, "executable", lambda v: v.command(base_dir), default.executable),
+        data_directory=_optional(section, "data_directory", lambda v: v.file_path(base_dir), None),
+        torrc=_optional(section, "torrc", _torrc, {}),
+        circuit_timeout=_optional(section, "circuit_timeout", lambda v: v.duration(above=True), default.circuit_timeout),
+    )
+
+
+def _secret_file(value: Value, base_dir: Path) -> str:
+    """A password file's first line (a trailing newline is not part of the password)."""
+    path = value.file_path(base_dir, must_exist="file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        value.fail(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+    if not lines or not lines[0]:
+        value.fail(f"{path} is empty")
+    return lines[0]
+
+
+def _torrc(value: Value) -> dict[str, tuple[str, ...]]:
+    """Extra torrc options: ``Option: value`` or ``Option: [value, value]`` (repeated lines)."""
+    options = {}
+    for option, item in value.mapping():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", option):
+            item.fail(f"invalid tor option name {option!r}")
+        entries = item.items() if item.kind == "seq" else [item]
+        if not entries:
+            item.fail("needs at least one value")
+        options[option] = tuple(_torrc_value(entry) for entry in entries)
+    return options
+
+
+def _torrc_value(value: Value) -> str:
+    if value.kind not in ("str", "int", "float"):
+        value.expected("a string or a list of strings")
+    return value.string()
+
+
+def _schedule(section: Mapping) -> Schedule:
+    default = Schedule()
+    section.exclusive("interval", "cron")
+    return Schedule(
+        interval=_optional(section, "interval", _interval, default.interval),
+        cron=_optional(section, "cron", _cron, None),
+        jitter=_optional(section, "jitter", Value.duration, default.jitter),
+        concurrency=_optional(section, "concurrency", lambda v: v.integer(1, 64), default.concurrency),
+        exits_per_run=_optional(section, "exits_per_run", lambda v: v.integer(1), default.exits_per_run),
+        window=_optional(section, "window", lambda v: v.duration(above=True), default.window),
+    )
+
+
+def _interval(value: Value) -> float:
+    return value.duration(minimum=1.0)
+
+
+def _cron(value: Value) -> str:
+    """A 5-field crontab line, checked the way the scheduler (APScheduler) will read it."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    text = value.string()
+    try:
+        CronTrigger.from_crontab(text, timezone="UTC")
+    except ValueError as exc:
+        value.fail(f"invalid cron expression {text!r}: {exc}")
+    return text
+
+
+TARGET_KEYS = ("name", "url", "interval", "fetchers", "exits_per_run", "expect")
+
+
+def _targets(value: Value, schedule: Schedule) -> tuple[Target, ...]:
+    items = value.items()
+    if not items:
+        value.fail("needs at least one target")
+    targets, first_line = [], {}
+    for item in items:
+        section = item.mapping(TARGET_KEYS)
+        target = _target(section, schedule)
+        name = section.require("name")
+        if target.name in first_line:
+            name.fail(f"duplicate target name {target.name!r} (first used at line {first_line[target.name]})")
+        first_line[target.name] = name.line
+        targets.append(target)
+    return tuple(targets)
+
+
+def _target(section: Mapping, schedule: Schedule) -> Target:
+    own_interval = section.get("interval")
+    return Target(
+        name=section.require("name").string(TARGET_NAME, " (use lowercase letters, digits, _ and -)"),
+        url=_url(section.require("url")),
+        interval=_interval(own_interval) if own_interval else schedule.interval,
+        fetchers=_optional(section, "fetchers", _fetcher_list, ("http",)),
+        exits_per_run=_optional(section, "exits_per_run", lambda v: v.integer(1), schedule.exits_per_run),
+        expect=_optional(section, "expect", _expectation, None),
+        cron=None if own_interval else schedule.cron,
+    )
+
+
+def _url(value: Value) -> str:
+    text = value.string()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        value.fail(f"invalid URL {text!r}: {exc}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        value.fail(f"expected an absolute http:// or https:// URL with a host, got {text!r}")
+    if any(char.isspace() for char in text):
+        value.fail(f"invalid URL {text!r}: contains whitespace")
+    return text
+
+
+def _fetcher_list(value: Value) -> tuple[str, ...]:
+    kinds = []
+    for item in value.items():
+        kind = item.choice(FETCHER_KINDS, "fetcher")
+        if kind in kinds:
+            item.fail(f"{kind!r} is listed twice")
+        kinds.append(kind)
+    if not kinds:
+        value.fail("needs at least one fetcher")
+    return tuple(kinds)
+
+
+def _expectation(value: Value) -> Expectation:
+    section = value.mapping(("status", "title"))
+    return Expectation(
+        status=_optional(section, "status", lambda v: v.integer(100, 599), None),
+        title=_optional(section, "title", Value.string, None),
+    )
+
+
+def _exits(section: Mapping) -> ExitSelection:
+    section.exclusive("top", "sample")
+    return ExitSelection(
+        fingerprints=_optional(section, "fingerprints", lambda v: _codes(v, r"[0-9A-Fa-f]{40}", "40 hex characters"), ()),
+        countries=_optional(section, "countries", lambda v: _codes(v, r"[A-Za-z]{2}", "an ISO 3166 alpha-2 code like DE"), ()),
+        flags=_optional(section, "flags", _flags, ()),
+        top=_optional(section, "top", lambda v: v.integer(1), None),
+        sample=_optional(section, "sample", lambda v: v.integer(1), None),
+    )
+
+
+def _codes(value: Value, pattern: str, what: str) -> tuple[str, ...]:
+    """A list of codes matching ``pattern``, uppercased (fingerprints, country codes)."""
+    return tuple(item.string(pattern, f": expected {what}").upper() for item in value.items())
+
+
+def _flags(value: Value) -> tuple[str, ...]:
+    """Relay flags, spelled as in the consensus (matched case-insensitively)."""
+    by_lower = {flag.lower(): flag for flag in TOR_FLAGS}
+    flags = []
+    for item in value.items():
+        text = item.string()
+        if text.lower() not in by_lower:
+            item.fail(f"unknown relay flag {text!r}{suggest(text, TOR_FLAGS)}")
+        flags.append(by_lower[text.lower()])
+    return tuple(flags)
+
+
+BROWSER_KEYS = ("timeout", "challenge_wait", "recycle_after", "memory_limit", "binary", "driver", "ca_file", "headless")
+TOR_BROWSER_KEYS = BROWSER_KEYS + ("tbb_path", "security_level")
+
+
+def _fetchers(section: Mapping, base_dir: Path) -> Fetchers:
+    return Fetchers(
+        http=_http(section.section("http", ("timeout", "max_body_bytes", "user_agent", "ca_file", "headers")), base_dir),
+        chromium=_browser(section.section("chromium", BROWSER_KEYS), base_dir),
+        firefox=_browser(section.section("firefox", BROWSER_KEYS), base_dir),
+        tor_browser=_browser(section.section("tor-browser", TOR_BROWSER_KEYS), base_dir),
+    )
+
+
+def _http(section: Mapping, base_dir: Path) -> HttpFetcherConfig:
+    default = HttpFetcherConfig()
+    return HttpFetcherConfig(
+        timeout=_optional(section, "timeout", lambda v: v.duration(above=True), default.timeout),
+        max_body_bytes=_optional(section, "max_body_bytes", lambda v: v.size(1), default.max_body_bytes),
+        user_agent=_optional(section, "user_agent", Value.string, default.user_agent),
+        ca_file=_optional(section, "ca_file", lambda v: v.file_path(base_dir, must_exist="file"), None),
+        headers=_optional(section, "headers", _headers, {}),
+    )
+
+
+def _headers(value: Value) -> dict[str, str]:
+    """Extra request headers; names are RFC 9110 tokens."""
+    headers = {}
+    for name, item in value.mapping():
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            item.fail(f"invalid header name {name!r}")
+        if item.kind not in ("str", "int", "float"):
+            item.expected("a string")
+        headers[name] = item.string()
+    return headers
+
+
+def _browser(section: Mapping, base_dir: Path) -> BrowserFetcherConfig:
+    default = BrowserFetcherConfig()
+    return BrowserFetcherConfig(
+        timeout=_optional(section, "timeout", lambda v: v.duration(above=True), default.timeout),
+        challenge_wait=_optional(section, "challenge_wait", Value.duration, default.challenge_wait),
+        recycle_after=_optional(section, "recycle_after", lambda v: v.integer(1), default.recycle_after),
+        memory_limit_bytes=_optional(section, "memory_limit", lambda v: v.size(1), default.memory_limit_bytes),
+        binary=_optional(section, "binary", lambda v: v.command(base_dir), None),
+        driver=_optional(section, "driver", lambda v: v.command(base_dir), None),
+        ca_file=_optional(section, "ca_file", lambda v: v.file_path(base_dir, must_exist="file"), None),
+        headless=_optional(section, "headless", Value.boolean, default.headless),
+        tbb_path=_optional(section, "tbb_path", lambda v: v.file_path(base_dir, must_exist="directory"), None),
+        security_level=_optional(section, "security_level", lambda v: v.choice(("standard", "safer", "safest"), "security level"),
+                                 default.security_level),
+    )
+
+
+def _web(section: Mapping) -> Web:
+    host, port = _optional(section, "listen", Value.host_port, (Web.listen_host, Web.listen_port))
+    return Web(listen_host=host, listen_port=port)
+
+
+def _geoip(section: Mapping, base_dir: Path) -> GeoIP:
+    def database(value: Value) -> Path:
+        return value.file_path(base_dir, must_exist="file")
+
+    return GeoIP(
+        country_db=_optional(section, "country_db", database, None),
+        asn_db=_optional(section, "asn_db", database, None),
+    )
+
+
+def _evidence(section: Mapping) -> Evidence:
+    return Evidence(
+        max_files=_optional(section, "max_files", lambda v: v.integer(0), Evidence.max_files),
+        max_bytes=_optional(section, "max_bytes", Value.size, Evidence.max_bytes),
+    )
+
+
+def _detect_signatures(section: Mapping) -> tuple:
+    """Custom signatures as plain data, checked by the detector's own validator."""
+    value = section.get("signatures")
+    if value is None:
+        return ()
+    items = value.items()
+    raw = [item.plain() for item in items]
+    if raw:
+        from exporter.detect.signatures import check_custom
+
+        for where, message in check_custom(raw)[:1]:
+            _locate(value, list(where)).fail(message)
+    return tuple(raw)
+
+
+def _locate(value: Value, where: list[str | int]) -> Value:
+    """The deepest node along ``where`` (keys and list indexes), for its line and key path."""
+    for depth, step in enumerate(where):
+        if isinstance(step, int) and value.kind == "seq" and 0 <= step < len(value.node.value):
+            value = value.items()[step]
+        elif isinstance(step, str) and value.kind == "map" and value.mapping().get(step) is not None:
+            value = value.mapping().get(step)
+        else:
+            path = value.path
+            for missing in where[depth:]:
+                path = join(path, missing)
+            return Value(value.node, path)
+    return value

@@ -1,0 +1,327 @@
+"""Reading YAML for the config: every value keeps its key path and line.
+
+PyYAML's ``compose`` gives the node tree (each node has ``start_mark``, the
+0-based line and column where it starts) without constructing Python objects,
+so values are built here from the nodes themselves: plain scalars, sequences
+and mappings only, no application tags, duplicate keys refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+_TAG = "tag:yaml.org,2002:"
+_KINDS = ("str", "int", "float", "bool", "null", "timestamp", "seq", "map", "merge")
+_SCALARS = yaml.constructor.SafeConstructor()
+_CONSTRUCT = {
+    "null": lambda node: None,
+    "bool": _SCALARS.construct_yaml_bool,
+    "int": _SCALARS.construct_yaml_int,
+    "float": _SCALARS.construct_yaml_float,
+    "str": lambda node: node.value,
+}
+
+
+class Invalid(Exception):
+    """A mistake at one place in the document (the caller adds the file name)."""
+
+    def __init__(self, line: int | None, path: str, message: str):
+        super().__init__(message)
+        self.line = line
+        self.path = path
+        self.message = message
+
+
+def compose(text: str) -> Node | None:
+    """The document's node tree, or ``None`` for an empty document.
+
+    Syntax errors become :class:`Invalid` with the parser's line and column.
+    """
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        line = mark.line + 1 if mark else None
+        column = f" at column {mark.column + 1}" if mark else ""
+        raise Invalid(line, "", f"invalid YAML{column}: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise Invalid(line, "", f"invalid YAML: {exc.reason} (U+{code:04X})") from None
+    except RecursionError:
+        raise Invalid(None, "", "invalid YAML: nested too deeply") from None
+
+
+def join(path: str, key: str | int) -> str:
+    """``targets`` + 0 → ``targets[0]``; ``tor`` + ``mode`` → ``tor.mode``."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+class Value:
+    """One node of the document, read as the type the schema expects."""
+
+    def __init__(self, node: Node, path: str):
+        self.node = node
+        self.path = path
+        if self.kind not in _KINDS:
+            self.fail(f"unsupported YAML tag {node.tag}")
+
+    @property
+    def line(self) -> int:
+        return self.node.start_mark.line + 1
+
+    def fail(self, message: str):
+        raise Invalid(self.line, self.path, message)
+
+    @property
+    def kind(self) -> str:
+        """The YAML type name: str, int, float, bool, null, seq, map, timestamp…"""
+        tag = self.node.tag
+        return tag[len(_TAG):] if tag.startswith(_TAG) else tag
+
+    def describe(self) -> str:
+        names = {"seq": "a list", "map": "a mapping", "null": "nothing"}
+        return names.get(self.kind, f"{self.kind} {self.node.value!r}")
+
+    def expected(self, what: str):
+        self.fail(f"expected {what}, got {self.describe()}")
+
+    @property
+    def is_null(self) -> bool:
+        return self.kind == "null"
+
+    def string(self, pattern: str | None = None, hint: str = "") -> str:
+        """A non-empty scalar as written (``title: 2024`` is the string "2024")."""
+        if not isinstance(self.node, ScalarNode) or self.is_null:
+            self.expected("a string")
+        text = self.node.value
+        if not text:
+            self.fail("must not be empty")
+        if pattern and not re.fullmatch(pattern, text):
+            self.fail(f"invalid value {text!r}{hint}")
+        return text
+
+    def choice(self, choices: tuple[str, ...], what: str = "value") -> str:
+        text = self.string()
+        if text not in choices:
+            self.fail(f"unknown {what} {text!r}{suggest(text, choices)}")
+        return text
+
+    def boolean(self) -> bool:
+        if self.kind != "bool":
+            self.expected("true or false")
+        return _CONSTRUCT["bool"](self.node)
+
+    def integer(self, minimum: int | None = None, maximum: int | None = None) -> int:
+        if self.kind != "int":
+            self.expected("an integer")
+        return self.in_range(_CONSTRUCT["int"](self.node), minimum, maximum)
+
+    def in_range(self, number, minimum=None, maximum=None):
+        if minimum is not None and number < minimum or maximum is not None and number > maximum:
+            if maximum is None:
+                self.fail(f"must be at least {minimum}, got {number}")
+            self.fail(f"must be between {minimum} and {maximum}, got {number}")
+        return number
+
+    def _number_or_text(self) -> float | str:
+        if self.kind in ("int", "float"):
+            number = float(_CONSTRUCT[self.kind](self.node))
+            if not math.isfinite(number):
+                self.fail(f"must be a finite number, got {self.node.value}")
+            return number
+        if self.kind != "str":
+            self.expected("a number or a string")
+        return self.node.value
+
+    def duration(self, minimum: float = 0.0, above: bool = False) -> float:
+        """Seconds, from a number or a string like ``500ms``, ``30s``, ``1h30m``."""
+        raw = self._number_or_text()
+        try:
+            seconds = raw if isinstance(raw, float) else parse_duration(raw)
+        except ValueError as exc:
+            self.fail(str(exc))
+        if seconds < minimum or above and seconds == minimum:
+            self.fail(f"must be {'more than' if above else 'at least'} {minimum:g} seconds, got {self.node.value}")
+        return seconds
+
+    def size(self, minimum: int = 0) -> int:
+        """Bytes, from a number or a string like ``512KB``, ``5MiB``, ``1GB``."""
+        raw = self._number_or_text()
+        try:
+            count = parse_size(str(raw) if isinstance(raw, float) else raw)
+        except ValueError as exc:
+            self.fail(str(exc))
+        if count < minimum:
+            self.fail(f"must be at least {minimum} bytes, got {self.node.value}")
+        return count
+
+    def host_port(self) -> tuple[str, int]:
+        """``host:port``; an IPv6 host goes in brackets (``[::1]:9050``)."""
+        text = self.string()
+        match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^\s:\[\]/]+):(\d{1,5})", text)
+        if not match:
+            self.fail(f"expected host:port, got {text!r}")
+        host = match.group(1) or match.group(3)
+        port = int(match.group(2) or match.group(4))
+        if not 1 <= port <= 65535:
+            self.fail(f"port must be between 1 and 65535, got {port}")
+        return host, port
+
+    def file_path(self, base_dir: Path, must_exist: str | None = None) -> Path:
+        """A filesystem path; relative ones are relative to ``base_dir``.
+
+        ``must_exist`` is ``"file"`` or ``"directory"`` when the thing must be there now.
+        """
+        path = base_dir / Path(self.string()).expanduser()
+        if must_exist == "file" and not path.is_file():
+            self.fail(f"no such file: {path}" if not path.exists() else f"not a regular file: {path}")
+        if must_exist == "directory" and not path.is_dir():
+            self.fail(f"no such directory: {path}")
+        return path
+
+    def command(self, base_dir: Path) -> str:
+        """An executable: a bare name is looked up on PATH later, a path is resolved now."""
+        text = self.string()
+        return str(base_dir / Path(text).expanduser()) if "/" in text else text
+
+    def items(self) -> list[Value]:
+        if not isinstance(self.node, SequenceNode):
+            self.expected("a list")
+        return [Value(item, join(self.path, index)) for index, item in enumerate(self.node.value)]
+
+    def mapping(self, known: tuple[str, ...] | None = None) -> Mapping:
+        return Mapping(self, known)
+
+    def plain(self) -> Any:
+        """The value as plain Python data (lists, dicts, scalars), aliases shared."""
+        return _plain(self.node, self.path, {})
+
+
+def _plain(node: Node, path: str, built: dict[int, Any]) -> Any:
+    if id(node) in built:
+        return built[id(node)]
+    value = Value(node, path)
+    if isinstance(node, SequenceNode):
+        built[id(node)] = result = []
+        result.extend(_plain(item, join(path, index), built) for index, item in enumerate(node.value))
+    elif isinstance(node, MappingNode):
+        built[id(node)] = result = {}
+        for key, item in value.mapping():
+            result[key] = _plain(item.node, item.path, built)
+    else:
+        result = _CONSTRUCT.get(value.kind, lambda node: node.value)(node)
+    return result
+
+
+class Mapping:
+    """A YAML mapping whose keys are strings, each given once and (if ``known``) expected."""
+
+    def __init__(self, value: Value, known: tuple[str, ...] | None = None):
+        if not isinstance(value.node, MappingNode):
+            value.expected("a mapping")
+        self.value = value
+        self._entries: dict[str, Value] = {}
+        for key_node, item_node in value.node.value:
+            key = Value(key_node, value.path)
+            if key.kind == "merge":
+                key.fail("merge keys (<<) are not supported")
+            if not isinstance(key_node, ScalarNode) or key.kind != "str":
+                key.expected("a string key")
+            name = key_node.value
+            key.path = join(value.path, name)
+            if name in self._entries:
+                key.fail(f"duplicate key {name!r} (first given at line {self._entries[name].line})")
+            if known is not None and name not in known:
+                key.fail(f"unknown key {name!r}{suggest(name, known)}")
+            self._entries[name] = Value(item_node, key.path)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[tuple[str, Value]]:
+        return iter(self._entries.items())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> Value | None:
+        """The value under ``key``; an explicit ``null`` counts as not given."""
+        value = self._entries.get(key)
+        return None if value is None or value.is_null else value
+
+    def require(self, key: str) -> Value:
+        value = self._entries.get(key)
+        if value is None:
+            raise Invalid(self.value.line, join(self.value.path, key), "required key is missing")
+        return value
+
+    def section(self, key: str, known: tuple[str, ...]) -> Mapping:
+        """A nested mapping; an absent or null one reads as empty."""
+        value = self.get(key)
+        if value is None:
+            empty = ScalarNode(f"{_TAG}null", "", self.value.node.start_mark, self.value.node.end_mark)
+            return _EmptyMapping(Value(empty, join(self.value.path, key)))
+        return value.mapping(known)
+
+    def exclusive(self, *keys: str) -> None:
+        """Refuse a mapping that gives more than one of ``keys``."""
+        given = [key for key in keys if self.get(key) is not None]
+        if len(given) > 1:
+            self.get(given[-1]).fail(f"{' and '.join(given)} are mutually exclusive; give only one")
+
+
+class _EmptyMapping(Mapping):
+    def __init__(self, value: Value):
+        self.value = value
+        self._entries = {}
+
+
+def suggest(word: str, choices) -> str:
+    """``" (did you mean 'interval'?)"`` when a choice is close to ``word``, else the choices."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close:
+        close = [choice for choice in choices if choice.lower() == word.lower()]
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(choices)})"
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90"``, ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h30m"``, ``"1d"``."""
+    compact = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", compact):
+        return float(compact)
+    parts = _DURATION_PART.findall(compact)
+    if not parts or "".join(number + unit for number, unit in parts) != compact:
+        raise ValueError(f"invalid duration {text!r}: use seconds or e.g. 500ms, 30s, 5m, 1h30m, 1d")
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+_SIZE_UNITS = {"": 1, "b": 1}
+_SIZE_UNITS.update({f"{prefix}b": 1000 ** power for power, prefix in enumerate("kmgt", start=1)})
+_SIZE_UNITS.update({f"{prefix}ib": 1024 ** power for power, prefix in enumerate("kmgt", start=1)})
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``"1024"``, ``"512KB"`` (10³), ``"5MiB"`` (2²⁰), ``"1.5GB"``."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)", text.strip())
+    unit = match.group(2).lower() if match else None
+    if unit not in _SIZE_UNITS:
+        raise ValueError(f"invalid size {text!r}: use bytes or e.g. 512KB, 5MiB, 1GB")
+    count = float(match.group(1)) * _SIZE_UNITS[unit]
+    if count != int(count):
+        raise ValueError(f"invalid size {text!r}: not a whole number of bytes")
+    return int(count)
