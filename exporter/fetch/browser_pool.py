@@ -1,0 +1,172 @@
+"""Warm browsers, one per lane, recycled before they grow stale or fat.
+
+Process facts behind the code:
+
+- the driver (chromedriver) is started as the leader of a new session, and the
+  browser and its helpers inherit that session, so one ``killpg`` ends the
+  whole tree even when the driver hangs;
+- a few helpers escape the session (Chromium's crashpad handlers call
+  ``setsid``), but their command lines name the browser's private directory,
+  so they are found by that;
+- a killed process stays in ``/proc`` as a zombie (state ``Z``) until its
+  parent reaps it; zombies use no memory and are not counted as alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Callable, Protocol
+
+from exporter.fetch.response import Lane
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def live_processes(session_id: int, marker: str) -> list[int]:
+    """PIDs of live (non-zombie) processes in session ``session_id`` or whose
+    command line contains ``marker``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            # fields after "(comm)": state ppid pgrp session ...
+            state, _ppid, _pgrp, session = stat.rsplit(")", 1)[1].split()[:4]
+            if state == "Z":
+                continue
+            if int(session) == session_id or marker in _cmdline(entry):
+                pids.append(int(entry))
+        except (OSError, ValueError):
+            continue  # the process ended while we looked
+    return pids
+
+
+def _cmdline(pid: str) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+def resident_bytes(pids: list[int]) -> int:
+    """Resident memory of the processes together.
+
+    Each process counts its proportional set size (``Pss`` in
+    ``/proc/PID/smaps_rollup``: a page shared by n processes counts 1/n in
+    each), so the sum is what the tree really holds; a plain RSS sum counts
+    Chromium's shared libraries and shared memory once per process (about 2.5×
+    too much).  Falls back to RSS where smaps_rollup is missing.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            total += _pss_bytes(pid)
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended while we looked
+    return total
+
+
+def _pss_bytes(pid: int) -> int:
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except FileNotFoundError:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+    for line in rollup.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"no Pss line for {pid}")
+
+
+def kill_tree(session_id: int, marker: str) -> None:
+    """SIGKILL the session's process group and every straggler that names ``marker``."""
+    try:
+        os.killpg(session_id, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for pid in live_processes(session_id, marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class Browser(Protocol):
+    """What the pool needs from one warm browser."""
+
+    lane: Lane  # the lane whose SocksPort it is proxied through
+    probes: int  # probes served so far
+
+    def alive(self) -> bool: ...
+
+    def resident_bytes(self) -> int: ...
+
+    def kill(self) -> None: ...
+
+
+class BrowserPool:
+    """One browser per lane (by index), started on first use and replaced when
+
+    - the lane's SocksPort changed,
+    - it has served ``recycle_after`` probes,
+    - its process tree's resident memory exceeds ``memory_limit_bytes``, or
+    - it died (crash, or killed by the fetcher's hang watchdog).
+    """
+
+    def __init__(self, launch: Callable[[Lane], Browser], recycle_after: int, memory_limit_bytes: int):
+        self._launch = launch
+        self._recycle_after = recycle_after
+        self._memory_limit = memory_limit_bytes
+        self._browsers: dict[int, Browser] = {}
+        self._lock = threading.Lock()
+        self.recycled = 0  # browsers replaced so far (any reason)
+
+    def acquire(self, lane: Lane) -> Browser:
+        """The warm browser for ``lane``, fresh if the old one had to go."""
+        with self._lock:
+            browser = self._browsers.get(lane.index)
+        if browser is not None:
+            reason = self._recycle_reason(browser, lane)
+            if reason is None:
+                return browser
+            log.info("recycling the browser of lane %d: %s", lane.index, reason)
+            self.discard(lane)
+            self.recycled += 1
+        browser = self._launch(lane)
+        with self._lock:
+            self._browsers[lane.index] = browser
+        return browser
+
+    def peek(self, lane: Lane) -> Browser | None:
+        """The lane's browser if one is running, without starting or recycling it."""
+        with self._lock:
+            return self._browsers.get(lane.index)
+
+    def discard(self, lane: Lane) -> None:
+        """Kill the lane's browser (if any); the next acquire starts a new one."""
+        with self._lock:
+            browser = self._browsers.pop(lane.index, None)
+        if browser is not None:
+            browser.kill()
+
+    def close(self) -> None:
+        with self._lock:
+            browsers = list(self._browsers.values())
+            self._browsers.clear()
+        for browser in browsers:
+            browser.kill()
+
+    def _recycle_reason(self, browser: Browser, lane: Lane) -> str | None:
+        if browser.lane != lane:
+            return "the lane's SocksPort changed"
+        if not browser.alive():
+            return "browser died"
+        if browser.probes >= self._recycle_after:
+            return f"served {browser.probes} probes"
+        rss = browser.resident_bytes()
+        if rss > self._memory_limit:
+            return f"resident memory {rss} > {self._memory_limit} bytes"
+        return None
