@@ -1,0 +1,243 @@
+"""The private Tor network: 3 directory authorities, middles, exits and one client, on loopback.
+
+Boot order: keys (fingerprints are needed in every torrc), the authorities'
+bandwidth files, then every tor at once.  The network is ready when the
+client has bootstrapped to 100 %, its consensus lists every exit with the
+Exit flag, and it holds the microdescriptor of every middle and exit (without
+it, EXTENDCIRCUIT fails with "No descriptor for ...").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from stem import ControllerError
+from stem.control import Controller
+
+from . import keys, processes
+from .ports import free_ports
+from .torrc import LOOPBACK, TorNode, bandwidth_file, torrc
+
+log = logging.getLogger(__name__)
+
+AUTHORITIES = 3
+# glibc gives each thread its own malloc arena; tor's compression threads then
+# double every relay's RSS within a minute. One arena keeps 9 tors near 500 MB.
+TOR_ENV = {"MALLOC_ARENA_MAX": "1"}
+
+
+def exit_address(index: int) -> str:
+    """Exit ``index`` (1-based) advertises 127.0.0.2<index> so the consensus shows distinct addresses."""
+    return f"127.0.0.{20 + index}"
+
+
+@dataclass(frozen=True)
+class BootReport:
+    seconds: float
+    keys_seconds: float
+
+
+class NetworkError(RuntimeError):
+    """The network did not come up (a tor exited, or readiness timed out)."""
+
+
+class TorNetwork:
+    """Plan, start and stop the test-bed tors in ``workdir``.
+
+    Exit ``i`` gets ``bandwidth_kb = 1000 * i`` in the authorities' bandwidth
+    files, so exit weights differ; exit 1 is also voted Guard (so the
+    consensus' Wed, not Wee, weighs it).
+    """
+
+    def __init__(self, workdir: Path, *, resolv_conf: Path, exits: int = 4, middles: int = 2,
+                 tor: str = "tor") -> None:
+        if exits < 1 or middles < 1:
+            raise ValueError("the network needs at least one exit and one middle")
+        self.workdir = workdir
+        self.resolv_conf = resolv_conf
+        self.tor = tor
+        self.nodes: list[TorNode] = self._plan(exits, middles)
+        self._procs: dict[str, object] = {}
+
+    def _plan(self, exits: int, middles: int) -> list[TorNode]:
+        ports = iter(free_ports(AUTHORITIES * 2 + middles + exits + 2))
+        nodes = []
+        for i in range(1, AUTHORITIES + 1):
+            nodes.append(TorNode(f"auth{i}", "authority", self.workdir / f"auth{i}",
+                                 or_port=next(ports), dir_port=next(ports)))
+        for i in range(1, middles + 1):
+            nodes.append(TorNode(f"middle{i}", "middle", self.workdir / f"middle{i}",
+                                 or_port=next(ports), guard=True, bandwidth_kb=5000))
+        for i in range(1, exits + 1):
+            nodes.append(TorNode(f"exit{i}", "exit", self.workdir / f"exit{i}", address=exit_address(i),
+                                 or_port=next(ports), guard=(i == 1), bandwidth_kb=1000 * i))
+        nodes.append(TorNode("client", "client", self.workdir / "client",
+                             socks_port=next(ports), control_port=next(ports)))
+        return nodes
+
+    def _by_role(self, role: str) -> list[TorNode]:
+        return [n for n in self.nodes if n.role == role]
+
+    @property
+    def authorities(self) -> list[TorNode]:
+        return self._by_role("authority")
+
+    @property
+    def middles(self) -> list[TorNode]:
+        return self._by_role("middle")
+
+    @property
+    def exits(self) -> list[TorNode]:
+        return self._by_role("exit")
+
+    @property
+    def client(self) -> TorNode:
+        return self._by_role("client")[0]
+
+    @property
+    def relays(self) -> list[TorNode]:
+        """Every node with an identity key (all but the client)."""
+        return [n for n in self.nodes if n.role != "client"]
+
+    @property
+    def cookie_file(self) -> Path:
+        return self.client.data_dir / "control_auth_cookie"
+
+    # -- start and stop --------------------------------------------------------
+
+    def start(self, timeout: float = 90.0) -> BootReport:
+        """Write keys and torrcs, start every tor, wait until ready (see module docstring)."""
+        started = time.monotonic()
+        self._make_keys()
+        keys_seconds = time.monotonic() - started
+        relays = self.middles + self.exits
+        now = int(time.time())
+        for auth in self.authorities:
+            (auth.data_dir / "bandwidths").write_text(bandwidth_file(relays, now))
+        for node in self.nodes:
+            node.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            node.torrc_path.write_text(torrc(node, self.authorities, resolv_conf=self.resolv_conf, relays=relays))
+        try:
+            for node in self.nodes:
+                self._procs[node.nickname] = processes.spawn(
+                    [self.tor, "-f", str(node.torrc_path)], env=TOR_ENV, log=node.data_dir / "stdout.log"
+                )
+            self._wait_ready(started + timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return BootReport(seconds=time.monotonic() - started, keys_seconds=keys_seconds)
+
+    def _make_keys(self) -> None:
+        for node in self.nodes:
+            node.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        gencerts = [
+            (auth, keys.start_authority_certificate(auth.data_dir, f"{auth.address}:{auth.dir_port}"))
+            for auth in self.authorities
+        ]
+        for node in self.relays:
+            node.fingerprint = keys.write_relay_identity(node.data_dir)
+        for auth, proc in gencerts:
+            auth.v3ident = keys.finish_authority_certificate(proc, auth.data_dir)
+
+    def stop(self) -> None:
+        """Stop every tor (SIGTERM to its process group, SIGKILL after 5 s)."""
+        for proc in self._procs.values():
+            processes.stop(proc)
+        self._procs.clear()
+
+    # -- readiness -------------------------------------------------------------
+
+    def _wait_ready(self, deadline: float) -> None:
+        controller = self._connect(deadline)
+        try:
+            wanted = {n.fingerprint for n in self.exits + self.middles}
+            exits = {n.fingerprint for n in self.exits}
+            while True:
+                self._check_alive()
+                if self._ready(controller, wanted, exits):
+                    return
+                if time.monotonic() > deadline:
+                    raise NetworkError(f"not ready in time: {self._progress(controller)}")
+                time.sleep(0.25)
+        finally:
+            controller.close()
+
+    def _connect(self, deadline: float) -> Controller:
+        while True:
+            self._check_alive()
+            try:
+                controller = Controller.from_port(LOOPBACK, self.client.control_port)
+                controller.authenticate()
+                return controller
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    @staticmethod
+    def _ready(controller: Controller, wanted: set[str], exits: set[str]) -> bool:
+        if "PROGRESS=100" not in controller.get_info("status/bootstrap-phase"):
+            return False
+        flagged = {s.fingerprint for s in controller.get_network_statuses() if "Exit" in s.flags}
+        if not exits <= flagged:
+            return False
+        for fingerprint in wanted:
+            try:
+                controller.get_info(f"md/id/{fingerprint}")
+            except ControllerError:
+                return False
+        return True
+
+    def _progress(self, controller: Controller) -> str:
+        try:
+            phase = controller.get_info("status/bootstrap-phase")
+            statuses = {s.fingerprint: sorted(s.flags) for s in controller.get_network_statuses()}
+        except ControllerError as exc:
+            return str(exc)
+        named = {n.nickname: statuses.get(n.fingerprint) for n in self.exits}
+        return f"{phase}; exits in consensus: {named}"
+
+    def _check_alive(self) -> None:
+        for nickname, proc in self._procs.items():
+            if proc.poll() is not None:
+                node = next(n for n in self.nodes if n.nickname == nickname)
+                raise NetworkError(f"tor {nickname} exited ({proc.returncode}):\n{_tail(node.data_dir / 'notice.log')}")
+
+    # -- what others need ------------------------------------------------------
+
+    def pids(self) -> dict[int, str]:
+        """{pid: nickname} of the running tors."""
+        return {proc.pid: nickname for nickname, proc in self._procs.items() if proc.poll() is None}
+
+    def pid(self, nickname: str) -> int:
+        return self._procs[nickname].pid
+
+    def controller(self) -> Controller:
+        """An authenticated controller on the client's ControlPort (the caller closes it)."""
+        controller = Controller.from_port(LOOPBACK, self.client.control_port)
+        controller.authenticate()
+        return controller
+
+    def consensus(self) -> str:
+        """The current full (ns) consensus, from the first authority's DirPort."""
+        auth = self.authorities[0]
+        url = f"http://{auth.address}:{auth.dir_port}/tor/status-vote/current/consensus"
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with no_proxy.open(url, timeout=10) as response:
+            return response.read().decode()
+
+    def rss_bytes(self) -> int:
+        """Total resident memory of the running tors."""
+        return sum(processes.rss_bytes(pid) for pid in self.pids())
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
