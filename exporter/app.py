@@ -1,0 +1,303 @@
+"""`captcha-exporter run`: wire config → tor → plan → fetch → verdict → metrics, and keep it running.
+
+The web endpoint comes up first and stays up: an unreachable or dying tor is
+reported (logs, /-/ready, the landing page) and retried, never fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import random
+import signal
+import threading
+import time
+from urllib.parse import urlsplit
+
+import yaml
+from prometheus_client import CollectorRegistry
+
+from exporter.config import Config, ConfigError, load_config
+from exporter.detect import Detector, load_signatures
+from exporter.fetch.http import HttpFetcher
+from exporter.fetch.response import Fetcher, Lane
+from exporter.logs import setup_logging
+from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
+from exporter.plan import select_exits
+from exporter.probe import ProbeResult
+from exporter.scheduler import PinError, Prober, Scheduler
+from exporter.state import State
+from exporter.tor.circuit import CircuitError, CircuitPinner
+from exporter.tor.consensus import Consensus, allows_port, read_exits, watch_consensus
+from exporter.tor.control import OurTor, TorUnavailable, open_tor
+from exporter.tor.geo import CountryLookup
+from exporter.tor.relay import ExitRelay
+from exporter.web import WebServer
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MAX_SECONDS = 60.0
+WATCHDOG_SECONDS = 5.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="FILE", help="the YAML configuration file")
+    add_log_arguments(parser)
+
+
+def add_log_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log.level", dest="log_level", default="info",
+                        choices=["debug", "info", "warning", "error"], help="log level (default: info)")
+    parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"],
+                        help="log line format (default: logfmt)")
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level, args.log_format)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        log.error("bad configuration", extra={"err": str(exc)})
+        print(f"error: {exc}", file=__import__("sys").stderr)
+        return 1
+    exporter = Exporter(config)
+    try:
+        exporter.start()
+    except OSError as exc:
+        log.error("cannot listen", extra={"address": f"{config.web.listen_host}:{config.web.listen_port}",
+                                          "err": str(exc)})
+        return 1
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    host, port = exporter.web.address
+    log.info("listening", extra={"address": f"http://{host}:{port}/"})
+    stop.wait()
+    log.info("shutting down")
+    exporter.stop()
+    return 0
+
+
+def build_fetchers(config: Config, classify) -> tuple[dict[str, Fetcher], dict[str, float]]:
+    """The fetchers the targets ask for, with each one's timeout."""
+    wanted = {name for target in config.targets for name in target.fetchers}
+    fetchers: dict[str, Fetcher] = {"http": HttpFetcher(config.fetchers.http)}
+    timeouts = {"http": config.fetchers.http.timeout}
+    if "chromium" in wanted:
+        from exporter.fetch.chromium import ChromiumFetcher
+
+        fetchers["chromium"] = ChromiumFetcher(config.fetchers.chromium, classify)
+        timeouts["chromium"] = config.fetchers.chromium.timeout
+    return fetchers, timeouts
+
+
+class Exporter:
+    """The running exporter: web endpoint, tor connection, scheduler, metrics."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.registry = CollectorRegistry()
+        self.metrics = ProbeMetrics(self.registry)
+        self.state = State()
+        self.registry.register(StateCollector(self.snapshot, self.state))
+        self.detector = Detector(load_signatures(list(config.detect_signatures)))
+        self.web = WebServer(self, config.web.listen_host, config.web.listen_port)
+        self.pairs = tuple((t.name, f) for t in config.targets for f in t.fetchers)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._tor: OurTor | None = None
+        self._tor_error = "connecting to tor"
+        self._consensus: Consensus | None = None
+        self._selected: list[ExitRelay] = []
+        self._port_ok: dict[tuple[str, int], bool] = {}
+        self._pinner: CircuitPinner | None = None
+        self._prober: Prober | None = None
+        self._scheduler: Scheduler | None = None
+        self._fetchers: dict[str, Fetcher] = {}
+        self._geo: CountryLookup | None = None
+        self._unwatch = None
+        self.metrics.prepare(self.pairs, [])
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        self.web.start()
+        threading.Thread(target=self._keep_tor, name="tor-keeper", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._teardown()
+        self.web.stop()
+
+    def _keep_tor(self) -> None:
+        """Connect to tor, start probing, and start over whenever tor goes away."""
+        delay = 1.0
+        while not self._stopping.is_set():
+            try:
+                tor = open_tor(self.config.tor, lanes=self.config.schedule.concurrency)
+            except TorUnavailable as exc:
+                self._tor_error = str(exc)
+                log.error("tor unavailable", extra={"err": str(exc), "retry_seconds": delay})
+                self._stopping.wait(delay)
+                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+                continue
+            delay = 1.0
+            try:
+                self._start_probing(tor)
+            except Exception as exc:  # e.g. no consensus yet: report, drop this tor, retry
+                self._tor_error = f"tor at {self.config.tor.control_host}:{self.config.tor.control_port}: {exc}"
+                log.exception("could not start probing")
+                self._teardown()
+                self._stopping.wait(delay)
+                continue
+            while not self._stopping.wait(WATCHDOG_SECONDS):
+                if not tor.controller.is_alive():
+                    self._tor_error = "lost the connection to tor; reconnecting"
+                    log.error("lost tor", extra={"control": f"{self.config.tor.control_host}:"
+                                                           f"{self.config.tor.control_port}"})
+                    self._teardown()
+                    break
+
+    def _start_probing(self, tor: OurTor) -> None:
+        self._tor = tor
+        self._geo = CountryLookup(self.config.geoip.country_db, tor.controller)
+        self.refresh_consensus()
+        hosts = {urlsplit(t.url).hostname for t in self.config.targets}
+        self._pinner = CircuitPinner(tor.controller, tor.lanes, hosts, on_failure=self.metrics.circuit_failed,
+                                     timeout=self.config.tor.circuit_timeout)
+        self._pinner.start()
+        self._unwatch = watch_consensus(tor.controller, self.refresh_consensus)
+        self._fetchers, timeouts = build_fetchers(self.config, self.detector.classify)
+        self._prober = Prober(tor.lanes, self._pin, self._fetchers, timeouts, self.detector.classify, self.record)
+        self._scheduler = Scheduler(self.config.schedule, self._prober, self.candidates, self.state.last_attempted)
+        self._scheduler.start(self.config.targets)
+        self._tor_error = ""
+        log.info("probing", extra={"tor_version": tor.version, "lanes": len(tor.lanes),
+                                   "exits": len(self._selected), "targets": len(self.config.targets)})
+
+    def _teardown(self) -> None:
+        """Stop probing and drop the tor connection (running probes finish or fail, and are counted)."""
+        scheduler, prober, pinner, tor = self._scheduler, self._prober, self._pinner, self._tor
+        self._scheduler = self._prober = self._pinner = self._tor = None
+        if scheduler:
+            scheduler.shutdown()
+        if prober:
+            prober.shutdown(wait=True)
+        for fetcher in self._fetchers.values():
+            fetcher.close()
+        self._fetchers = {}
+        for step in (self._unwatch, pinner and pinner.stop, tor and tor.close):
+            if step:
+                try:
+                    step()
+                except Exception as exc:  # tor may already be gone
+                    log.debug("teardown step failed: %s", exc)
+        self._unwatch = None
+
+    # -- the data path -----------------------------------------------------
+
+    def refresh_consensus(self) -> None:
+        """Re-read exits and weights; called at start and on every NEWCONSENSUS."""
+        tor = self._tor
+        if tor is None:
+            return
+        consensus = read_exits(tor.controller, self._geo)
+        selected = select_exits(consensus.exits, self.config.exits, random.Random(consensus.valid_after.timestamp()))
+        with self._lock:
+            self._consensus, self._selected, self._port_ok = consensus, selected, {}
+        self.metrics.prepare(self.pairs, consensus.exits)
+        log.info("consensus", extra={"valid_after": consensus.valid_after.isoformat(),
+                                     "exits": len(consensus.exits), "selected": len(selected)})
+
+    def candidates(self, target) -> list[ExitRelay]:
+        """Selected exits whose exit policy allows the target's port."""
+        port = urlsplit(target.url).port or (443 if target.url.startswith("https") else 80)
+        with self._lock:
+            selected, tor = list(self._selected), self._tor
+        if tor is None:
+            return []
+        allowed = []
+        for exit in selected:
+            key = (exit.fingerprint, port)
+            if key not in self._port_ok:
+                self._port_ok[key] = allows_port(tor.controller, exit.fingerprint, port)
+            if self._port_ok[key]:
+                allowed.append(exit)
+        return allowed
+
+    def _pin(self, lane: Lane, exit: ExitRelay) -> None:
+        pinner, consensus = self._pinner, self._consensus
+        if pinner is None or consensus is None:
+            raise PinError("circuit", "tor is not connected")
+        try:
+            pinner.pin(lane, exit, consensus.relays)
+        except CircuitError as exc:
+            raise PinError("circuit", str(exc)) from exc
+        except Exception as exc:  # e.g. the controller socket closed under us
+            raise PinError("circuit", f"{type(exc).__name__}: {exc}") from exc
+
+    def record(self, result: ProbeResult) -> None:
+        self.state.record(result)
+        self.metrics.observe(result)
+
+    # -- what the web endpoint shows ----------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        consensus, prober, tor = self._consensus, self._prober, self._tor
+        return Snapshot(
+            exits=consensus.exits if consensus else (),
+            valid_after=consensus.valid_after.timestamp() if consensus else None,
+            tor_version=tor.version if tor else "",
+            pairs=self.pairs,
+            window=self.config.schedule.window,
+            in_flight=prober.in_flight if prober else 0,
+            queued=prober.queued if prober else 0,
+        )
+
+    def ready(self) -> tuple[bool, str]:
+        if self._tor is None or self._scheduler is None:
+            return False, self._tor_error or "not connected to tor"
+        if not self._consensus or not self._consensus.exits:
+            return False, "no exits in the consensus"
+        return True, f"probing {len(self.config.targets)} targets through {len(self._selected)} exits"
+
+    def status(self) -> dict[str, str]:
+        consensus, tor = self._consensus, self._tor
+        return {
+            "tor": f"{tor.version} at {self.config.tor.control_host}:{self.config.tor.control_port}" if tor
+            else self._tor_error,
+            "consensus valid after": consensus.valid_after.isoformat() if consensus else "none",
+            "exits in consensus": str(len(consensus.exits)) if consensus else "0",
+            "exits selected": str(len(self._selected)),
+            "lanes": str(len(tor.lanes)) if tor else "0",
+            "targets": ", ".join(t.name for t in self.config.targets),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(_STARTED)),
+        }
+
+    def recent(self) -> list[ProbeResult]:
+        return self.state.recent()
+
+    def config_text(self) -> str:
+        return config_yaml(self.config)
+
+
+def config_yaml(config: Config) -> str:
+    """The configuration in effect as YAML, secrets redacted."""
+    data = dataclasses.asdict(config)
+    if data["tor"].get("password"):
+        data["tor"]["password"] = "<secret>"
+    return yaml.safe_dump(_plain(data), sort_keys=False)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, frozenset, set)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+_STARTED = time.time()

@@ -1,0 +1,154 @@
+import shutil
+import subprocess
+import threading
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from exporter.detect.verdict import Verdict
+from exporter.fetch.response import FetchError
+from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
+from exporter.probe import judge, run_probe
+from exporter.scheduler import PinError, Prober
+from exporter.state import State
+from spine_values import LANE, fetched, page, relay, target
+
+
+def by_status(response):
+    """A stand-in classifier: 403 is a Cloudflare challenge, 429 a block, 200 ok."""
+    return {403: Verdict("challenge", "cloudflare", ("cf-mitigated",)), 429: Verdict("block", "generic"),
+            200: Verdict("ok")}[response.status]
+
+
+class FakeFetcher:
+    name = "http"
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+
+    def fetch(self, url, lane, timeout):
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+    def close(self):
+        pass
+
+
+def test_judge_takes_the_stronger_of_first_and_final():
+    cleared = fetched(page(403), page(200))
+    assert judge(cleared, by_status).kind == "challenge"
+    redirected_to_block = fetched(page(200), page(429))
+    assert judge(redirected_to_block, by_status).kind == "block"
+
+
+@pytest.mark.parametrize("outcome, expect", [
+    (fetched(page(403)), ("challenge", None)),
+    (FetchError("timeout", "slow"), (None, "timeout")),
+    (RuntimeError("bug"), (None, "internal")),
+])
+def test_run_probe_never_raises(outcome, expect):
+    result = run_probe(target(), relay(1), FakeFetcher(outcome), LANE, by_status, timeout=5)
+    assert (result.verdict.kind if result.verdict else None, result.error_reason) == expect
+
+
+def render(registry, openmetrics=False):
+    return (generate_openmetrics if openmetrics else generate_latest)(registry).decode()
+
+
+def sample(text, line_prefix):
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_prefix + " ")]
+    assert len(values) == 1, (line_prefix, values)
+    return values[0]
+
+
+def make_metrics(exits):
+    registry = CollectorRegistry()
+    metrics, state = ProbeMetrics(registry), State()
+    pairs = (("news", "http"),)
+    registry.register(StateCollector(lambda: Snapshot(exits=tuple(exits), pairs=pairs, tor_version="0.4.9.11"),
+                                     state))
+    metrics.prepare(pairs, exits)
+    return registry, metrics, state
+
+
+def test_results_become_counters_ratios_and_info():
+    exits = [relay(1, 0.75, "DE"), relay(2, 0.25, "US")]
+    registry, metrics, state = make_metrics(exits)
+    text = render(registry)
+    # known series start at 0
+    assert sample(text, 'captcha_probes_total{country="US",fetcher="http",target="news"}') == 0
+    assert sample(text, 'captcha_probe_errors_total{fetcher="http",reason="circuit",target="news"}') == 0
+    for exit, status in ((exits[0], 403), (exits[1], 200)):
+        result = run_probe(target(), exit, FakeFetcher(fetched(page(status))), LANE, by_status, 5)
+        state.record(result)
+        metrics.observe(result)
+    text = render(registry)
+    assert sample(text, 'captcha_probes_total{country="DE",fetcher="http",target="news"}') == 1
+    assert sample(text, 'captcha_challenges_total{country="DE",fetcher="http",provider="cloudflare",'
+                        'target="news"}') == 1
+    assert sample(text, f'captcha_exit_challenges_total{{fingerprint="{exits[0].fingerprint}"}}') == 1
+    assert sample(text, f'captcha_exit_challenges_total{{fingerprint="{exits[1].fingerprint}"}}') == 0
+    assert sample(text, 'captcha_weighted_challenge_ratio{fetcher="http",target="news"}') == pytest.approx(0.75)
+    assert sample(text, 'captcha_exit_coverage_ratio{fetcher="http",target="news"}') == pytest.approx(1.0)
+    assert sample(text, 'captcha_page_load_seconds_count{fetcher="http",target="news"}') == 2
+    assert sample(text, f'captcha_exit_info{{country="US",fingerprint="{exits[1].fingerprint}",'
+                        f'nickname="exit2"}}') == 1
+    assert 'captcha_exporter_build_info{tor_version="0.4.9.11",version=' in text
+
+
+def test_openmetrics_output_carries_probe_ids_as_exemplars():
+    registry, metrics, state = make_metrics([relay(1, 1.0)])
+    result = run_probe(target(), relay(1, 1.0), FakeFetcher(fetched(page(403))), LANE, by_status, 5)
+    metrics.observe(result)
+    text = render(registry, openmetrics=True)
+    assert f'# {{probe_id="{result.probe_id}"}}' in text
+
+
+def test_removed_targets_and_exits_leave_no_series():
+    registry = CollectorRegistry()
+    metrics = ProbeMetrics(registry)
+    metrics.prepare([("news", "http")], [relay(1), relay(2)])
+    metrics.observe(run_probe(target(), relay(1), FakeFetcher(fetched(page(403))), LANE, by_status, 5))
+    assert 'target="news"' in render(registry) and relay(1).fingerprint in render(registry)
+    metrics.prepare([("shop", "http")], [relay(2)])
+    text = render(registry)
+    assert 'target="news"' not in text and 'target="shop"' in text
+    assert relay(1).fingerprint not in text and relay(2).fingerprint in text
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is installed by .ci/run")
+def test_promtool_accepts_the_exposition():
+    registry, metrics, state = make_metrics([relay(1, 1.0)])
+    result = run_probe(target(), relay(1, 1.0), FakeFetcher(fetched(page(403))), LANE, by_status, 5)
+    state.record(result)
+    metrics.observe(result)
+    check = subprocess.run(["promtool", "check", "metrics"], input=generate_latest(registry),
+                           capture_output=True)
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+def test_prober_accounts_for_every_attempt():
+    results, done = [], threading.Event()
+
+    def on_result(result):
+        results.append(result)
+        if len(results) == 4:
+            done.set()
+
+    def pin(lane, exit):
+        if exit.nickname == "exit2":
+            raise PinError("circuit", "no circuit")
+
+    lanes = [LANE, LANE.__class__(1, "127.0.0.1", 9052, 1002)]
+    prober = Prober(lanes, pin, {"http": FakeFetcher(fetched(page(200)))}, {"http": 5}, by_status, on_result)
+    two_fetchers = target(fetchers=("http", "chromium"))
+    for n in (1, 2):
+        assert prober.submit(two_fetchers, relay(n))
+    assert done.wait(5)
+    prober.shutdown()
+    outcomes = sorted((r.exit.nickname, r.fetcher, r.error_reason) for r in results)
+    assert outcomes == [("exit1", "chromium", "browser"), ("exit1", "http", None),
+                        ("exit2", "chromium", "circuit"), ("exit2", "http", "circuit")]
+    assert prober.queued == 0 and prober.in_flight == 0
