@@ -1,0 +1,110 @@
+"""Warm browser pool: when browsers are reused and when they are replaced; process-tree kill."""
+
+import subprocess
+import sys
+import time
+
+from exporter.fetch.browser_pool import BrowserPool, kill_tree, live_processes, resident_bytes
+from exporter.fetch.response import Lane
+
+LANE = Lane(0, "127.0.0.1", 9050, 1)
+
+
+class FakeBrowser:
+    def __init__(self, lane: Lane):
+        self.lane = lane
+        self.probes = 0
+        self.memory = 100
+        self.running = True
+        self.killed = False
+
+    def alive(self) -> bool:
+        return self.running
+
+    def resident_bytes(self) -> int:
+        return self.memory
+
+    def kill(self) -> None:
+        self.killed = True
+        self.running = False
+
+
+def pool(recycle_after=3, memory_limit=1000):
+    launched = []
+
+    def launch(lane):
+        launched.append(FakeBrowser(lane))
+        return launched[-1]
+
+    return BrowserPool(launch, recycle_after, memory_limit), launched
+
+
+def use(the_pool, lane=LANE):
+    browser = the_pool.acquire(lane)
+    browser.probes += 1
+    return browser
+
+
+def test_browser_is_reused_until_recycle_after_probes():
+    the_pool, launched = pool(recycle_after=3)
+    browsers = [use(the_pool) for _ in range(7)]
+    assert len(launched) == 3
+    assert browsers[:3] == [launched[0]] * 3 and browsers[3:6] == [launched[1]] * 3
+    assert launched[0].killed and launched[1].killed and not launched[2].killed
+    assert the_pool.recycled == 2
+
+
+def test_browser_over_the_memory_limit_is_replaced():
+    the_pool, launched = pool(memory_limit=1000)
+    use(the_pool).memory = 1001
+    assert use(the_pool) is launched[1] and launched[0].killed
+
+
+def test_dead_browser_is_replaced():
+    the_pool, launched = pool()
+    use(the_pool).running = False
+    assert use(the_pool) is launched[1]
+
+
+def test_lanes_have_their_own_browser_and_a_moved_lane_gets_a_new_one():
+    the_pool, launched = pool()
+    other = Lane(1, "127.0.0.1", 9052, 2)
+    assert use(the_pool) is not use(the_pool, other)
+    moved = Lane(0, "127.0.0.1", 9060, 1)
+    assert use(the_pool, moved).lane == moved and launched[0].killed
+
+
+def test_close_kills_every_browser_and_peek_starts_none():
+    the_pool, launched = pool()
+    use(the_pool)
+    use(the_pool, Lane(1, "127.0.0.1", 9052, 2))
+    the_pool.close()
+    assert all(browser.killed for browser in launched)
+    assert the_pool.peek(LANE) is None and len(launched) == 2
+
+
+def test_kill_tree_ends_the_session_and_stragglers_that_escaped_it(tmp_path):
+    marker = str(tmp_path / "browser-home")
+    # a session leader with a child, like chromedriver and chromium
+    leader = subprocess.Popen(["sh", "-c", "sleep 300 & wait"], start_new_session=True)
+    # a helper that left the session with setsid, like chromium's crashpad handler
+    straggler = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", marker], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while len(live_processes(leader.pid, marker)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = live_processes(leader.pid, marker)
+        assert leader.pid in pids and straggler.pid in pids and len(pids) == 3
+        assert resident_bytes(pids) > 1024 * 1024
+        kill_tree(leader.pid, marker)
+        leader.wait(5)
+        straggler.wait(5)
+        deadline = time.monotonic() + 5
+        while live_processes(leader.pid, marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert live_processes(leader.pid, marker) == []
+    finally:
+        for process in (leader, straggler):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
