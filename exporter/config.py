@@ -234,7 +234,7 @@ def _tor(section: Mapping, base_dir: Path) -> TorConfig:
     if mode == "connect":
         for key in TOR_LAUNCH_ONLY:
             if key in section:
-                section.require(key).fail("only used with mode: launch (tor.mode is connect)")
+                section.fail_at_key(key, "only used with mode: launch (tor.mode is connect)")
     section.exclusive("password", "password_file")
     control_host, control_port = _optional(section, "control", Value.host_port, (default.control_host, default.control_port))
     socks_host, socks_port = _optional(section, "socks", Value.host_port, (default.socks_host, default.socks_port))

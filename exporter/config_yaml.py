@@ -232,6 +232,7 @@ class Mapping:
             value.expected("a mapping")
         self.value = value
         self._entries: dict[str, Value] = {}
+        self._keys: dict[str, Value] = {}
         for key_node, item_node in value.node.value:
             key = Value(key_node, value.path)
             if key.kind == "merge":
@@ -244,6 +245,7 @@ class Mapping:
                 key.fail(f"duplicate key {name!r} (first given at line {self._entries[name].line})")
             if known is not None and name not in known:
                 key.fail(f"unknown key {name!r}{suggest(name, known)}")
+            self._keys[name] = key
             self._entries[name] = Value(item_node, key.path)
 
     def __contains__(self, key: str) -> bool:
@@ -266,6 +268,10 @@ class Mapping:
             raise Invalid(self.value.line, join(self.value.path, key), "required key is missing")
         return value
 
+    def fail_at_key(self, key: str, message: str):
+        """An error about the key itself (placed where the key is written)."""
+        self._keys[key].fail(message)
+
     def section(self, key: str, known: tuple[str, ...]) -> Mapping:
         """A nested mapping; an absent or null one reads as empty."""
         value = self.get(key)
@@ -278,13 +284,14 @@ class Mapping:
         """Refuse a mapping that gives more than one of ``keys``."""
         given = [key for key in keys if self.get(key) is not None]
         if len(given) > 1:
-            self.get(given[-1]).fail(f"{' and '.join(given)} are mutually exclusive; give only one")
+            self.fail_at_key(given[-1], f"{' and '.join(given)} are mutually exclusive; give only one")
 
 
 class _EmptyMapping(Mapping):
     def __init__(self, value: Value):
         self.value = value
         self._entries = {}
+        self._keys = {}
 
 
 def suggest(word: str, choices) -> str:

@@ -1,0 +1,68 @@
+"""`captcha-exporter check-config`: exit status, one line of output, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import main
+from exporter.config_check import format_duration
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
+
+
+def test_valid_config_prints_a_summary(capsys):
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{EXAMPLE}: OK (2 targets, fetchers http+chromium, tor launch, every 10m, 2 lanes)\n"
+    assert err == ""
+
+
+def test_summary_names_cron_and_custom_signatures(tmp_path, capsys, monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "exporter.detect.signatures", types.SimpleNamespace(check_custom=lambda raw: []))
+    path = tmp_path / "c.yaml"
+    path.write_text("targets: [{name: a, url: 'http://a/', fetchers: [firefox]}]\n"
+                    "schedule: {cron: '*/5 * * * *', concurrency: 1}\n"
+                    "tor: {mode: connect}\ndetect: {signatures: [{name: x}, {name: y}]}\n")
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().out == (
+        f"{path}: OK (1 target, fetchers firefox, tor connect, cron '*/5 * * * *', 1 lane, 2 custom signatures)\n")
+
+
+def test_invalid_config_prints_the_error_to_stderr(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("targets:\n  - name: a\n    url: gopher://a/\n")
+    assert main(["check-config", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"{path}:3: targets[0].url: expected an absolute http:// or https:// URL with a host, got 'gopher://a/'\n"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(600, "10m"), (90, "90s"), (7200, "2h"), (86400, "1d"), (1.5, "1.5s")])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_command_never_shows_a_traceback(tmp_path):
+    """As a real process: a missing file, a directory, binary garbage, a bad value, a valid file."""
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("targets: []\n")
+    cases = [
+        (tmp_path / "absent.yaml", 1, f"{tmp_path / 'absent.yaml'}: cannot read: No such file or directory"),
+        (tmp_path, 1, f"{tmp_path}: cannot read: Is a directory"),
+        (garbage, 1, f"{garbage}:2: not UTF-8 text"),  # byte 0x80 follows the first newline
+        (bad, 1, f"{bad}:1: targets: needs at least one target"),
+        (EXAMPLE, 0, ""),
+    ]
+    for path, status, error in cases:
+        done = subprocess.run([sys.executable, "-m", "exporter", "check-config", str(path)],
+                              capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stderr) == (status, error + "\n" if error else ""), path
+        assert "Traceback" not in done.stdout + done.stderr
