@@ -19,18 +19,13 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="captcha-exporter", description=__doc__.splitlines()[0])
-    from exporter import __version__
+    from exporter import __doc__ as summary, __version__
 
+    parser = argparse.ArgumentParser(prog="captcha-exporter", description=summary)
     parser.add_argument("--version", action="version", version=f"captcha-exporter {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = _module(module_name)
-        except ModuleNotFoundError as exc:  # TODO(integration): remove once every command module has landed
-            if exc.name != module_name:
-                raise
-            continue
+        module = _module(module_name)
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(_module=module_name)
         module.add_arguments(command)
