@@ -1,0 +1,86 @@
+"""Every PromQL expression the project ships, ready to send to a Prometheus.
+
+``catalog()`` lists ``(source, expr)`` pairs from the recording rules, the
+alerts and every dashboard panel query, with Grafana variables replaced by
+values that select everything (``$target`` → ``.*``, ``$__rate_interval`` →
+``1m``, ``$__range`` → ``1h``). An end-to-end test can run each one against the
+test bed's Prometheus and assert it returns data; unit tests use it to parse
+and lint the same expressions.
+
+    python tests/e2e/promql_catalog.py   # prints source<TAB>expr lines
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+RULE_FILES = sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
+DASHBOARD_FILES = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+
+# Grafana's built-in interval variables, as a 1-minute scrape interval gives them.
+BUILTINS = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
+VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
+
+
+def substitute(expr: str, values: dict[str, str] | None = None) -> str:
+    """Replace ``$var`` / ``${var}`` / ``${var:fmt}``: built-ins by durations, others by ``values`` or ``.*``."""
+    values = {**BUILTINS, **(values or {})}
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        return values.get(name, ".*")
+
+    return VARIABLE.sub(replace, expr)
+
+
+def rule_exprs() -> list[tuple[str, str]]:
+    """(``file:record-or-alert name``, expr) for every rule."""
+    found = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                name = rule.get("record") or rule["alert"]
+                found.append((f"{path.relative_to(ROOT)}:{name}", rule["expr"].strip()))
+    return found
+
+
+def dashboard_exprs(values: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(``file:panel title:refId``, expr) for every panel target, variables substituted."""
+    found = []
+    for path in DASHBOARD_FILES:
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                source = f"{path.relative_to(ROOT)}:{panel['title']}:{target['refId']}"
+                found.append((source, substitute(target["expr"], values)))
+    return found
+
+
+def catalog(values: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    return rule_exprs() + dashboard_exprs(values)
+
+
+def contract_metrics() -> dict[str, set[str]]:
+    """Series names → label names, from the metrics table of docs/architecture.md (the public contract).
+
+    A histogram row becomes its ``_bucket`` (with ``le``), ``_sum`` and ``_count`` series.
+    """
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    series = {}
+    for name, kind, labels in re.findall(r"^\| (captcha_\w+) \|([^|]+)\|([^|]*)\|", text, flags=re.MULTILINE):
+        labels = re.sub(r"\([^)]*\)", "", labels)  # drop notes such as "kind (injected, …)"
+        label_set = {label.strip() for label in labels.split(",") if label.strip()}
+        if "histogram" in kind:
+            series[f"{name}_bucket"] = label_set | {"le"}
+            series[f"{name}_sum"] = series[f"{name}_count"] = label_set
+        else:
+            series[name] = label_set
+    return series
+
+if __name__ == "__main__":
+    for source, expr in catalog():
+        print(f"{source}\t{' '.join(expr.split())}")
