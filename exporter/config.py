@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from apscheduler.triggers.cron import CronTrigger
+
 from exporter.config_yaml import Invalid, Mapping, Value, compose, join, suggest
 
 
@@ -188,6 +190,16 @@ def parse_config(text: str, source: str = "<string>", base_dir: Path | None = No
 
 
 TOP_LEVEL_KEYS = ("tor", "targets", "exits", "schedule", "fetchers", "web", "geoip", "evidence", "data_dir", "detect")
+TOR_KEYS = ("mode", "control", "socks", "password", "password_file", "cookie_file", "executable",
+            "data_directory", "torrc", "circuit_timeout")
+TOR_LAUNCH_ONLY = ("executable", "data_directory", "torrc")
+TARGET_KEYS = ("name", "url", "interval", "fetchers", "exits_per_run", "expect")
+EXITS_KEYS = ("fingerprints", "countries", "flags", "top", "sample")
+SCHEDULE_KEYS = ("interval", "cron", "jitter", "concurrency", "exits_per_run", "window")
+FETCHERS_KEYS = ("http", "chromium", "firefox", "tor-browser")
+HTTP_KEYS = ("timeout", "max_body_bytes", "user_agent", "ca_file", "headers")
+BROWSER_KEYS = ("timeout", "challenge_wait", "recycle_after", "memory_limit", "binary", "driver", "ca_file", "headless")
+TOR_BROWSER_KEYS = BROWSER_KEYS + ("tbb_path", "security_level")
 TOR_FLAGS = ("Authority", "BadExit", "Exit", "Fast", "Guard", "HSDir", "MiddleOnly", "NoEdConsensus",
              "Running", "Stable", "StaleDesc", "Sybil", "V2Dir", "Valid")  # dir-spec "known-flags"
 TARGET_NAME = r"[a-z0-9_-]+"
@@ -201,56 +213,52 @@ def _build(text: str, base_dir: Path) -> Config:
     if root.kind != "map":
         root.fail(f"the top level must be a mapping with keys like 'targets', got {root.describe()}")
     root = root.mapping(TOP_LEVEL_KEYS)
-    schedule = _schedule(root.section("schedule", ("interval", "cron", "jitter", "concurrency", "exits_per_run", "window")))
-    data_dir = root.get("data_dir")
+    schedule = _schedule(root.section("schedule", SCHEDULE_KEYS))
     return Config(
         targets=_targets(root.require("targets"), schedule),
         tor=_tor(root.section("tor", TOR_KEYS), base_dir),
-        exits=_exits(root.section("exits", ("fingerprints", "countries", "flags", "top", "sample"))),
+        exits=_exits(root.section("exits", EXITS_KEYS)),
         schedule=schedule,
-        fetchers=_fetchers(root.section("fetchers", ("http", "chromium", "firefox", "tor-browser")), base_dir),
+        fetchers=_fetchers(root.section("fetchers", FETCHERS_KEYS), base_dir),
         web=_web(root.section("web", ("listen",))),
         geoip=_geoip(root.section("geoip", ("country_db", "asn_db")), base_dir),
         evidence=_evidence(root.section("evidence", ("max_files", "max_bytes"))),
-        data_dir=data_dir.file_path(base_dir) if data_dir else base_dir / Config.data_dir,
+        data_dir=root.read("data_dir", lambda v: v.file_path(base_dir), base_dir / Config.data_dir),
         detect_signatures=_detect_signatures(root.section("detect", ("signatures",))),
     )
 
 
-def _optional(section: Mapping, key: str, read, default):
-    """``read(value)`` for a given key, else ``default``."""
-    value = section.get(key)
-    return default if value is None else read(value)
+def _positive_seconds(value: Value) -> float:
+    return value.duration(above=True)
 
 
-TOR_KEYS = ("mode", "control", "socks", "password", "password_file", "cookie_file", "executable",
-            "data_directory", "torrc", "circuit_timeout")
-TOR_LAUNCH_ONLY = ("executable", "data_directory", "torrc")
+def _at_least_one(value: Value) -> int:
+    return value.integer(1)
 
 
 def _tor(section: Mapping, base_dir: Path) -> TorConfig:
     default = TorConfig()
-    mode = _optional(section, "mode", lambda v: v.choice(("launch", "connect"), "mode"), default.mode)
+    mode = section.read("mode", lambda v: v.choice(("launch", "connect"), "mode"), default.mode)
     if mode == "connect":
         for key in TOR_LAUNCH_ONLY:
             if key in section:
                 section.fail_at_key(key, "only used with mode: launch (tor.mode is connect)")
     section.exclusive("password", "password_file")
-    control_host, control_port = _optional(section, "control", Value.host_port, (default.control_host, default.control_port))
-    socks_host, socks_port = _optional(section, "socks", Value.host_port, (default.socks_host, default.socks_port))
+    control_host, control_port = section.read("control", Value.host_port, (default.control_host, default.control_port))
+    socks_host, socks_port = section.read("socks", Value.host_port, (default.socks_host, default.socks_port))
     return TorConfig(
         mode=mode,
         control_host=control_host,
         control_port=control_port,
         socks_host=socks_host,
         socks_port=socks_port,
-        password=_optional(section, "password", Value.string, None)
-        or _optional(section, "password_file", lambda v: _secret_file(v, base_dir), None),
-        cookie_file=_optional(section, "cookie_file", lambda v: v.file_path(base_dir), None),
-        executable=_optional(section, "executable", lambda v: v.command(base_dir), default.executable),
-        data_directory=_optional(section, "data_directory", lambda v: v.file_path(base_dir), None),
-        torrc=_optional(section, "torrc", _torrc, {}),
-        circuit_timeout=_optional(section, "circuit_timeout", lambda v: v.duration(above=True), default.circuit_timeout),
+        password=section.read("password", Value.string, None)
+        or section.read("password_file", lambda v: _secret_file(v, base_dir), None),
+        cookie_file=section.read("cookie_file", lambda v: v.file_path(base_dir), None),
+        executable=section.read("executable", lambda v: v.command(base_dir), default.executable),
+        data_directory=section.read("data_directory", lambda v: v.file_path(base_dir), None),
+        torrc=section.read("torrc", _torrc, {}),
+        circuit_timeout=section.read("circuit_timeout", _positive_seconds, default.circuit_timeout),
     )
 
 
@@ -289,12 +297,12 @@ def _schedule(section: Mapping) -> Schedule:
     default = Schedule()
     section.exclusive("interval", "cron")
     return Schedule(
-        interval=_optional(section, "interval", _interval, default.interval),
-        cron=_optional(section, "cron", _cron, None),
-        jitter=_optional(section, "jitter", Value.duration, default.jitter),
-        concurrency=_optional(section, "concurrency", lambda v: v.integer(1, 64), default.concurrency),
-        exits_per_run=_optional(section, "exits_per_run", lambda v: v.integer(1), default.exits_per_run),
-        window=_optional(section, "window", lambda v: v.duration(above=True), default.window),
+        interval=section.read("interval", _interval, default.interval),
+        cron=section.read("cron", _cron, None),
+        jitter=section.read("jitter", Value.duration, default.jitter),
+        concurrency=section.read("concurrency", lambda v: v.integer(1, 64), default.concurrency),
+        exits_per_run=section.read("exits_per_run", _at_least_one, default.exits_per_run),
+        window=section.read("window", _positive_seconds, default.window),
     )
 
 
@@ -304,17 +312,12 @@ def _interval(value: Value) -> float:
 
 def _cron(value: Value) -> str:
     """A 5-field crontab line, checked the way the scheduler (APScheduler) will read it."""
-    from apscheduler.triggers.cron import CronTrigger
-
     text = value.string()
     try:
         CronTrigger.from_crontab(text, timezone="UTC")
     except ValueError as exc:
         value.fail(f"invalid cron expression {text!r}: {exc}")
     return text
-
-
-TARGET_KEYS = ("name", "url", "interval", "fetchers", "exits_per_run", "expect")
 
 
 def _targets(value: Value, schedule: Schedule) -> tuple[Target, ...]:
@@ -339,9 +342,9 @@ def _target(section: Mapping, schedule: Schedule) -> Target:
         name=section.require("name").string(TARGET_NAME, " (use lowercase letters, digits, _ and -)"),
         url=_url(section.require("url")),
         interval=_interval(own_interval) if own_interval else schedule.interval,
-        fetchers=_optional(section, "fetchers", _fetcher_list, ("http",)),
-        exits_per_run=_optional(section, "exits_per_run", lambda v: v.integer(1), schedule.exits_per_run),
-        expect=_optional(section, "expect", _expectation, None),
+        fetchers=section.read("fetchers", _fetcher_list, ("http",)),
+        exits_per_run=section.read("exits_per_run", _at_least_one, schedule.exits_per_run),
+        expect=section.read("expect", _expectation, None),
         cron=None if own_interval else schedule.cron,
     )
 
@@ -375,25 +378,31 @@ def _fetcher_list(value: Value) -> tuple[str, ...]:
 def _expectation(value: Value) -> Expectation:
     section = value.mapping(("status", "title"))
     return Expectation(
-        status=_optional(section, "status", lambda v: v.integer(100, 599), None),
-        title=_optional(section, "title", Value.string, None),
+        status=section.read("status", lambda v: v.integer(100, 599), None),
+        title=section.read("title", Value.string, None),
     )
 
 
 def _exits(section: Mapping) -> ExitSelection:
     section.exclusive("top", "sample")
     return ExitSelection(
-        fingerprints=_optional(section, "fingerprints", lambda v: _codes(v, r"[0-9A-Fa-f]{40}", "40 hex characters"), ()),
-        countries=_optional(section, "countries", lambda v: _codes(v, r"[A-Za-z]{2}", "an ISO 3166 alpha-2 code like DE"), ()),
-        flags=_optional(section, "flags", _flags, ()),
-        top=_optional(section, "top", lambda v: v.integer(1), None),
-        sample=_optional(section, "sample", lambda v: v.integer(1), None),
+        fingerprints=section.read("fingerprints", _fingerprints, ()),
+        countries=section.read("countries", _countries, ()),
+        flags=section.read("flags", _flags, ()),
+        top=section.read("top", _at_least_one, None),
+        sample=section.read("sample", _at_least_one, None),
     )
 
 
-def _codes(value: Value, pattern: str, what: str) -> tuple[str, ...]:
-    """A list of codes matching ``pattern``, uppercased (fingerprints, country codes)."""
-    return tuple(item.string(pattern, f": expected {what}").upper() for item in value.items())
+def _fingerprints(value: Value) -> tuple[str, ...]:
+    """Relay identity fingerprints: 40 hex digits (SHA-1), uppercased as tor writes them."""
+    return tuple(item.string(r"[0-9A-Fa-f]{40}", ": expected 40 hex characters").upper() for item in value.items())
+
+
+def _countries(value: Value) -> tuple[str, ...]:
+    """ISO 3166-1 alpha-2 codes, uppercased as GeoIP databases give them."""
+    hint = ": expected an ISO 3166 alpha-2 code like DE"
+    return tuple(item.string(r"[A-Za-z]{2}", hint).upper() for item in value.items())
 
 
 def _flags(value: Value) -> tuple[str, ...]:
@@ -408,13 +417,9 @@ def _flags(value: Value) -> tuple[str, ...]:
     return tuple(flags)
 
 
-BROWSER_KEYS = ("timeout", "challenge_wait", "recycle_after", "memory_limit", "binary", "driver", "ca_file", "headless")
-TOR_BROWSER_KEYS = BROWSER_KEYS + ("tbb_path", "security_level")
-
-
 def _fetchers(section: Mapping, base_dir: Path) -> Fetchers:
     return Fetchers(
-        http=_http(section.section("http", ("timeout", "max_body_bytes", "user_agent", "ca_file", "headers")), base_dir),
+        http=_http(section.section("http", HTTP_KEYS), base_dir),
         chromium=_browser(section.section("chromium", BROWSER_KEYS), base_dir),
         firefox=_browser(section.section("firefox", BROWSER_KEYS), base_dir),
         tor_browser=_browser(section.section("tor-browser", TOR_BROWSER_KEYS), base_dir),
@@ -424,11 +429,11 @@ def _fetchers(section: Mapping, base_dir: Path) -> Fetchers:
 def _http(section: Mapping, base_dir: Path) -> HttpFetcherConfig:
     default = HttpFetcherConfig()
     return HttpFetcherConfig(
-        timeout=_optional(section, "timeout", lambda v: v.duration(above=True), default.timeout),
-        max_body_bytes=_optional(section, "max_body_bytes", lambda v: v.size(1), default.max_body_bytes),
-        user_agent=_optional(section, "user_agent", Value.string, default.user_agent),
-        ca_file=_optional(section, "ca_file", lambda v: v.file_path(base_dir, must_exist="file"), None),
-        headers=_optional(section, "headers", _headers, {}),
+        timeout=section.read("timeout", _positive_seconds, default.timeout),
+        max_body_bytes=section.read("max_body_bytes", lambda v: v.size(1), default.max_body_bytes),
+        user_agent=section.read("user_agent", Value.string, default.user_agent),
+        ca_file=section.read("ca_file", lambda v: v.file_path(base_dir, must_exist="file"), None),
+        headers=section.read("headers", _headers, {}),
     )
 
 
@@ -447,22 +452,26 @@ def _headers(value: Value) -> dict[str, str]:
 def _browser(section: Mapping, base_dir: Path) -> BrowserFetcherConfig:
     default = BrowserFetcherConfig()
     return BrowserFetcherConfig(
-        timeout=_optional(section, "timeout", lambda v: v.duration(above=True), default.timeout),
-        challenge_wait=_optional(section, "challenge_wait", Value.duration, default.challenge_wait),
-        recycle_after=_optional(section, "recycle_after", lambda v: v.integer(1), default.recycle_after),
-        memory_limit_bytes=_optional(section, "memory_limit", lambda v: v.size(1), default.memory_limit_bytes),
-        binary=_optional(section, "binary", lambda v: v.command(base_dir), None),
-        driver=_optional(section, "driver", lambda v: v.command(base_dir), None),
-        ca_file=_optional(section, "ca_file", lambda v: v.file_path(base_dir, must_exist="file"), None),
-        headless=_optional(section, "headless", Value.boolean, default.headless),
-        tbb_path=_optional(section, "tbb_path", lambda v: v.file_path(base_dir, must_exist="directory"), None),
-        security_level=_optional(section, "security_level", lambda v: v.choice(("standard", "safer", "safest"), "security level"),
-                                 default.security_level),
+        timeout=section.read("timeout", _positive_seconds, default.timeout),
+        challenge_wait=section.read("challenge_wait", Value.duration, default.challenge_wait),
+        recycle_after=section.read("recycle_after", _at_least_one, default.recycle_after),
+        memory_limit_bytes=section.read("memory_limit", lambda v: v.size(1), default.memory_limit_bytes),
+        binary=section.read("binary", lambda v: v.command(base_dir), None),
+        driver=section.read("driver", lambda v: v.command(base_dir), None),
+        ca_file=section.read("ca_file", lambda v: v.file_path(base_dir, must_exist="file"), None),
+        headless=section.read("headless", Value.boolean, default.headless),
+        tbb_path=section.read("tbb_path", lambda v: v.file_path(base_dir, must_exist="directory"), None),
+        security_level=section.read("security_level", _security_level, default.security_level),
     )
 
 
+def _security_level(value: Value) -> str:
+    """Tor Browser's security slider positions."""
+    return value.choice(("standard", "safer", "safest"), "security level")
+
+
 def _web(section: Mapping) -> Web:
-    host, port = _optional(section, "listen", Value.host_port, (Web.listen_host, Web.listen_port))
+    host, port = section.read("listen", Value.host_port, (Web.listen_host, Web.listen_port))
     return Web(listen_host=host, listen_port=port)
 
 
@@ -471,15 +480,15 @@ def _geoip(section: Mapping, base_dir: Path) -> GeoIP:
         return value.file_path(base_dir, must_exist="file")
 
     return GeoIP(
-        country_db=_optional(section, "country_db", database, None),
-        asn_db=_optional(section, "asn_db", database, None),
+        country_db=section.read("country_db", database, None),
+        asn_db=section.read("asn_db", database, None),
     )
 
 
 def _evidence(section: Mapping) -> Evidence:
     return Evidence(
-        max_files=_optional(section, "max_files", lambda v: v.integer(0), Evidence.max_files),
-        max_bytes=_optional(section, "max_bytes", Value.size, Evidence.max_bytes),
+        max_files=section.read("max_files", lambda v: v.integer(0), Evidence.max_files),
+        max_bytes=section.read("max_bytes", Value.size, Evidence.max_bytes),
     )
 
 

@@ -12,11 +12,12 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+T = TypeVar("T")
 _TAG = "tag:yaml.org,2002:"
 _KINDS = ("str", "int", "float", "bool", "null", "timestamp", "seq", "map", "merge")
 _SCALARS = yaml.constructor.SafeConstructor()
@@ -201,7 +202,7 @@ class Value:
         return [Value(item, join(self.path, index)) for index, item in enumerate(self.node.value)]
 
     def mapping(self, known: tuple[str, ...] | None = None) -> Mapping:
-        return Mapping(self, known)
+        return Mapping.parse(self, known)
 
     def plain(self) -> Any:
         """The value as plain Python data (lists, dicts, scalars), aliases shared."""
@@ -227,12 +228,18 @@ def _plain(node: Node, path: str, built: dict[int, Any]) -> Any:
 class Mapping:
     """A YAML mapping whose keys are strings, each given once and (if ``known``) expected."""
 
-    def __init__(self, value: Value, known: tuple[str, ...] | None = None):
+    def __init__(self, path: str, line: int, keys: dict[str, Value], values: dict[str, Value]):
+        self.path = path
+        self.line = line
+        self._keys = keys
+        self._values = values
+
+    @classmethod
+    def parse(cls, value: Value, known: tuple[str, ...] | None = None) -> Mapping:
         if not isinstance(value.node, MappingNode):
             value.expected("a mapping")
-        self.value = value
-        self._entries: dict[str, Value] = {}
-        self._keys: dict[str, Value] = {}
+        keys: dict[str, Value] = {}
+        values: dict[str, Value] = {}
         for key_node, item_node in value.node.value:
             key = Value(key_node, value.path)
             if key.kind == "merge":
@@ -241,31 +248,34 @@ class Mapping:
                 key.expected("a string key")
             name = key_node.value
             key.path = join(value.path, name)
-            if name in self._entries:
-                key.fail(f"duplicate key {name!r} (first given at line {self._entries[name].line})")
+            if name in keys:
+                key.fail(f"duplicate key {name!r} (first given at line {keys[name].line})")
             if known is not None and name not in known:
                 key.fail(f"unknown key {name!r}{suggest(name, known)}")
-            self._keys[name] = key
-            self._entries[name] = Value(item_node, key.path)
+            keys[name] = key
+            values[name] = Value(item_node, key.path)
+        return cls(value.path, value.line, keys, values)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._entries
+        return key in self._values
 
     def __iter__(self) -> Iterator[tuple[str, Value]]:
-        return iter(self._entries.items())
-
-    def __len__(self) -> int:
-        return len(self._entries)
+        return iter(self._values.items())
 
     def get(self, key: str) -> Value | None:
         """The value under ``key``; an explicit ``null`` counts as not given."""
-        value = self._entries.get(key)
+        value = self._values.get(key)
         return None if value is None or value.is_null else value
 
+    def read(self, key: str, convert: Callable[[Value], T], default: T) -> T:
+        """``convert(value)`` of a given key, else ``default``."""
+        value = self.get(key)
+        return default if value is None else convert(value)
+
     def require(self, key: str) -> Value:
-        value = self._entries.get(key)
+        value = self._values.get(key)
         if value is None:
-            raise Invalid(self.value.line, join(self.value.path, key), "required key is missing")
+            raise Invalid(self.line, join(self.path, key), "required key is missing")
         return value
 
     def fail_at_key(self, key: str, message: str):
@@ -276,8 +286,7 @@ class Mapping:
         """A nested mapping; an absent or null one reads as empty."""
         value = self.get(key)
         if value is None:
-            empty = ScalarNode(f"{_TAG}null", "", self.value.node.start_mark, self.value.node.end_mark)
-            return _EmptyMapping(Value(empty, join(self.value.path, key)))
+            return Mapping(join(self.path, key), self.line, {}, {})
         return value.mapping(known)
 
     def exclusive(self, *keys: str) -> None:
@@ -285,13 +294,6 @@ class Mapping:
         given = [key for key in keys if self.get(key) is not None]
         if len(given) > 1:
             self.fail_at_key(given[-1], f"{' and '.join(given)} are mutually exclusive; give only one")
-
-
-class _EmptyMapping(Mapping):
-    def __init__(self, value: Value):
-        self.value = value
-        self._entries = {}
-        self._keys = {}
 
 
 def suggest(word: str, choices) -> str:

@@ -198,5 +198,6 @@ def test_target_interval_overrides_a_global_cron():
           - {name: a, url: "http://a/", interval: 2m}
           - {name: b, url: "http://b/"}
         """))
-    assert [(t.interval, t.cron, t.exits_per_run) for t in config.targets] == [(120.0, None, 2), (600.0, "0 * * * *", 2)]
+    schedules = [(t.interval, t.cron, t.exits_per_run) for t in config.targets]
+    assert schedules == [(120.0, None, 2), (600.0, "0 * * * *", 2)]
 

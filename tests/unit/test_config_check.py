@@ -40,7 +40,8 @@ def test_invalid_config_prints_the_error_to_stderr(tmp_path, capsys):
     assert main(["check-config", str(path)]) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == f"{path}:3: targets[0].url: expected an absolute http:// or https:// URL with a host, got 'gopher://a/'\n"
+    expected = "targets[0].url: expected an absolute http:// or https:// URL with a host, got 'gopher://a/'"
+    assert err == f"{path}:3: {expected}\n"
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(600, "10m"), (90, "90s"), (7200, "2h"), (86400, "1d"), (1.5, "1.5s")])

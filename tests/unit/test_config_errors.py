@@ -248,3 +248,19 @@ def test_custom_signature_error_below_the_tree_keeps_the_full_path(monkeypatch):
     with pytest.raises(ConfigError) as caught:
         parse_config(TARGET + "detect:\n  signatures:\n    - name: one\n")
     assert str(caught.value) == "<string>:5: detect.signatures[0].provider: required"
+
+
+def test_custom_signatures_are_checked_by_the_detector():
+    """With the real exporter.detect.signatures: a bad regex is reported at its own line."""
+    text = TARGET + textwrap.dedent("""\
+        detect:
+          signatures:
+            - name: acme
+              kind: block
+              all:
+                - status: 403
+                - title: "(unclosed"
+        """)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert str(caught.value).startswith("<string>:9: detect.signatures[0].all[1].title: ")
