@@ -65,7 +65,8 @@ def _test(rule: Rule, page: Page, widgets: tuple[str, ...]) -> str | None:
     elif field == "title":
         ok = rule.pattern.search(page.title) is not None
     elif field == "body":
-        ok = rule.pattern.search(page.body) is not None
+        ok = (rule.literals is None or any(text in page.folded_body for text in rule.literals)) \
+            and rule.pattern.search(page.body) is not None
     elif field == "url":
         ok = rule.pattern.search(page.response.url) is not None
     else:  # widget

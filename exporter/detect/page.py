@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from exporter.detect.literals import fold
 from exporter.fetch.response import Response
 
 # Gate markers sit in the head or near the top; a page can be megabytes.
@@ -41,6 +42,11 @@ class Page:
     @cached_property
     def body(self) -> str:
         return self.response.body[:BODY_SCAN_CHARS]
+
+    @cached_property
+    def folded_body(self) -> str:
+        """The scanned body as literal prefilters compare it."""
+        return fold(self.body)
 
     @cached_property
     def title(self) -> str:

@@ -45,6 +45,8 @@ from typing import Any
 
 import yaml
 
+from exporter.detect.literals import required_literals
+
 GATE_KINDS = ("challenge", "block", "error")
 SIGNATURE_KINDS = GATE_KINDS + ("widget", "context")
 TEXT_RULES = ("header", "cookie", "title", "body", "url", "widget")
@@ -68,6 +70,7 @@ class Rule:
     header_name: str = ""
     statuses: frozenset[int] = frozenset()
     limit: int = 0
+    literals: frozenset[str] | None = None  # body rules: see exporter.detect.literals
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,8 @@ def _build_rule(rule: dict) -> Rule:
     if field_name == "header":
         pattern = re.compile(rule["value"], re.I) if "value" in rule else None
         return Rule(field_name, marker, pattern=pattern, header_name=value.strip().lower())
-    return Rule(field_name, marker, pattern=re.compile(value, re.I))
+    literals = required_literals(value) if field_name == "body" else None
+    return Rule(field_name, marker, pattern=re.compile(value, re.I), literals=literals)
 
 
 def _default_marker(field_name: str, value: Any, header_value: str | None) -> str:
