@@ -110,7 +110,7 @@ class Exporter:
         self._tor_error = "connecting to tor"
         self._consensus: Consensus | None = None
         self._selected: list[ExitRelay] = []
-        self._port_ok: dict[tuple[str, int], bool] = {}
+        self._port_ok: dict[tuple[str, int], bool] = {}  # (fingerprint, port) known to be allowed
         self._pinner: CircuitPinner | None = None
         self._prober: Prober | None = None
         self._scheduler: Scheduler | None = None
@@ -220,9 +220,9 @@ class Exporter:
         allowed = []
         for exit in selected:
             key = (exit.fingerprint, port)
-            if key not in self._port_ok:
-                self._port_ok[key] = allows_port(tor.controller, exit.fingerprint, port)
-            if self._port_ok[key]:
+            # remember only a yes: a no may just mean the descriptor has not arrived yet
+            if key in self._port_ok or allows_port(tor.controller, exit.fingerprint, port):
+                self._port_ok[key] = True
                 allowed.append(exit)
         return allowed
 
