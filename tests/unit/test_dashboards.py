@@ -1,0 +1,222 @@
+"""Grafana dashboards and provisioning: structural checks of the committed JSON.
+
+Grafana cannot run here and the grafana-foundation-sdk wheel ships no JSON
+Schema, so these tests assert the dashboard-linter rules and the classic
+dashboard model's constraints (kinds/dashboard/dashboard_kind.cue) directly,
+and parse every query with promtool.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+GRAFANA = ROOT / "grafana"
+DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+PANEL_TYPES = {"timeseries", "stat", "table", "bargauge", "geomap"}
+UNITS = {"percentunit", "s", "short", "none", "opm"}
+ONLINE_BASEMAPS = {"default", "carto", "osm-standard", "esri-xyz", "xyz"}
+TEXT_FIELDS_WITH_VARIABLES = ("expr", "url")
+
+_spec = importlib.util.spec_from_file_location("promql_catalog", ROOT / "tests" / "e2e" / "promql_catalog.py")
+promql_catalog = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(promql_catalog)
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+DASHBOARDS = {path.name: load(path) for path in DASHBOARD_FILES}
+SHIPPED_UIDS = {d["uid"] for d in DASHBOARDS.values()}
+
+
+def panels():
+    for name, dashboard in DASHBOARDS.items():
+        for panel in dashboard["panels"]:
+            yield pytest.param(dashboard, panel, id=f"{name}:{panel['title']}")
+
+
+def variables(dashboard: dict) -> dict[str, dict]:
+    return {v["name"]: v for v in dashboard["templating"]["list"]}
+
+
+def strings_in(node, keys=TEXT_FIELDS_WITH_VARIABLES):
+    """Every string under one of ``keys`` anywhere in the JSON tree."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in keys and isinstance(value, str):
+                yield value
+            else:
+                yield from strings_in(value, keys)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings_in(item, keys)
+
+
+def test_the_four_dashboards_ship():
+    assert SHIPPED_UIDS == {"captcha-overview", "captcha-target", "captcha-relay", "captcha-exporter-health"}
+
+
+def test_committed_json_matches_the_generator():
+    result = subprocess.run([sys.executable, str(GRAFANA / "generate.py"), "--check"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_dashboard_model(name):
+    dashboard = DASHBOARDS[name]
+    raw = (GRAFANA / "dashboards" / name).read_text()
+    assert 8 <= len(dashboard["uid"]) <= 40
+    assert dashboard.get("id") is None
+    assert "__inputs" not in dashboard and "__requires" not in dashboard and "${DS_" not in raw
+    assert isinstance(dashboard["schemaVersion"], int) and 39 <= dashboard["schemaVersion"] <= 42
+    assert isinstance(dashboard["refresh"], str)
+    assert dashboard["title"] and dashboard["description"]
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_variables(name):
+    dashboard = DASHBOARDS[name]
+    defined = variables(dashboard)
+    sources = [v for v in defined.values() if v["type"] == "datasource"]
+    assert sources == [defined["datasource"]] and defined["datasource"]["query"] == "prometheus"
+    assert defined["datasource"]["label"] == "Data source"
+    for variable in defined.values():
+        if variable["type"] == "query":
+            assert variable["datasource"] == DATASOURCE
+            assert variable["refresh"] == 2
+            assert re.match(r"label_values\(", variable["definition"])
+            assert variable["query"]["query"] == variable["definition"]
+    texts = [*strings_in(dashboard["panels"]), *strings_in(dashboard["links"]),
+             *(v.get("definition", "") for v in defined.values())]
+    used = {a or b for text in texts for a, b in re.findall(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", text)}
+    assert {u for u in used if not u.startswith("__")} <= set(defined)
+    for variable in defined.values():
+        if variable.get("multi"):
+            for expr in strings_in(dashboard["panels"], keys=("expr",)):
+                assert f'="${variable["name"]}"' not in expr, "multi-value variables need =~"
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_layout(name):
+    dashboard = DASHBOARDS[name]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    occupied = set()
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert grid["h"] > 0 and 0 < grid["w"] <= 24 and 0 <= grid["x"] < 24 and grid["x"] + grid["w"] <= 24
+        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
+                 for y in range(grid["y"], grid["y"] + grid["h"])}
+        assert not cells & occupied, f"{panel['title']} overlaps another panel"
+        occupied |= cells
+
+
+@pytest.mark.parametrize("dashboard, panel", panels())
+def test_panel(dashboard, panel):
+    assert panel["type"] in PANEL_TYPES
+    assert panel["title"] and panel["description"]
+    assert panel["datasource"] == DATASOURCE
+    assert panel["targets"], "panel without queries"
+    ref_ids = [t["refId"] for t in panel["targets"]]
+    assert len(ref_ids) == len(set(ref_ids))
+    for target in panel["targets"]:
+        assert target["datasource"] == DATASOURCE
+        if target["format"] == "table":
+            assert target["instant"] and not target["range"]
+    defaults = panel["fieldConfig"]["defaults"]
+    assert defaults["unit"] in UNITS
+    if re.search(r"\b(ratio|coverage)\b", panel["title"], flags=re.IGNORECASE):
+        assert defaults["unit"] == "percentunit"
+    steps = defaults["thresholds"]["steps"]
+    assert steps[0]["value"] is None
+    values = [s["value"] for s in steps[1:]]
+    assert values == sorted(values)
+
+
+@pytest.mark.parametrize("dashboard, panel", panels())
+def test_queries_follow_the_linter_rules(dashboard, panel):
+    for target in panel["targets"]:
+        expr = target["expr"]
+        for window in re.findall(r"\b(?:rate|irate)\([^\[]*\[([^\]]+)\]", expr):
+            assert window == "$__rate_interval", expr
+        counters = re.findall(r"\b\w+_total\b", expr)
+        wrapped = re.findall(r"\b(?:rate|irate|increase)\(\w+_total(?:\{[^}]*\})?\[", expr)
+        assert len(wrapped) == len(counters), f"a *_total outside rate/increase: {expr}"
+        assert re.search(r'\bjob=~"\$job"', expr), "every query selects the dashboard's job"
+
+
+def test_queries_use_only_contract_metrics_and_recorded_series():
+    recorded = {name.split(":", 1)[1] for name, _ in promql_catalog.rule_exprs()}
+    known = set(promql_catalog.contract_metrics()) | recorded | {"up", "scrape_duration_seconds"}
+    for source, expr in promql_catalog.dashboard_exprs():
+        used = set(re.findall(r"\b((?:[a-z_]+:)?[a-z_][a-z0-9_]*(?::[a-z0-9_]+)?)\{", expr))
+        assert used, source
+        assert used <= known, f"{source}: unknown series {used - known}"
+
+
+def test_generator_knows_the_contract_labels():
+    spec = importlib.util.spec_from_file_location("generate", GRAFANA / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    contract = promql_catalog.contract_metrics()
+    for metric, labels in generate.METRIC_LABELS.items():
+        if metric in contract:
+            assert labels == contract[metric], metric
+
+
+def test_every_query_parses(tmp_path):
+    """promtool parses each query (variables substituted) as a recording rule."""
+    exprs = promql_catalog.dashboard_exprs()
+    rules = {"groups": [{"name": "dashboard-queries", "rules": [
+        {"record": f"dashboard:query_{i}:check", "expr": expr} for i, (_, expr) in enumerate(exprs)]}]}
+    path = tmp_path / "queries.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in result.stdout
+
+
+def test_links_point_at_shipped_dashboards():
+    links = [url for d in DASHBOARDS.values() for url in strings_in(d, keys=("url",))]
+    internal = [url for url in links if url.startswith("/d/")]
+    assert internal, "no drill-down links"
+    for url in internal:
+        assert re.match(r"/d/([\w-]+)", url).group(1) in SHIPPED_UIDS, url
+
+
+def test_geomap_works_offline_with_uppercase_country_lookup():
+    maps = [p for d in DASHBOARDS.values() for p in d["panels"] if p["type"] == "geomap"]
+    assert maps
+    for panel in maps:
+        options = panel["options"]
+        assert options["basemap"]["type"] not in ONLINE_BASEMAPS
+        assert options["basemap"]["config"]["src"].startswith("public/")
+        for layer in options["layers"]:
+            assert layer["location"] == {"mode": "lookup", "lookup": "country",
+                                         "gazetteer": "public/gazetteer/countries.json"}
+        for target in panel["targets"]:
+            assert target["format"] == "table" and "by (country)" in target["expr"]
+
+
+def test_provisioning_points_grafana_at_the_dashboards():
+    datasources = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    (source,) = datasources["datasources"]
+    assert source["type"] == "prometheus" and source["uid"] and source["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "captcha-exporter.yml").read_text())
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
