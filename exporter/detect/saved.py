@@ -104,7 +104,12 @@ def _redirect_target(entry: dict) -> str | None:
         return None
     location = entry["response"].get("redirectURL") or next(
         (v for k, v in _headers(entry) if k.lower() == "location"), "")
-    return urljoin(_url(entry), str(location)) if location else None
+    if not location:
+        return None
+    try:
+        return urljoin(_url(entry), str(location))
+    except ValueError:  # e.g. a malformed IPv6 host: compare the Location as written
+        return str(location)
 
 
 def _response(entry: dict, source: Path | str) -> Response:

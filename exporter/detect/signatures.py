@@ -97,7 +97,7 @@ def check_custom(raw: Any) -> list[tuple[list[str | int], str]]:
     """Errors in the ``detect.signatures`` config value, as (path, message); [] if valid."""
     if raw is None:
         return []
-    if not isinstance(raw, list):
+    if not isinstance(raw, (list, tuple)):
         return [([], "must be a list of signatures")]
     errors: list[tuple[list[str | int], str]] = []
     names: set[str] = set()
@@ -110,7 +110,7 @@ def check_custom(raw: Any) -> list[tuple[list[str | int], str]]:
     return errors
 
 
-def load_signatures(custom: list[dict] | None = None) -> Signatures:
+def load_signatures(custom: list[dict] | tuple[dict, ...] | None = None) -> Signatures:
     """The shipped signatures plus ``custom`` ones (evaluated first; same name replaces)."""
     errors = check_custom(custom)
     if errors:
