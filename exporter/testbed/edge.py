@@ -32,6 +32,7 @@ Identify = Callable[[tuple[str, int]], "str | None"]
 
 MAX_REQUEST_BODY = 1 << 20
 REQUEST_LOG_SIZE = 10_000
+SHUTDOWN_POLL = 0.1  # seconds; how long stop() may wait for each server loop
 
 
 class Edge:
@@ -67,7 +68,9 @@ class Edge:
         self.https_port = https.server_address[1]
         self.admin_url = f"http://{self._host}:{admin.server_address[1]}"
         for server in self._servers:
-            thread = threading.Thread(target=server.serve_forever, name=f"edge-{server.name}", daemon=True)
+            thread = threading.Thread(
+                target=server.serve_forever, args=(SHUTDOWN_POLL,), name=f"edge-{server.name}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         log.info("edge serving http:%d https:%d admin %s", self.http_port, self.https_port, self.admin_url)
