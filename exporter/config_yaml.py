@@ -92,7 +92,7 @@ class Value:
 
     def describe(self) -> str:
         names = {"seq": "a list", "map": "a mapping", "null": "nothing"}
-        return names.get(self.kind, f"{self.kind} {self.node.value!r}")
+        return names.get(self.kind, f"{self.kind} {_shown(repr(self.node.value))}")
 
     def expected(self, what: str):
         self.fail(f"expected {what}, got {self.describe()}")
@@ -126,21 +126,26 @@ class Value:
     def integer(self, minimum: int | None = None, maximum: int | None = None) -> int:
         if self.kind != "int":
             self.expected("an integer")
-        return self.in_range(_CONSTRUCT["int"](self.node), minimum, maximum)
-
-    def in_range(self, number, minimum=None, maximum=None):
+        number = self._number()
         if minimum is not None and number < minimum or maximum is not None and number > maximum:
             if maximum is None:
-                self.fail(f"must be at least {minimum}, got {number}")
-            self.fail(f"must be between {minimum} and {maximum}, got {number}")
+                self.fail(f"must be at least {minimum}, got {_shown(self.node.value)}")
+            self.fail(f"must be between {minimum} and {maximum}, got {_shown(self.node.value)}")
         return number
+
+    def _number(self) -> int | float:
+        """An int or float scalar; infinite, NaN or absurdly long numbers are refused."""
+        try:
+            number = _CONSTRUCT[self.kind](self.node)
+            if math.isfinite(float(number)):
+                return number
+        except (ValueError, OverflowError):
+            pass
+        self.fail(f"must be a finite number of sensible size, got {_shown(self.node.value)}")
 
     def _number_or_text(self) -> float | str:
         if self.kind in ("int", "float"):
-            number = float(_CONSTRUCT[self.kind](self.node))
-            if not math.isfinite(number):
-                self.fail(f"must be a finite number, got {self.node.value}")
-            return number
+            return float(self._number())
         if self.kind != "str":
             self.expected("a number or a string")
         return self.node.value
@@ -153,18 +158,20 @@ class Value:
         except ValueError as exc:
             self.fail(str(exc))
         if seconds < minimum or above and seconds == minimum:
-            self.fail(f"must be {'more than' if above else 'at least'} {minimum:g} seconds, got {self.node.value}")
+            self.fail(f"must be {'more than' if above else 'at least'} {minimum:g} seconds, got {_shown(self.node.value)}")
         return seconds
 
     def size(self, minimum: int = 0) -> int:
         """Bytes, from a number or a string like ``512KB``, ``5MiB``, ``1GB``."""
         raw = self._number_or_text()
+        if isinstance(raw, float) and not raw.is_integer():
+            self.fail(f"not a whole number of bytes: {_shown(self.node.value)}")
         try:
-            count = parse_size(str(raw) if isinstance(raw, float) else raw)
+            count = int(raw) if isinstance(raw, float) else parse_size(raw)
         except ValueError as exc:
             self.fail(str(exc))
         if count < minimum:
-            self.fail(f"must be at least {minimum} bytes, got {self.node.value}")
+            self.fail(f"must be at least {minimum} bytes, got {_shown(self.node.value)}")
         return count
 
     def host_port(self) -> tuple[str, int]:
@@ -296,6 +303,11 @@ class Mapping:
             self.fail_at_key(given[-1], f"{' and '.join(given)} are mutually exclusive; give only one")
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters for an error message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def suggest(word: str, choices) -> str:
     """``" (did you mean 'interval'?)"`` when a choice is close to ``word``, else the choices."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
@@ -311,12 +323,13 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 def parse_duration(text: str) -> float:
     """Seconds in ``"90"``, ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h30m"``, ``"1d"``."""
     compact = text.strip()
-    if re.fullmatch(r"\d+(?:\.\d+)?", compact):
-        return float(compact)
-    parts = _DURATION_PART.findall(compact)
-    if not parts or "".join(number + unit for number, unit in parts) != compact:
-        raise ValueError(f"invalid duration {text!r}: use seconds or e.g. 500ms, 30s, 5m, 1h30m, 1d")
-    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    parts = [(compact, "s")] if re.fullmatch(r"\d+(?:\.\d+)?", compact) else _DURATION_PART.findall(compact)
+    if not parts or "".join(number + unit for number, unit in parts) not in (compact, compact + "s"):
+        raise ValueError(f"invalid duration {_shown(repr(text))}: use seconds or e.g. 500ms, 30s, 5m, 1h30m, 1d")
+    seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if not math.isfinite(seconds):
+        raise ValueError(f"invalid duration {_shown(repr(text))}: too large")
+    return seconds
 
 
 _SIZE_UNITS = {"": 1, "b": 1}
@@ -329,8 +342,10 @@ def parse_size(text: str) -> int:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)", text.strip())
     unit = match.group(2).lower() if match else None
     if unit not in _SIZE_UNITS:
-        raise ValueError(f"invalid size {text!r}: use bytes or e.g. 512KB, 5MiB, 1GB")
+        raise ValueError(f"invalid size {_shown(repr(text))}: use bytes or e.g. 512KB, 5MiB, 1GB")
     count = float(match.group(1)) * _SIZE_UNITS[unit]
+    if not math.isfinite(count):
+        raise ValueError(f"invalid size {_shown(repr(text))}: too large")
     if count != int(count):
-        raise ValueError(f"invalid size {text!r}: not a whole number of bytes")
+        raise ValueError(f"invalid size {_shown(repr(text))}: not a whole number of bytes")
     return int(count)
