@@ -434,7 +434,7 @@ def _anubis(visit, behaviour, passes):
 
 def _anubis_endpoint(visit: Visit, passes: Passes) -> Reply:
     if visit.route == ANUBIS_SCRIPT:
-        return Reply(200, [("Content-Type", "text/javascript")], template("anubis.mjs").encode())
+        return Reply(200, [("Content-Type", "text/javascript")], template("anubis.js").encode())
     if visit.route != ANUBIS_PASS:
         return Reply(404, [("Content-Type", "text/plain")], b"not found\n")
     query = visit.query

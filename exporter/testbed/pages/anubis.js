@@ -102,4 +102,4 @@ function solve() {
   work();
 }
 
-if (typeof document !== "undefined") solve();
+if (document.getElementById("anubis_challenge")) solve();
