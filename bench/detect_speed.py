@@ -33,7 +33,7 @@ def page(kilobytes: int, worst_case: bool) -> str:
     if worst_case:
         signatures = load_signatures().items
         literals = sorted({text for s in signatures for rule in s.all + s.any + s.none
-                           for text in rule.literals or ()})
+                           for group in rule.literals or () for text in group})
         filler.append("<!-- " + " ".join(literals) + " -->")
     n = 0
     while len(HEAD) + sum(map(len, filler)) < kilobytes * 1024:

@@ -65,13 +65,20 @@ def _test(rule: Rule, page: Page, widgets: tuple[str, ...]) -> str | None:
     elif field == "title":
         ok = rule.pattern.search(page.title) is not None
     elif field == "body":
-        ok = (rule.literals is None or any(text in page.folded_body for text in rule.literals)) \
-            and rule.pattern.search(page.body) is not None
+        ok = _prefilter(rule, page) and rule.pattern.search(page.body) is not None
     elif field == "url":
         ok = rule.pattern.search(page.response.url) is not None
     else:  # widget
         ok = any(rule.pattern.fullmatch(provider) for provider in widgets)
     return rule.marker if ok else None
+
+
+def _prefilter(rule: Rule, page: Page) -> bool:
+    """False when the body lacks text every match of the rule's regex contains."""
+    if rule.literals is None:
+        return True
+    body = page.folded_body
+    return all(any(text in body for text in group) for group in rule.literals)
 
 
 def _unique(markers: list[str]) -> tuple[str, ...]:

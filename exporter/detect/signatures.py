@@ -70,7 +70,7 @@ class Rule:
     header_name: str = ""
     statuses: frozenset[int] = frozenset()
     limit: int = 0
-    literals: frozenset[str] | None = None  # body rules: see exporter.detect.literals
+    literals: tuple[frozenset[str], ...] | None = None  # body rules: see exporter.detect.literals
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter.detect import Detector, load_signatures
-from exporter.detect.literals import required_literals
+from exporter.detect.literals import fold, required_literals
 from exporter.detect.signatures import SignatureError, check_custom
 from exporter.fetch.response import Response
 
@@ -106,14 +110,24 @@ def test_default_markers_say_what_was_tested():
 
 
 @pytest.mark.parametrize(("pattern", "literals"), [
-    (r"_cf_chl_(opt|ctx)\b", {"_cf_chl_"}),
-    (r"sec-if-cpt|sec-cpt-if|\bbehavioral-content\b", {"sec-if-cpt", "sec-cpt-if", "behavioral-content"}),
-    (r"Press &(amp;)? Hold to confirm", {" hold to confirm"}),
-    (r"(ab)+cdef", {"cdef"}),
+    (r"_cf_chl_(opt|ctx)\b", [{"_cf_chl_"}, {"opt", "ctx"}]),
+    (r"sec-if-cpt|sec-cpt-if|\bbehavioral-content\b", [{"sec-if-cpt", "sec-cpt-if", "behavioral-content"}]),
+    (r"Press &(amp;)? Hold to confirm", [{"press &"}, {" hold to confirm"}]),
+    (r"<center>\s*Cloudflare\s*</center>", [{"<center>"}, {"cloudflare"}, {"</center>"}]),
+    (r"(abc)+def", [{"abc"}, {"def"}]),
+    (r"(abc|xyzw)[0-9]", [{"abc", "xyzw"}]),
     (r"[a-z]+\d*", None),          # nothing literal
-    (r"ab|[xy]z", None),           # one branch has no literal
+    (r"abc|[xy]z", None),          # one branch has no literal
     (r"ab", None),                 # too short to be worth it
 ])
 def test_prefilter_literals_are_required_by_every_match(pattern, literals):
     found = required_literals(pattern)
-    assert (set(found) if found else None) == literals
+    assert ([set(group) for group in found] if found else None) == literals
+
+
+@given(text=st.text(alphabet="kisKIS\u0130\u0131\u017f\u212a x", max_size=30))
+def test_prefilter_never_rejects_what_the_case_insensitive_regex_matches(text):
+    """re.IGNORECASE equates some non-ASCII letters with i, s and k; fold() must too."""
+    pattern = "kis|six"
+    if re.search(pattern, text, re.I):
+        assert any(literal in fold(text) for group in required_literals(pattern) for literal in group)
