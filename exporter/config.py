@@ -193,6 +193,7 @@ TOP_LEVEL_KEYS = ("tor", "targets", "exits", "schedule", "fetchers", "web", "geo
 TOR_KEYS = ("mode", "control", "socks", "password", "password_file", "cookie_file", "executable",
             "data_directory", "torrc", "circuit_timeout")
 TOR_LAUNCH_ONLY = ("executable", "data_directory", "torrc")
+TOR_CONNECT_ONLY = ("password", "password_file", "cookie_file")  # a launched tor uses its own cookie
 TARGET_KEYS = ("name", "url", "interval", "fetchers", "exits_per_run", "expect")
 EXITS_KEYS = ("fingerprints", "countries", "flags", "top", "sample")
 SCHEDULE_KEYS = ("interval", "cron", "jitter", "concurrency", "exits_per_run", "window")
@@ -239,10 +240,10 @@ def _at_least_one(value: Value) -> int:
 def _tor(section: Mapping, base_dir: Path) -> TorConfig:
     default = TorConfig()
     mode = section.read("mode", lambda v: v.choice(("launch", "connect"), "mode"), default.mode)
-    if mode == "connect":
-        for key in TOR_LAUNCH_ONLY:
-            if key in section:
-                section.fail_at_key(key, "only used with mode: launch (tor.mode is connect)")
+    other_mode, unused = ("connect", TOR_CONNECT_ONLY) if mode == "launch" else ("launch", TOR_LAUNCH_ONLY)
+    for key in unused:
+        if section.get(key) is not None:
+            section.fail_at_key(key, f"only used with mode: {other_mode} (tor.mode is {mode})")
     section.exclusive("password", "password_file")
     control_host, control_port = section.read("control", Value.host_port, (default.control_host, default.control_port))
     socks_host, socks_port = section.read("socks", Value.host_port, (default.socks_host, default.socks_port))

@@ -120,8 +120,10 @@ BAD_CONFIGS = [
      5, "tor.torrc", "only used with mode: launch"),
     ("torrc-bad-value", TARGET + "tor:\n  torrc:\n    Log:\n      - {a: b}\n",
      6, "tor.torrc.Log[0]", "expected a string or a list of strings"),
-    ("password-and-file", TARGET + "tor:\n  password: x\n  password_file:\n    pw.txt\n",
-     5, "tor.password_file", "mutually exclusive"),
+    ("password-and-file", TARGET + "tor:\n  mode: connect\n  password: x\n  password_file:\n    pw.txt\n",
+     6, "tor.password_file", "mutually exclusive"),
+    ("password-in-launch-mode", TARGET + "tor:\n  cookie_file: null\n  password: x\n",
+     5, "tor.password", "only used with mode: connect (tor.mode is launch)"),
     ("browser-only-key", TARGET + "fetchers:\n  chromium:\n    security_level: safest\n",
      5, "fetchers.chromium.security_level", "unknown key"),
     ("bad-security-level", TARGET + "fetchers:\n  tor-browser:\n    security_level: safe\n",
@@ -186,9 +188,9 @@ def test_deep_nesting_is_an_error_not_a_crash():
 
 def test_password_never_appears_in_errors():
     with pytest.raises(ConfigError) as caught:
-        parse_config(TARGET + "tor:\n  password: [hunter2]\n")
+        parse_config(TARGET + "tor:\n  mode: connect\n  password: [hunter2]\n")
     assert "hunter2" not in str(caught.value)
-    assert str(caught.value) == "<string>:4: tor.password: expected a string, got a list"
+    assert str(caught.value) == "<string>:5: tor.password: expected a string, got a list"
 
 
 @pytest.mark.parametrize(("content", "message"), [
