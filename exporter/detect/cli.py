@@ -11,11 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
+from exporter.config import ConfigError, load_config
 from exporter.detect.detector import Detector
 from exporter.detect.saved import SavedResponseError, load_saved
-from exporter.detect.signatures import check_custom, load_signatures
+from exporter.detect.signatures import load_signatures
 
 EXIT_UNREADABLE = 2
 
@@ -30,14 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                         help="a response header of plain HTML files (repeatable)")
     parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="exporter config whose detect.signatures are added")
+                        help="exporter config whose detect.signatures are added (validated like `check-config`)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         headers = tuple(_parse_header(h) for h in args.header)
-        detector = Detector(load_signatures(_custom_signatures(args.config) if args.config else None))
-    except ValueError as exc:
+        custom = load_config(args.config).detect_signatures if args.config else None
+        detector = Detector(load_signatures(custom))
+    except (ValueError, ConfigError) as exc:
         print(f"captcha-exporter classify: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     status = 0
@@ -63,19 +63,3 @@ def _parse_header(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise ValueError(f"--header {text!r}: expected 'Name: value'")
     return name.strip(), value.strip()
-
-
-def _custom_signatures(path: Path) -> list | None:
-    """The ``detect.signatures`` value of the config at ``path``, checked."""
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read config {path}: {exc}") from exc
-    detect = config.get("detect") if isinstance(config, dict) else None
-    raw = detect.get("signatures") if isinstance(detect, dict) else None
-    errors = check_custom(raw)
-    if errors:
-        where, message = errors[0]
-        key = ".".join(["detect", "signatures", *map(str, where)])
-        raise ValueError(f"{path}: {key}: {message}")
-    return raw

@@ -117,7 +117,7 @@ def test_cli_bad_header_argument_exits_2(capsys):
 
 
 def test_cli_config_adds_custom_signatures(tmp_path, capsys):
-    config = _write(tmp_path, "config.yaml", "targets: []\ndetect:\n  signatures:\n"
+    config = _write(tmp_path, "config.yaml", "targets:\n  - {name: shop, url: 'https://shop.example/'}\ndetect:\n  signatures:\n"
                     "    - {name: intranet-sso, kind: block, all: [{title: '^Intranet login required'}]}\n")
     page = _write(tmp_path, "sso.html", "<title>Intranet login required</title>")
     assert main(["classify", "--config", str(config), str(page)]) == 0
@@ -125,6 +125,8 @@ def test_cli_config_adds_custom_signatures(tmp_path, capsys):
 
 
 def test_cli_invalid_config_signature_exits_2_naming_the_key(tmp_path, capsys):
-    config = _write(tmp_path, "config.yaml", "detect:\n  signatures:\n    - {name: x, kind: block, all: [{body: '('}]}\n")
+    config = _write(tmp_path, "config.yaml", "targets:\n  - {name: shop, url: 'https://shop.example/'}\n"
+                    "detect:\n  signatures:\n    - {name: x, kind: block,\n       all: [{body: '('}]}\n")
     assert main(["classify", "--config", str(config), str(FIXTURES / "nginx-403.html")]) == 2
-    assert "detect.signatures.0.all.0.body" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "config.yaml:6" in error and "all[0].body" in error and "regular expression" in error
