@@ -36,6 +36,7 @@ METRIC_LABELS = {
     "captcha_challenges_total": {"target", "fetcher", "country", "provider"},
     "captcha_blocks_total": {"target", "fetcher", "country", "provider"},
     "captcha_widgets_total": {"target", "fetcher", "provider"},
+    "captcha_site_errors_total": {"target", "fetcher", "country", "provider"},
     "captcha_probe_errors_total": {"target", "fetcher", "reason"},
     "captcha_page_load_seconds_bucket": {"target", "fetcher", "le"},
     "captcha_challenge_outcomes_total": {"target", "fetcher", "provider", "outcome"},
@@ -69,6 +70,10 @@ METRIC_LABELS = {
     "target_fetcher:captcha_exit_coverage_ratio:max": {"target", "fetcher"},
     "target_fetcher:captcha_page_load_seconds:p90_rate1h": {"target", "fetcher"},
 }
+
+# The exporter's page listing recent probes; evidence (HAR, HTML, screenshot)
+# is kept under its data_dir. ${exporter_url} is a textbox variable.
+EVIDENCE_URL = "${exporter_url}/?target=${target}"
 
 RATIO_THRESHOLDS = [(None, "green"), (0.2, "orange"), (0.5, "red")]
 
@@ -419,7 +424,7 @@ def overview() -> dict:
 def target() -> dict:
     s = Selector("target", "fetcher", "country")
     evidence = [{"title": "Recent probes and evidence of ${target} (exporter)",
-                 "url": "${exporter_url}/?target=${target}", "targetBlank": True}]
+                 "url": EVIDENCE_URL, "targetBlank": True}]
     per_country = "sum by (country) (increase({}[$__range]))"
     quantile = "histogram_quantile({q}, sum by (le{by}) (increase({m}[1h])))"
     rows = [
@@ -466,12 +471,14 @@ def target() -> dict:
                    query(per_country.format(s("captcha_blocks_total")), table=True)],
                   unit="short", merge=True,
                   rename={"Value #A": "probes", "Value #B": "challenges", "Value #C": "blocks"}),
-            bargauge("Challenges and blocks by provider", "Challenges and block pages in the time range, by "
-                     "the vendor that served them.",
+            bargauge("Gate pages by provider", "Challenges, block pages and site error pages in the time "
+                     "range, by the vendor that served them.",
                      [query(f"sum by (provider) (increase({s('captcha_challenges_total')}[$__range]))",
                             "challenge: {{provider}}"),
                       query(f"sum by (provider) (increase({s('captcha_blocks_total')}[$__range]))",
-                            "block: {{provider}}")],
+                            "block: {{provider}}"),
+                      query(f"sum by (provider) (increase({s('captcha_site_errors_total')}[$__range]))",
+                            "site error: {{provider}}")],
                      unit="short", width=12),
         ],
         [
@@ -526,7 +533,7 @@ def target() -> dict:
                                        "Base URL of the exporter's web page, for evidence links.")],
                      rows,
                      links=[{"title": "Recent probes and evidence (exporter)", "type": "link",
-                             "url": "${exporter_url}/?target=${target}", "targetBlank": True,
+                             "url": EVIDENCE_URL, "targetBlank": True,
                              "icon": "doc", "tooltip": "The exporter's recent-probes table",
                              "tags": [], "asDropdown": False, "includeVars": False, "keepTime": False}])
 

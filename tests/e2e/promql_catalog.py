@@ -1,9 +1,9 @@
 """Every PromQL expression the project ships, ready to send to a Prometheus.
 
-``catalog()`` lists ``(source, expr)`` pairs from the recording rules, the
-alerts and every dashboard panel query, with Grafana variables replaced by
-values that select everything (``$target`` → ``.*``, ``$__rate_interval`` →
-``1m``, ``$__range`` → ``1h``). An end-to-end test can run each one against the
+``catalog()`` lists ``(source, expr)`` pairs from the recording rules and
+every dashboard panel query (``alert_exprs()`` lists the alerts), with Grafana
+variables replaced by values that select everything (``$target`` → ``.*``,
+``$__rate_interval`` → ``1m``, ``$__range`` → ``1h``). An end-to-end test can run each one against the
 test bed's Prometheus and assert it returns data; unit tests use it to parse
 and lint the same expressions.
 
@@ -38,15 +38,24 @@ def substitute(expr: str, values: dict[str, str] | None = None) -> str:
     return VARIABLE.sub(replace, expr)
 
 
-def rule_exprs() -> list[tuple[str, str]]:
-    """(``file:record-or-alert name``, expr) for every rule."""
+def _rule_exprs(kind: str) -> list[tuple[str, str]]:
     found = []
     for path in RULE_FILES:
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
-                name = rule.get("record") or rule["alert"]
-                found.append((f"{path.relative_to(ROOT)}:{name}", rule["expr"].strip()))
+                if kind in rule:
+                    found.append((f"{path.relative_to(ROOT)}:{rule[kind]}", rule["expr"].strip()))
     return found
+
+
+def recording_exprs() -> list[tuple[str, str]]:
+    """(``file:record name``, expr) for every recording rule."""
+    return _rule_exprs("record")
+
+
+def alert_exprs() -> list[tuple[str, str]]:
+    """(``file:alert name``, expr) for every alert; these return nothing while all is well."""
+    return _rule_exprs("alert")
 
 
 def dashboard_exprs(values: dict[str, str] | None = None) -> list[tuple[str, str]]:
@@ -61,7 +70,8 @@ def dashboard_exprs(values: dict[str, str] | None = None) -> list[tuple[str, str
 
 
 def catalog(values: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    return rule_exprs() + dashboard_exprs(values)
+    """Recording rules and panel queries: each should return data once the exporter has probed."""
+    return recording_exprs() + dashboard_exprs(values)
 
 
 def contract_metrics() -> dict[str, set[str]]:
@@ -82,5 +92,5 @@ def contract_metrics() -> dict[str, set[str]]:
     return series
 
 if __name__ == "__main__":
-    for source, expr in catalog():
+    for source, expr in catalog() + alert_exprs():
         print(f"{source}\t{' '.join(expr.split())}")

@@ -158,7 +158,7 @@ def test_queries_follow_the_linter_rules(dashboard, panel):
 
 
 def test_queries_use_only_contract_metrics_and_recorded_series():
-    recorded = {name.split(":", 1)[1] for name, _ in promql_catalog.rule_exprs()}
+    recorded = {name.split(":", 1)[1] for name, _ in promql_catalog.recording_exprs()}
     known = set(promql_catalog.contract_metrics()) | recorded | {"up", "scrape_duration_seconds"}
     for source, expr in promql_catalog.dashboard_exprs():
         used = set(re.findall(r"\b((?:[a-z_]+:)?[a-z_][a-z0-9_]*(?::[a-z0-9_]+)?)\{", expr))

@@ -91,7 +91,7 @@ def test_recording_rule_names_follow_level_metric_operations():
 
 def test_rules_use_only_contract_metrics_and_recorded_series():
     known = set(promql_catalog.contract_metrics()) | {r["record"] for r in rules("record")} | {"up"}
-    for source, expr in promql_catalog.rule_exprs():
+    for source, expr in promql_catalog.recording_exprs() + promql_catalog.alert_exprs():
         used = set(re.findall(r"\b((?:[a-z_]+:)?captcha_[a-z0-9_]+(?::[a-z0-9_]+)?|up)\b(?=\s*[{\[)\s])", expr))
         assert used, source
         assert used <= known, f"{source}: unknown series {used - known}"
