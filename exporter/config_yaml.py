@@ -263,9 +263,6 @@ class Mapping:
             values[name] = Value(item_node, key.path)
         return cls(value.path, value.line, keys, values)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._values
-
     def __iter__(self) -> Iterator[tuple[str, Value]]:
         return iter(self._values.items())
 
