@@ -192,9 +192,10 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _read_body(self) -> bytes:
+        """The request body; ValueError if its length is not a number or is over MAX_REQUEST_BODY."""
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_REQUEST_BODY:
-            raise ValueError("request body too large")
+        if not 0 <= length <= MAX_REQUEST_BODY:
+            raise ValueError(f"request body of {length} bytes refused")
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, headers, body: bytes = b"") -> None:
@@ -249,9 +250,9 @@ class _SiteHandler(_Handler):
         behaviour = edge.policy.behaviour(site, exit_name)
         try:
             body = self._read_body()
-        except ValueError:
+        except ValueError as exc:
             self.close_connection = True
-            self._send(413, [("Content-Type", "text/plain")], b"request body too large\n")
+            self._send(400, [("Content-Type", "text/plain")], f"{exc}\n".encode())
             return
         visit = behaviours.Visit(
             site=site,

@@ -409,7 +409,8 @@ def test_perimeterx_block_page(browser):
 
 
 def anubis_challenge(response) -> dict:
-    return json.loads(re.search(r'<script id="anubis_challenge" type="application/json">(.*?)</script>', response.text).group(1))
+    found = re.search(r'<script id="anubis_challenge" type="application/json">(.*?)</script>', response.text)
+    return json.loads(found.group(1))
 
 
 def solve(challenge: str, difficulty: int) -> tuple[str, str]:
