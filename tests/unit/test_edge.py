@@ -180,6 +180,12 @@ def test_unknown_host_is_misdirected(edge):
     assert response.status_code == 421
 
 
+def test_a_bad_content_length_is_refused(edge):
+    with socket.create_connection(("127.0.0.1", edge.http_port), timeout=5) as connection:
+        connection.sendall(b"POST / HTTP/1.1\r\nHost: news.test\r\nContent-Length: lots\r\n\r\n")
+        assert connection.recv(1024).startswith(b"HTTP/1.1 400 ")
+
+
 def test_set_policy_switches_at_runtime(browser, edge):
     assert browser.via("clean").get(site="forum").status_code == 200
     edge.set_policy(load_policy({"sites": {"forum": "block"}}))
