@@ -74,21 +74,25 @@ def catalog(values: dict[str, str] | None = None) -> list[tuple[str, str]]:
     return recording_exprs() + dashboard_exprs(values)
 
 
-def contract_metrics() -> dict[str, set[str]]:
-    """Series names → label names, from the metrics table of docs/architecture.md (the public contract).
-
-    A histogram row becomes its ``_bucket`` (with ``le``), ``_sum`` and ``_count`` series.
-    """
+def contract_table() -> list[tuple[str, str, set[str]]]:
+    """(metric, type, label names) rows of the metrics table in docs/architecture.md (the public contract)."""
     text = (ROOT / "docs" / "architecture.md").read_text()
-    series = {}
+    rows = []
     for name, kind, labels in re.findall(r"^\| (captcha_\w+) \|([^|]+)\|([^|]*)\|", text, flags=re.MULTILINE):
         labels = re.sub(r"\([^)]*\)", "", labels)  # drop notes such as "kind (injected, …)"
-        label_set = {label.strip() for label in labels.split(",") if label.strip()}
-        if "histogram" in kind:
-            series[f"{name}_bucket"] = label_set | {"le"}
-            series[f"{name}_sum"] = series[f"{name}_count"] = label_set
+        rows.append((name, kind.split()[0], {label.strip() for label in labels.split(",") if label.strip()}))
+    return rows
+
+
+def contract_metrics() -> dict[str, set[str]]:
+    """Series names → label names; a histogram becomes its ``_bucket`` (with ``le``), ``_sum`` and ``_count``."""
+    series = {}
+    for name, kind, labels in contract_table():
+        if kind == "histogram":
+            series[f"{name}_bucket"] = labels | {"le"}
+            series[f"{name}_sum"] = series[f"{name}_count"] = labels
         else:
-            series[name] = label_set
+            series[name] = labels
     return series
 
 if __name__ == "__main__":
