@@ -69,7 +69,8 @@ def _test(rule: Rule, page: Page, widgets: tuple[str, ...]) -> str | None:
     elif field == "url":
         ok = rule.pattern.search(page.response.url) is not None
     else:  # widget
-        ok = any(rule.pattern.fullmatch(provider) for provider in widgets)
+        found = next((provider for provider in widgets if rule.pattern.fullmatch(provider)), None)
+        return None if found is None else f"widget:{found}" if rule.marker == "widget" else rule.marker
     return rule.marker if ok else None
 
 

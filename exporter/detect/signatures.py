@@ -18,7 +18,8 @@ same format:
             - header: x-acme-waf      # header present; add `value: REGEX` to test its value
             - cookie: "acme_[0-9a-f]+"   # REGEX, full match on a Set-Cookie name
             - title: "^Request denied"   # REGEX, searched in the <title> text
-              marker: denied-title    # optional: the name this rule reports when it fires
+              marker: denied-title    # optional: what this rule reports when it fires (default
+                                      # "title:<regex>"; status and widget rules report what they saw)
           none:                       # ... and none of these
             - body: "maintenance"     # REGEX, searched in the first 1 MB of the body
 
@@ -251,7 +252,7 @@ def _build_rule(rule: dict) -> Rule:
 def _default_marker(field_name: str, value: Any, header_value: str | None) -> str:
     if field_name == "header":
         return f"header:{value.lower()}" + (f"={header_value}" if header_value else "")
-    if field_name == "status":
-        return "status"  # the detector reports the status it saw
+    if field_name in ("status", "widget"):
+        return field_name  # the detector reports the status / CAPTCHA vendor it saw
     text = str(value)
     return f"{field_name}:{text if len(text) <= 40 else text[:37] + '...'}"
