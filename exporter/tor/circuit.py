@@ -137,10 +137,12 @@ class CircuitPinner:
     """
 
     def __init__(self, controller, lanes: Sequence[Lane], allowed_hosts: set[str],
-                 on_failure: Callable[[str], None] = lambda reason: None, timeout: float = 20.0, attempts: int = 3):
+                 on_failure: Callable[[str], None] = lambda reason: None, timeout: float = 20.0, attempts: int = 3,
+                 descriptor_wait: float = 1.0):
         self.controller = controller
         self.timeout = timeout
         self.attempts = attempts
+        self.descriptor_wait = descriptor_wait
         self._on_failure = on_failure
         self._lanes = {lane.session_group: lane for lane in lanes}
         self._allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
@@ -180,8 +182,9 @@ class CircuitPinner:
         """Build [first hop, exit] for ``lane``, make it the lane's circuit, close the previous one.
 
         Returns the circuit id once BUILT.  A failed build is retried with
-        another first hop, up to ``attempts`` builds; each failure is reported
-        to ``on_failure(reason)``.  Raises CircuitError when out of tries.
+        another first hop, up to ``attempts`` builds, after ``descriptor_wait``
+        seconds when tor lacked a descriptor; each failure is reported to
+        ``on_failure(reason)``.  Raises CircuitError when out of tries.
         """
         relays = list(relays)
         family = self._family_of(exit.fingerprint)
@@ -201,6 +204,8 @@ class CircuitPinner:
                 self._on_failure(exc.reason)
                 log.info("circuit via %s to exit %s failed (%s): %s", first_hop.fingerprint, exit.fingerprint,
                          exc.reason, exc)
+                if exc.reason == "no_descriptor":
+                    time.sleep(self.descriptor_wait)  # descriptors are often moments away (fresh consensus)
                 continue
             with self._lock:
                 previous = self._circuits.get(lane.session_group)

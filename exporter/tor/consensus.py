@@ -128,7 +128,7 @@ def allows_port(controller_or_descriptor, fingerprint: str, port: int) -> bool:
     if not hasattr(descriptor, "exit_policy"):
         try:
             descriptor = controller_or_descriptor.get_server_descriptor(fingerprint)
-        except stem.ControllerError as exc:
+        except (stem.ControllerError, ValueError) as exc:  # stem: ValueError while UseMicrodescriptors is 1
             log.debug("no server descriptor for %s: %s", fingerprint, exc)
             return False
     return descriptor.exit_policy.can_exit_to(port=port)

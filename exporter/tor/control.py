@@ -172,7 +172,10 @@ def _connect(host: str, port: int, password: str | None, cookie_file: Path | Non
         if password is not None:
             controller.authenticate(password=password)
         elif cookie_file is not None:
-            stem.connection.authenticate_cookie(controller, str(cookie_file))
+            # authenticate() also attaches event listeners; give it the cookie we were told to use
+            protocolinfo = stem.connection.get_protocolinfo(controller)
+            protocolinfo.cookie_path = str(cookie_file)
+            controller.authenticate(protocolinfo_response=protocolinfo)
         else:
             controller.authenticate()
     except (stem.connection.AuthenticationFailure, stem.SocketError) as exc:

@@ -60,3 +60,9 @@ class CountryLookup:
     def close(self) -> None:
         if self._reader:
             self._reader.close()
+
+    def __enter__(self) -> CountryLookup:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

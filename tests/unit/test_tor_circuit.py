@@ -1,6 +1,7 @@
 """First-hop choice, failure reasons, and the pinner's circuit/stream handling against a scripted controller."""
 
 import random
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -144,7 +145,8 @@ RELAYS = [Relay("1" * 40, "10.2.0.1"), Relay("2" * 40, "10.3.0.1"), Relay("F" * 
 def started(outcomes, failures=None, timeout=5.0):
     controller = ScriptedController(outcomes)
     failures = [] if failures is None else failures
-    pinner = CircuitPinner(controller, LANES, {"news.test"}, on_failure=failures.append, timeout=timeout)
+    pinner = CircuitPinner(controller, LANES, {"news.test"}, on_failure=failures.append, timeout=timeout,
+                           descriptor_wait=0.05)
     pinner.start()
     return controller, pinner
 
@@ -180,6 +182,15 @@ def test_failed_builds_retry_with_another_first_hop_and_report_reasons():
     assert failures == ["timeout", "no_descriptor", "no_first_hop"]
     assert raised.value.reason == "no_first_hop"
     assert pinner.circuit_of(LANES[0]) is None
+
+
+def test_a_missing_descriptor_is_waited_for_before_the_next_try():
+    failures = []
+    controller, pinner = started([stem.InvalidRequest("552", "No descriptor for x"), "BUILT"], failures)
+    began = time.monotonic()
+    assert pinner.pin(LANES[0], EXIT, RELAYS) == "11"
+    assert time.monotonic() - began >= 0.05
+    assert failures == ["no_descriptor"]
 
 
 def test_a_build_that_never_completes_times_out_and_is_closed():

@@ -1,0 +1,284 @@
+"""exporter.tor against the private Tor network: lanes, exits and weights, pinned circuits, stream attachment.
+
+Run inside a network namespace with only loopback:
+``unshare --net sh -c 'ip link set lo up && python -m pytest tests/e2e/test_tor_testbed.py -x'``.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from stem import StreamStatus
+from stem.control import EventType
+
+from exporter.config import TorConfig
+from exporter.tor.circuit import CircuitError, CircuitPinner
+from exporter.tor.consensus import allows_port, read_exits
+from exporter.tor.control import open_tor
+from exporter.tor.geo import CountryLookup
+
+pytestmark = pytest.mark.e2e
+
+FETCH_TIMEOUT = 20
+
+
+def connect_config(state) -> TorConfig:
+    client = state["client"]
+    return TorConfig(mode="connect", control_host=client["control_host"], control_port=client["control_port"],
+                     cookie_file=Path(client["cookie_file"]))
+
+
+@pytest.fixture(scope="module")
+def state(testbed):
+    return testbed.state()
+
+
+@pytest.fixture(scope="module")
+def tor(state):
+    ours = open_tor(connect_config(state), lanes=2)
+    yield ours
+    ours.close()
+
+
+@pytest.fixture(scope="module")
+def consensus(tor, state):
+    with CountryLookup(Path(state["geoip_db"]), tor.controller) as country_of:
+        return read_exits(tor.controller, country_of)
+
+
+def site_hosts(state) -> dict[str, str]:
+    return {site: urlsplit(url).hostname for site, url in state["edge"]["sites"].items()}
+
+
+@pytest.fixture
+def pinner(tor, state):
+    """A started pinner that lets streams reach every test-bed site but ``forum``."""
+    failures = []
+    allowed = {host for site, host in site_hosts(state).items() if site != "forum"}
+    ours = CircuitPinner(tor.controller, tor.lanes, allowed, on_failure=failures.append)
+    ours.failures = failures
+    ours.start()
+    yield ours
+    ours.stop()
+
+
+def fetch(state, lane, site="news", timeout=FETCH_TIMEOUT):
+    """GET a unique path of ``site`` through ``lane``; returns (response, path)."""
+    path = f"/tor-e2e/{uuid.uuid4().hex}"
+    url = state["edge"]["sites"][site].rstrip("/") + path
+    proxy = f"socks5h://{lane.socks_host}:{lane.socks_port}"
+    response = requests.get(url, proxies={"http": proxy}, timeout=timeout)
+    return response, path
+
+
+def exit_seen_for(testbed, path) -> list[str | None]:
+    return [entry["exit"] for entry in testbed.edge.requests() if entry["path"] == path]
+
+
+def exit_by_nickname(consensus, nickname):
+    return next(relay for relay in consensus.exits if relay.nickname == nickname)
+
+
+# -- control ---------------------------------------------------------------
+
+
+def test_connect_mode_adds_a_socks_port_per_lane_and_restores_them_on_close(state, testbed):
+    client = state["client"]
+    controller = testbed.network.controller()
+    try:
+        before = controller.get_conf("SocksPort", multiple=True)
+        ours = open_tor(connect_config(state), lanes=3)
+        assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", ours.version)
+        assert ours.bootstrapped()
+        assert len({lane.session_group for lane in ours.lanes}) == 3
+        during = controller.get_conf("SocksPort", multiple=True)
+        assert during[: len(before)] == before
+        for lane in ours.lanes:
+            assert f"{lane.socks_host}:{lane.socks_port} SessionGroup={lane.session_group}" in during
+            socket.create_connection((lane.socks_host, lane.socks_port), timeout=2).close()
+        assert controller.get_conf("FetchUselessDescriptors") == "1"
+        ours.close()
+        assert controller.get_conf("SocksPort", multiple=True) == before
+        assert controller.get_conf("FetchUselessDescriptors") == "0"
+        socket.create_connection((client["socks_host"], client["socks_port"]), timeout=2).close()
+    finally:
+        controller.close()
+
+
+# -- consensus ---------------------------------------------------------------
+
+
+def independent_exit_probabilities(consensus_text: str) -> dict[str, float]:
+    """Tor Metrics' exit probability straight from the consensus text (no stem)."""
+    weights = dict(item.split("=") for item in re.search(r"^bandwidth-weights (.*)$", consensus_text, re.M)
+                   .group(1).split())
+    exit_weights = {}
+    for block in re.split(r"^(?=r )", consensus_text, flags=re.M)[1:]:
+        identity = block.split()[2]
+        fingerprint = base64.b64decode(identity + "=" * (-len(identity) % 4)).hex().upper()
+        flags = set(re.search(r"^s (.*)$", block, re.M).group(1).split())
+        bandwidth = int(re.search(r"^w Bandwidth=(\d+)", block, re.M).group(1))
+        if {"Running", "Exit"} <= flags and "BadExit" not in flags:
+            weight = int(weights["Wed"] if "Guard" in flags else weights["Wee"]) / 10000
+            exit_weights[fingerprint] = bandwidth * weight
+    total = sum(exit_weights.values())
+    return {fingerprint: weight / total for fingerprint, weight in exit_weights.items()}
+
+
+def test_read_exits_sees_every_exit_with_tor_metrics_probabilities_and_countries(consensus, state, testbed):
+    expected = {exit["fingerprint"]: exit for exit in state["exits"]}
+    assert {relay.fingerprint for relay in consensus.exits} == set(expected)
+    assert sum(relay.probability for relay in consensus.exits) == pytest.approx(1.0, abs=1e-6)
+    independent = independent_exit_probabilities(testbed.network.consensus())
+    assert {relay.fingerprint: relay.probability for relay in consensus.exits} == pytest.approx(independent, abs=1e-9)
+    for relay in consensus.exits:
+        assert relay.country == expected[relay.fingerprint]["country"]
+        assert relay.address == expected[relay.fingerprint]["address"]
+    assert abs(time.time() - consensus.valid_after.timestamp()) < 3600
+    assert len(consensus.relays) > len(consensus.exits)
+
+
+def test_exit_policies_come_from_full_descriptors(tor, consensus):
+    """Microdescriptor summaries of the test-bed exits say "reject 1-65535"; the full policy accepts 127/8."""
+    deadline = time.monotonic() + 90  # server descriptors arrive some seconds after FetchUselessDescriptors 1
+    while not all(allows_port(tor.controller, relay.fingerprint, 80) for relay in consensus.exits):
+        assert time.monotonic() < deadline, "server descriptors never arrived"
+        time.sleep(1)
+    summary = tor.controller.get_microdescriptor(consensus.exits[0].fingerprint).exit_policy
+    assert not summary.can_exit_to(port=80)
+
+
+# -- pinned circuits and stream attachment -------------------------------------
+
+
+def test_each_exit_pinned_in_turn_is_the_exit_the_edge_sees(tor, consensus, pinner, state, testbed):
+    lane = tor.lanes[0]
+    for relay in consensus.exits:
+        circuit = pinner.pin(lane, relay, consensus.relays)
+        path_of_circuit = tor.controller.get_circuit(circuit).path
+        assert len(path_of_circuit) == 2 and path_of_circuit[-1][0] == relay.fingerprint
+        assert path_of_circuit[0][0] != relay.fingerprint
+        response, path = fetch(state, lane)
+        assert response.status_code < 500
+        assert exit_seen_for(testbed, path) == [relay.nickname]
+    assert pinner.failures == []
+
+
+def test_two_lanes_on_two_exits_with_concurrent_requests_each_reach_their_own_exit(tor, consensus, pinner, state,
+                                                                                     testbed):
+    exits = consensus.exits[:2]
+    errors = []
+    paths = {0: [], 1: []}
+
+    def probe(lane, count=6):
+        for _ in range(count):
+            try:
+                paths[lane.index].append(fetch(state, lane)[1])
+            except requests.RequestException as exc:
+                errors.append(exc)
+
+    for assignment in (exits, exits[::-1]):  # and again with the exits swapped between the lanes
+        for lane, relay in zip(tor.lanes, assignment):
+            pinner.pin(lane, relay, consensus.relays)
+        threads = [threading.Thread(target=probe, args=(lane,)) for lane in tor.lanes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        for lane, relay in zip(tor.lanes, assignment):
+            seen = [exit_seen_for(testbed, path) for path in paths[lane.index]]
+            assert seen == [[relay.nickname]] * 6
+            paths[lane.index].clear()
+
+
+def test_a_stream_to_a_host_that_is_not_a_target_is_closed(tor, consensus, pinner, state, testbed):
+    lane = tor.lanes[0]
+    pinner.pin(lane, consensus.exits[0], consensus.relays)
+    with pytest.raises(requests.ConnectionError):
+        fetch(state, lane, site="forum")
+    assert not [entry for entry in testbed.edge.requests() if entry["site"] == "forum"]
+    response, path = fetch(state, lane, site="news")  # the lane itself still works
+    assert exit_seen_for(testbed, path) == [consensus.exits[0].nickname]
+
+
+def test_a_lane_without_a_circuit_gets_no_streams_through(tor, consensus, pinner, state):
+    lane = tor.lanes[1]
+    pinner.pin(lane, consensus.exits[0], consensus.relays)
+    pinner.release(lane)
+    assert pinner.circuit_of(lane) is None
+    with pytest.raises(requests.ConnectionError):
+        fetch(state, lane)
+
+
+def test_streams_of_other_session_groups_are_left_to_their_owner(tor, consensus, pinner, state, testbed):
+    """Another controller attaches streams of the client's own SocksPort: the pinner must not close them."""
+    circuit = pinner.pin(tor.lanes[1], consensus.exits[-1], consensus.relays)  # any BUILT circuit will do
+    ours = {lane.session_group for lane in tor.lanes}
+
+    def other_owner(event):
+        if event.status == StreamStatus.NEW and int(event.keyword_args["SESSION_GROUP"]) not in ours:
+            tor.controller.attach_stream(event.id, circuit)
+
+    tor.controller.add_event_listener(other_owner, EventType.STREAM)
+    try:
+        client = state["client"]
+        proxy = f"socks5h://{client['socks_host']}:{client['socks_port']}"
+        path = f"/tor-e2e/{uuid.uuid4().hex}"
+        url = state["edge"]["sites"]["forum"].rstrip("/") + path  # not one of the pinner's hosts
+        requests.get(url, proxies={"http": proxy}, timeout=FETCH_TIMEOUT)
+    finally:
+        tor.controller.remove_event_listener(other_owner)
+    assert exit_seen_for(testbed, path) == [consensus.exits[-1].nickname]
+
+
+# -- launch mode -------------------------------------------------------------------
+
+
+def test_launch_mode_starts_a_tor_that_joins_the_test_network(testbed, state, tmp_path):
+    """Our own tor, given the test bed's DirAuthority lines and TestingTorNetwork, pins and fetches."""
+    client_torrc = testbed.network.client.torrc_path.read_text().splitlines()
+    torrc = {
+        "DirAuthority": tuple(line.split(" ", 1)[1] for line in client_torrc if line.startswith("DirAuthority ")),
+        "TestingTorNetwork": ("1",),
+        "AssumeReachable": ("1",),
+        "PathsNeededToBuildCircuits": ("0.67",),
+        "ClientUseIPv6": ("0",),
+    }
+    cfg = TorConfig(mode="launch", data_directory=tmp_path / "tor", torrc=torrc)
+    ours = open_tor(cfg, lanes=1)
+    try:
+        assert ours.process is not None and ours.process.poll() is None
+        assert ours.wait_bootstrapped(90), ours.controller.get_info("status/bootstrap-phase")
+        with CountryLookup(Path(state["geoip_db"]), ours.controller) as country_of:
+            consensus = read_exits(ours.controller, country_of)
+        assert {relay.fingerprint for relay in consensus.exits} == {exit["fingerprint"] for exit in state["exits"]}
+        pinner = CircuitPinner(ours.controller, ours.lanes, set(site_hosts(state).values()))
+        pinner.start()
+        try:
+            relay = consensus.exits[0]
+            for attempt in range(20):  # microdescriptors may still be arriving right after bootstrap
+                try:
+                    pinner.pin(ours.lanes[0], relay, consensus.relays)
+                    break
+                except CircuitError:
+                    if attempt == 19:
+                        raise
+                    time.sleep(1)
+            response, path = fetch(state, ours.lanes[0])
+            assert exit_seen_for(testbed, path) == [relay.nickname]
+        finally:
+            pinner.stop()
+    finally:
+        process = ours.process
+        ours.close()
+    assert process.poll() is not None
