@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import textwrap
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.detect import Detector, load_signatures
+from exporter.detect import signatures as signatures_module
 from exporter.detect.literals import fold, required_literals
 from exporter.detect.signatures import SignatureError, check_custom
 from exporter.fetch.response import Response
@@ -131,3 +134,13 @@ def test_prefilter_never_rejects_what_the_case_insensitive_regex_matches(text):
     pattern = "kis|six"
     if re.search(pattern, text, re.I):
         assert any(literal in fold(text) for group in required_literals(pattern) for literal in group)
+
+
+def test_the_documented_example_is_a_valid_config_value():
+    doc = signatures_module.__doc__
+    block = doc[doc.index(".. code-block:: yaml") + len(".. code-block:: yaml"):doc.index("Other rules:")]
+    example = yaml.safe_load(textwrap.dedent(block))["detect"]["signatures"]
+    assert check_custom(example) == []
+    detector = Detector(load_signatures(example))
+    verdict = detector.classify(_page(403, [("Set-Cookie", "acme_12ab=1")], "<title>Request denied</title>"))
+    assert (verdict.kind, verdict.provider) == ("block", "acme-waf")
