@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -50,8 +51,7 @@ from exporter.detect.literals import required_literals
 
 GATE_KINDS = ("challenge", "block", "error")
 SIGNATURE_KINDS = GATE_KINDS + ("widget", "context")
-TEXT_RULES = ("header", "cookie", "title", "body", "url", "widget")
-RULE_FIELDS = TEXT_RULES + ("status", "max_body")
+RULE_FIELDS = ("status", "header", "cookie", "title", "body", "url", "widget", "max_body")
 GROUPS = ("all", "any", "none")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 RANGE_RE = re.compile(r"\s*(\d{3})\s*-\s*(\d{3})\s*")
@@ -124,19 +124,14 @@ def load_signatures(custom: list[dict] | tuple[dict, ...] | None = None) -> Sign
     return Signatures(tuple(own + shipped))
 
 
-_SHIPPED: tuple[Signature, ...] | None = None
-
-
+@cache
 def _shipped() -> tuple[Signature, ...]:
-    global _SHIPPED
-    if _SHIPPED is None:
-        text = resources.files(__package__).joinpath("signatures.yaml").read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)["signatures"]
-        errors = check_custom(raw)
-        if errors:
-            raise SignatureError(f"shipped signatures.yaml is invalid: {errors[0]}")
-        _SHIPPED = tuple(_build(item) for item in raw)
-    return _SHIPPED
+    text = resources.files(__package__).joinpath("signatures.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)["signatures"]
+    errors = check_custom(raw)
+    if errors:
+        raise SignatureError(f"shipped signatures.yaml is invalid: {errors[0]}")
+    return tuple(_build(item) for item in raw)
 
 
 def _check_signature(item: Any) -> list[tuple[list[str | int], str]]:
