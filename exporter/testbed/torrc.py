@@ -76,6 +76,11 @@ def torrc(node: TorNode, authorities: list[TorNode], *, resolv_conf: Path, relay
             ("SocksPort", f"{LOOPBACK}:{node.socks_port}"),
             ("ControlPort", f"{LOOPBACK}:{node.control_port}"),
             ("CookieAuthentication", "1"),
+            # Full server descriptors from boot: their exit policies show that exits accept
+            # 127.0.0.0/8, which microdescriptor policy summaries leave out, and the exporter's
+            # switch to them (UseMicrodescriptors 0) is then a no-op instead of a refetch.
+            ("UseMicrodescriptors", "0"),
+            ("FetchUselessDescriptors", "1"),
         ]
     else:
         lines += _relay_lines(node, resolv_conf)
