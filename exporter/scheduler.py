@@ -139,8 +139,8 @@ class Scheduler:
 
     def _trigger(self, target: Target):
         jitter = int(self._schedule.jitter) or None
-        if self._schedule.cron:
-            trigger = CronTrigger.from_crontab(self._schedule.cron, timezone="UTC")
+        if target.cron:
+            trigger = CronTrigger.from_crontab(target.cron, timezone="UTC")
             trigger.jitter = jitter
             return trigger
         return IntervalTrigger(seconds=target.interval, jitter=jitter)
