@@ -65,7 +65,7 @@ def _test(rule: Rule, page: Page, widgets: tuple[str, ...]) -> str | None:
     elif field == "title":
         ok = rule.pattern.search(page.title) is not None
     elif field == "body":
-        ok = _prefilter(rule, page) and rule.pattern.search(page.body) is not None
+        ok = _prefilter(rule, page) and _search(rule, page)
     elif field == "url":
         ok = rule.pattern.search(page.response.url) is not None
     else:  # widget
@@ -80,6 +80,20 @@ def _prefilter(rule: Rule, page: Page) -> bool:
         return True
     body = page.folded_body
     return all(any(text in body for text in group) for group in rule.literals)
+
+
+def _search(rule: Rule, page: Page) -> bool:
+    """Whether the rule's regex matches the body, trying only where a match can start if known."""
+    body, folded = page.body, page.folded_body
+    if rule.prefixes is None or len(folded) != len(body):  # positions differ if folding changed lengths
+        return rule.pattern.search(body) is not None
+    for prefix in rule.prefixes:
+        position = folded.find(prefix)
+        while position != -1:
+            if rule.pattern.match(body, position):
+                return True
+            position = folded.find(prefix, position + 1)
+    return False
 
 
 def _unique(markers: list[str]) -> tuple[str, ...]:

@@ -8,6 +8,10 @@ must include (``_cf_chl_(opt|ctx)`` always contains ``_cf_chl_``;
 looking for that text in the lowercased page with ``str.__contains__`` first
 rules most pages out in microseconds.  The prefilter may let through pages the regex then
 rejects, never the reverse.
+
+When every match also *starts* with known text, the regex need only be tried
+where that text occurs (``str.find`` then ``Pattern.match``) instead of at
+every position of the page.
 """
 
 from __future__ import annotations
@@ -40,6 +44,37 @@ def required_literals(pattern: str) -> tuple[frozenset[str], ...] | None:
     groups = tuple(frozenset(fold(text) for text in group)
                    for group in _sequence(list(parsed)) if min(map(len, group)) >= MIN_LITERAL)
     return tuple(dict.fromkeys(groups)) or None
+
+
+def match_prefixes(pattern: str) -> frozenset[str] | None:
+    """Folded strings one of which every match of ``pattern`` starts with, or None if unknown."""
+    try:
+        parsed = _parser.parse(pattern)
+    except Exception:  # noqa: BLE001 - as in required_literals
+        return None
+    prefixes = _prefixes(list(parsed))
+    if prefixes is None or min(map(len, prefixes)) < MIN_LITERAL:
+        return None
+    return frozenset(fold(text) for text in prefixes)
+
+
+def _prefixes(items: list) -> frozenset[str] | None:
+    run: list[str] = []
+    for op, arg in items:
+        if op is sre.AT:
+            continue  # zero-width; Pattern.match(text, pos) checks it against the real neighbours
+        if op is sre.LITERAL and chr(arg).isascii():
+            run.append(chr(arg))
+            continue
+        if run:
+            break
+        if op is sre.SUBPATTERN:
+            return _prefixes(list(arg[-1]))
+        if op is sre.BRANCH:
+            alternatives = [_prefixes(list(branch)) for branch in arg[1]]
+            return None if any(a is None for a in alternatives) else frozenset().union(*alternatives)
+        return None
+    return frozenset({"".join(run)}) if run else None
 
 
 def _sequence(items: list) -> list[frozenset[str]]:

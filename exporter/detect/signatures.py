@@ -47,7 +47,7 @@ from typing import Any
 
 import yaml
 
-from exporter.detect.literals import required_literals
+from exporter.detect.literals import match_prefixes, required_literals
 
 GATE_KINDS = ("challenge", "block", "error")
 SIGNATURE_KINDS = GATE_KINDS + ("widget", "context")
@@ -72,6 +72,7 @@ class Rule:
     statuses: frozenset[int] = frozenset()
     limit: int = 0
     literals: tuple[frozenset[str], ...] | None = None  # body rules: see exporter.detect.literals
+    prefixes: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -240,8 +241,10 @@ def _build_rule(rule: dict) -> Rule:
     if field_name == "header":
         pattern = re.compile(rule["value"], re.I) if "value" in rule else None
         return Rule(field_name, marker, pattern=pattern, header_name=value.strip().lower())
-    literals = required_literals(value) if field_name == "body" else None
-    return Rule(field_name, marker, pattern=re.compile(value, re.I), literals=literals)
+    pattern = re.compile(value, re.I)
+    if field_name != "body":
+        return Rule(field_name, marker, pattern=pattern)
+    return Rule(field_name, marker, pattern=pattern, literals=required_literals(value), prefixes=match_prefixes(value))
 
 
 def _default_marker(field_name: str, value: Any, header_value: str | None) -> str:

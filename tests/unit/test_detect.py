@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from exporter.detect import Detector, classify, load_signatures
+from exporter.detect.detector import _search
+from exporter.detect.page import Page
 from exporter.detect.verdict import GATE_PROVIDERS, KINDS, WIDGET_PROVIDERS
 from exporter.fetch.response import Response
 
@@ -98,3 +100,15 @@ def test_detector_uses_the_signatures_it_is_given():
     response = Response("https://site.example/", 200, (("X-Acme", "deny"),), "<html></html>")
     assert detector.classify(response).provider == "acme-waf"
     assert classify(response).kind == "ok"
+
+
+def test_anchored_search_finds_what_a_plain_search_finds_on_every_fixture():
+    rules = [r for s in load_signatures().items for r in s.all + s.any + s.none if r.field == "body" and r.prefixes]
+    matched = 0
+    for case in CASES:
+        page = Page(_response(case))
+        for rule in rules:
+            expected = rule.pattern.search(page.body) is not None
+            assert _search(rule, page) == expected, (case.get("file"), rule.marker)
+            matched += expected
+    assert matched > len(CASES)  # the comparison covered real matches, not just misses

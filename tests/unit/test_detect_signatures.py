@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from exporter.detect import Detector, load_signatures
 from exporter.detect import signatures as signatures_module
+from exporter.detect.detector import _search
 from exporter.detect.literals import fold, required_literals
+from exporter.detect.page import Page
 from exporter.detect.signatures import SignatureError, check_custom
 from exporter.fetch.response import Response
 
@@ -144,3 +146,17 @@ def test_the_documented_example_is_a_valid_config_value():
     detector = Detector(load_signatures(example))
     verdict = detector.classify(_page(403, [("Set-Cookie", "acme_12ab=1")], "<title>Request denied</title>"))
     assert (verdict.kind, verdict.provider) == ("block", "acme-waf")
+
+
+SHIPPED_BODY_RULES = [rule for s in load_signatures().items for rule in s.all + s.any + s.none
+                      if rule.field == "body"]
+PIECES = sorted({text for rule in SHIPPED_BODY_RULES for text in rule.prefixes or ()}
+                | {"1020", "Reference #18.ab", "<", ">", '"', " ", "\n", "\u0130", "=", "'t':'bv'"})
+
+
+@given(rule=st.sampled_from(SHIPPED_BODY_RULES),
+       body=st.lists(st.one_of(st.sampled_from(PIECES), st.sampled_from(PIECES).map(str.upper), st.text(max_size=5)),
+                     max_size=12).map("".join))
+def test_prefix_anchored_search_agrees_with_a_plain_search(rule, body):
+    page = Page(Response("https://site.example/", 200, (), body))
+    assert _search(rule, page) == (rule.pattern.search(body) is not None)
