@@ -179,18 +179,20 @@ class CircuitPinner:
     # -- pinning -----------------------------------------------------------
 
     def pin(self, lane: Lane, exit: ExitRelay, relays: Iterable) -> str:
-        """Build [first hop, exit] for ``lane``, make it the lane's circuit, close the previous one.
+        """Close the lane's circuit, build [first hop, exit] and make it the lane's circuit.
 
         Returns the circuit id once BUILT.  A failed build is retried with
         another first hop, up to ``attempts`` builds, after ``descriptor_wait``
         seconds when tor lacked a descriptor; each failure is reported to
-        ``on_failure(reason)``.  Raises CircuitError when out of tries.
+        ``on_failure(reason)``.  Raises CircuitError when out of tries; the
+        lane then has no circuit, so its streams are closed.
         """
+        self.release(lane)  # a browser's keep-alive connections must not outlive the previous exit
         relays = list(relays)
         family = self._family_of(exit.fingerprint)
         tried: set[str] = set()
         failure = None
-        for _ in range(self.attempts):
+        for attempt in range(1, self.attempts + 1):
             first_hop = choose_first_hop(exit, family, relays, exclude=tried)
             if first_hop is None:
                 failure = _BuildFailed("no_first_hop", f"no first hop left for exit {exit.fingerprint}")
@@ -204,14 +206,11 @@ class CircuitPinner:
                 self._on_failure(exc.reason)
                 log.info("circuit via %s to exit %s failed (%s): %s", first_hop.fingerprint, exit.fingerprint,
                          exc.reason, exc)
-                if exc.reason == "no_descriptor":
+                if exc.reason == "no_descriptor" and attempt < self.attempts:
                     time.sleep(self.descriptor_wait)  # descriptors are often moments away (fresh consensus)
                 continue
             with self._lock:
-                previous = self._circuits.get(lane.session_group)
                 self._circuits[lane.session_group] = circuit_id
-            if previous:
-                self._close_circuit(previous)
             return circuit_id
         raise CircuitError(failure.reason, f"lane {lane.index}: no circuit to exit {exit.fingerprint}: {failure}")
 
@@ -227,11 +226,13 @@ class CircuitPinner:
             return self._circuits.get(lane.session_group)
 
     def _family_of(self, fingerprint: str) -> list[str]:
-        try:
-            return list(self.controller.get_microdescriptor(fingerprint).family)
-        except stem.ControllerError as exc:
-            log.debug("no microdescriptor (family) for %s: %s", fingerprint, exc)
-            return []
+        """The exit's declared family, from its server descriptor or else its microdescriptor."""
+        for lookup in (self.controller.get_server_descriptor, self.controller.get_microdescriptor):
+            try:
+                return list(lookup(fingerprint).family)
+            except (stem.ControllerError, ValueError) as exc:  # stem: ValueError for a flavour tor does not fetch
+                log.debug("no family of %s from %s: %s", fingerprint, lookup.__name__, exc)
+        return []
 
     def _build(self, path: list[str]) -> str:
         """EXTENDCIRCUIT 0 path, then wait for its CIRC BUILT (or FAILED/CLOSED) event."""

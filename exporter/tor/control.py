@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 FIRST_SESSION_GROUP = 1000  # well above any SessionGroup a hand-written torrc is likely to use
 _SESSION_GROUP = re.compile(r"\bSessionGroup=(\d+)", re.IGNORECASE)
 # Server descriptors carry full exit policies (microdescriptor summaries omit private ranges).
-# A tor that uses microdescriptors never fetches them, whatever FetchUselessDescriptors says;
-# with UseMicrodescriptors 0 they arrive within about a second.
+# A tor that uses microdescriptors fetches them late (7-57 s on the test bed) if at all;
+# with UseMicrodescriptors 0 they arrive within seconds, and circuits are built from them.
 _OUR_OPTIONS = {"FetchUselessDescriptors": "1", "UseMicrodescriptors": "0"}
+DESCRIPTOR_WAIT = 60.0  # seconds open_tor waits for server descriptors after switching tor to them
 
 
 class TorUnavailable(Exception):
@@ -99,6 +100,9 @@ def open_tor(cfg: TorConfig, lanes: int) -> OurTor:
         if tor.process is None:
             tor._restore.update(_current_options(tor.controller, _OUR_OPTIONS))
             tor.controller.set_options(_OUR_OPTIONS)
+            if tor._restore["UseMicrodescriptors"] != ["0"] and not wait_for_descriptors(tor.controller):
+                log.warning("tor has not fetched every server descriptor after %g s; "
+                            "circuits through the missing relays fail until it has", DESCRIPTOR_WAIT)
         tor._restore["SocksPort"] = tor.controller.get_conf("SocksPort", None, multiple=True) or None
         tor.lanes = add_lanes(tor.controller, lanes, cfg.socks_host)
     except (stem.ControllerError, OSError) as exc:
@@ -126,6 +130,24 @@ def add_lanes(controller: Controller, count: int, host: str = "127.0.0.1", attem
         except stem.InvalidRequest as exc:
             refused = exc
     raise refused
+
+
+def wait_for_descriptors(controller: Controller, timeout: float = DESCRIPTOR_WAIT) -> bool:
+    """Wait until tor has a server descriptor for every relay of its consensus.
+
+    Right after ``UseMicrodescriptors 0`` tor has none, and EXTENDCIRCUIT
+    answers 552 "No descriptor for …" until they arrive.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            relays = [entry.fingerprint for entry in controller.get_network_statuses()]
+            if relays and all(controller.get_info(f"desc/id/{fingerprint}", None) for fingerprint in relays):
+                return True
+        except stem.ControllerError:
+            pass
+        time.sleep(0.25)
+    return False
 
 
 def _launch(cfg: TorConfig) -> OurTor:

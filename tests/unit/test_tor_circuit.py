@@ -102,6 +102,9 @@ class ScriptedController:
     def remove_event_listener(self, listener):
         self.listeners = {k: v for k, v in self.listeners.items() if v != listener}
 
+    def get_server_descriptor(self, fingerprint):
+        raise ValueError("Tor is currently not configured to retrieve server descriptors")
+
     def get_microdescriptor(self, fingerprint):
         return SimpleNamespace(family=["$" + "F" * 40])
 
@@ -181,6 +184,16 @@ def test_failed_builds_retry_with_another_first_hop_and_report_reasons():
     assert sorted(first_hops) == ["1" * 40, "2" * 40]  # two different hops, then nothing left
     assert failures == ["timeout", "no_descriptor", "no_first_hop"]
     assert raised.value.reason == "no_first_hop"
+    assert pinner.circuit_of(LANES[0]) is None
+
+
+def test_a_failed_repin_leaves_the_lane_without_its_previous_circuit():
+    controller, pinner = started(["BUILT", ("FAILED", "DESTROYED"), ("FAILED", "DESTROYED")])
+    previous = pinner.pin(LANES[0], EXIT, RELAYS)
+    with pytest.raises(CircuitError) as raised:
+        pinner.pin(LANES[0], EXIT, RELAYS)
+    assert raised.value.reason == "no_first_hop"
+    assert ("close_circuit", previous) in controller.calls
     assert pinner.circuit_of(LANES[0]) is None
 
 
