@@ -6,7 +6,7 @@ import pytest
 import stem
 
 from exporter.config import TorConfig
-from exporter.tor.control import FIRST_SESSION_GROUP, TorUnavailable, add_lanes, open_tor
+from exporter.tor.control import FIRST_SESSION_GROUP, TorUnavailable, add_lanes, open_tor, wait_for_descriptors
 
 
 class ConfController:
@@ -88,3 +88,27 @@ def test_a_control_port_that_is_not_tor_fails_authentication_without_the_passwor
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError):
         open_tor(TorConfig(mode="embedded"), lanes=1)
+
+
+class DescriptorController:
+    """Has server descriptors for every relay only from the ``ready_after``-th poll on."""
+
+    def __init__(self, ready_after):
+        self.polls = 0
+        self.ready_after = ready_after
+
+    def get_network_statuses(self):
+        self.polls += 1
+        return [type("Entry", (), {"fingerprint": fp})() for fp in ("A" * 40, "B" * 40)]
+
+    def get_info(self, key, default=None):
+        if key == "desc/id/" + "B" * 40 and self.polls < self.ready_after:
+            return default
+        return "router ..."
+
+
+def test_wait_for_descriptors_returns_once_every_relay_has_one():
+    controller = DescriptorController(ready_after=3)
+    assert wait_for_descriptors(controller, timeout=5)
+    assert controller.polls == 3
+    assert not wait_for_descriptors(DescriptorController(ready_after=10**6), timeout=0.3)
