@@ -58,12 +58,16 @@ class DnsServer:
         quiet = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data")
         self._server = DNSServer(self.resolver, address=host, port=port, logger=quiet)
         self.host, self.port = self._server.server.server_address[:2]
+        self._running = False
 
     def start(self) -> None:
         self._server.start_thread()
+        self._running = True
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._running:  # shutdown() waits for a serve loop that must have started
+            self._server.stop()
+            self._running = False
         self._server.server.server_close()
 
     def add(self, name: str, address: str) -> None:

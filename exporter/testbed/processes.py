@@ -47,30 +47,33 @@ def spawn(argv: list[str], *, env: dict[str, str] | None = None, log: Path | Non
     return proc
 
 
-def stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
-    """SIGTERM the process group, SIGKILL it after ``timeout`` seconds, and reap the child."""
+def stop(procs: list[subprocess.Popen], timeout: float = 5.0) -> None:
+    """SIGTERM every process group, SIGKILL those still there after ``timeout`` s, reap the children."""
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        with _lock:
+            _live.pop(proc.pid, None)
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signum)
     except ProcessLookupError:
         pass
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-    with _lock:
-        _live.pop(proc.pid, None)
 
 
 def stop_all() -> None:
     """Stop every process spawned here that is still registered."""
     with _lock:
         procs = list(_live.values())
-    for proc in procs:
-        stop(proc)
+    stop(procs)
 
 
 def alive(pid: int) -> bool:

@@ -86,14 +86,14 @@ def torrc(node: TorNode, authorities: list[TorNode], *, resolv_conf: Path, relay
         lines += _relay_lines(node, resolv_conf)
     if node.role == "authority":
         lines += _authority_lines(node, relays)
-    elif node.role == "exit":
+    if node.role == "exit":
         lines += [
             ("ExitRelay", "1"),
             ("ExitPolicyRejectPrivate", "0"),
             ("ExitPolicy", "accept 127.0.0.0/8:*"),
             ("ExitPolicy", "reject *:*"),
         ]
-    else:
+    elif node.role != "client":
         lines += [("ExitRelay", "0"), ("ExitPolicy", "reject *:*")]
     lines += node.extra
     return "".join(f"{key} {value}\n" for key, value in lines)

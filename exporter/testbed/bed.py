@@ -1,0 +1,127 @@
+"""The whole test bed: DNS → Tor network → edge, with its state as one JSON document.
+
+The DNS server starts first because exits read its address from their
+resolv.conf at start; the edge starts last because it identifies exits by the
+PIDs of running tors.  ``TestBed`` is a context manager and stops everything
+it started, in reverse order, whatever happens in between.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from .dns import DnsServer
+from .edge import Edge
+from .geoipdb import assign_countries, write_country_db
+from .network import BootReport, TorNetwork
+from .peers import peer_identifier
+from .policy import Policy, default_policy
+
+HOST = "127.0.0.1"
+
+
+class TestBed:
+    """A private Tor network with ``exits`` exits, a DNS server and the edge web server.
+
+    ``workdir`` defaults to a fresh temporary directory, removed on stop.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, exits: int = 4, workdir: Path | None = None, policy: Policy | None = None) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="captcha-testbed-"))
+        self.dns = DnsServer(HOST)
+        self.network = TorNetwork(
+            self.workdir / "tor", resolv_conf=self.workdir / "resolv.conf", exits=exits
+        )
+        self.countries = assign_countries([n.address for n in self.network.exits])
+        self.geoip_db = self.workdir / "testbed-country.mmdb"
+        self.identify = peer_identifier(self.network.pids)
+        self.edge = Edge(
+            policy or default_policy([n.nickname for n in self.network.exits]),
+            self.identify,
+            self.workdir / "edge",
+            host=HOST,
+        )
+        self.boot: BootReport | None = None
+
+    def start(self) -> TestBed:
+        try:
+            self.dns.start()
+            self.dns.write_resolv_conf(self.network.resolv_conf)
+            for name in self.edge.hostnames():
+                self.dns.add(name, HOST)
+            write_country_db(self.geoip_db, self.countries)
+            self.boot = self.network.start()
+            (self.workdir / "edge").mkdir(exist_ok=True)
+            self.edge.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the edge, every tor and the DNS server; remove the temporary directory."""
+        try:
+            self.edge.stop()
+        finally:
+            try:
+                self.network.stop()
+            finally:
+                self.dns.stop()
+                if self._own_workdir:
+                    shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> TestBed:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def state(self) -> dict:
+        """The state document (docs/architecture.md, "Test bed state file")."""
+        net, edge = self.network, self.edge
+        client = net.client
+        return {
+            "client": {
+                "control_host": HOST,
+                "control_port": client.control_port,
+                "socks_host": HOST,
+                "socks_port": client.socks_port,
+                "cookie_file": str(net.cookie_file),
+                "data_directory": str(client.data_dir),
+            },
+            "exits": [
+                {
+                    "fingerprint": node.fingerprint,
+                    "nickname": node.nickname,
+                    "address": node.address,
+                    "country": self.countries[node.address],
+                    "pid": net.pid(node.nickname),
+                }
+                for node in net.exits
+            ],
+            "relays": [
+                {"fingerprint": node.fingerprint, "nickname": node.nickname, "role": node.role}
+                for node in net.authorities + net.middles
+            ],
+            "dns": {"host": self.dns.host, "port": self.dns.port},
+            "geoip_db": str(self.geoip_db),
+            "edge": {
+                "http_port": edge.http_port,
+                "https_port": edge.https_port,
+                "admin_url": edge.admin_url,
+                "ca_file": str(edge.ca_file),
+                "sites": edge.site_urls("http"),
+            },
+            "policy": edge.policy.to_dict(),
+            "boot_seconds": round(self.boot.seconds, 2) if self.boot else None,
+        }
+
+    def write_state(self, path: Path) -> Path:
+        path.write_text(json.dumps(self.state(), indent=2) + "\n")
+        return path

@@ -1,0 +1,27 @@
+"""Shared fixtures.  ``testbed``: one private Tor network + edge per test session (e2e tests only).
+
+Run e2e tests inside a network namespace with only loopback:
+``unshare --net sh -c 'ip link set lo up && pytest -m e2e'``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+TESTBED_EXITS = 4
+
+
+@pytest.fixture(scope="session")
+def testbed(request):
+    """The running ``TestBed`` (``.state()`` gives the state document); stopped after the session."""
+    from exporter.testbed.bed import TestBed
+
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    with TestBed(exits=TESTBED_EXITS) as bed:
+        message = (
+            f"test bed: booted in {bed.boot.seconds:.1f} s (keys {bed.boot.keys_seconds:.1f} s), "
+            f"{TESTBED_EXITS} exits, tor RSS {bed.network.rss_bytes() / 2**20:.0f} MiB"
+        )
+        if reporter:
+            reporter.write_line(message)
+        yield bed

@@ -1,0 +1,105 @@
+"""torrc files of the test bed: loopback listeners only, safe exits, authorities that vote as planned."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from exporter.testbed.network import TorNetwork
+from exporter.testbed.torrc import bandwidth_file, torrc
+
+LISTENERS = ("ORPort", "DirPort", "SocksPort", "ControlPort")
+
+
+@pytest.fixture
+def network(tmp_path) -> TorNetwork:
+    net = TorNetwork(tmp_path, resolv_conf=tmp_path / "resolv.conf", exits=3)
+    for i, node in enumerate(net.relays):  # stand-ins for the keys start() would make
+        node.fingerprint = f"{i:040X}"
+        node.v3ident = f"{i + 100:040X}" if node.role == "authority" else None
+    return net
+
+
+def options(network: TorNetwork, node) -> list[tuple[str, str]]:
+    text = torrc(node, network.authorities, resolv_conf=network.resolv_conf,
+                 relays=network.middles + network.exits)
+    return [tuple(line.split(" ", 1)) for line in text.splitlines()]
+
+
+def values(opts, key):
+    return [value for k, value in opts if k == key]
+
+
+def test_every_listener_names_a_loopback_address_and_only_the_client_has_a_socks_port(network):
+    for node in network.nodes:
+        opts = options(network, node)
+        for key in LISTENERS:
+            for value in values(opts, key):
+                if value == "0":
+                    continue
+                host, port = value.rsplit(":", 1)
+                assert ipaddress.ip_address(host).is_loopback, (node.nickname, key, value)
+                assert int(port) > 0
+        socks = values(opts, "SocksPort")
+        assert socks == (["0"] if node.role != "client" else [f"127.0.0.1:{node.socks_port}"])
+
+
+def test_exits_advertise_their_own_address_and_reach_only_loopback(network):
+    addresses = []
+    for node in network.exits:
+        opts = options(network, node)
+        addresses += values(opts, "Address")
+        assert values(opts, "ORPort") == [f"{node.address}:{node.or_port}"]
+        assert values(opts, "ExitPolicy") == ["accept 127.0.0.0/8:*", "reject *:*"]
+        assert values(opts, "ExitPolicyRejectPrivate") == ["0"]
+        assert values(opts, "ExitRelay") == ["1"]
+    assert addresses == ["127.0.0.21", "127.0.0.22", "127.0.0.23"]
+
+
+def test_relays_resolve_only_through_our_resolver(network):
+    for node in network.relays:
+        opts = options(network, node)
+        assert values(opts, "ServerDNSResolvConfFile") == [str(network.resolv_conf)]
+        assert values(opts, "ServerDNSDetectHijacking") == ["0"]
+        if node.role != "exit":
+            assert values(opts, "ExitRelay") == ["0"] and values(opts, "ExitPolicy") == ["reject *:*"]
+
+
+def test_everyone_knows_the_three_authorities(network):
+    auth = network.authorities[0]
+    for node in network.nodes:
+        lines = values(options(network, node), "DirAuthority")
+        assert len(lines) == 3
+        assert lines[0] == (f"auth1 orport={auth.or_port} no-v2 v3ident={auth.v3ident} "
+                            f"127.0.0.1:{auth.dir_port} {auth.fingerprint}")
+
+
+def test_authorities_vote_exit_for_the_exits_and_guard_for_middles_and_exit1(network):
+    opts = options(network, network.authorities[0])
+    assert values(opts, "TestingDirAuthVoteExit") == [",".join(n.fingerprint for n in network.exits)]
+    guards = [n.fingerprint for n in network.middles] + [network.exits[0].fingerprint]
+    assert values(opts, "TestingDirAuthVoteGuard") == [",".join(guards)]
+    assert values(opts, "TestingDirAuthVoteExitIsStrict") == ["1"]
+
+
+def test_non_guard_relays_are_not_directory_caches(network):
+    for node in network.middles + network.exits:
+        dircache = values(options(network, node), "DirCache")
+        assert dircache == ([] if node.guard else ["0"])
+
+
+def test_ports_are_distinct(network):
+    ports = [p for n in network.nodes for p in (n.or_port, n.dir_port, n.socks_port, n.control_port) if p]
+    assert len(ports) == len(set(ports)) == 3 * 2 + 2 + 3 + 2
+
+
+def test_bandwidth_file_gives_each_exit_a_different_measured_bandwidth(network):
+    text = bandwidth_file(network.middles + network.exits, 1_700_000_000)
+    lines = text.splitlines()
+    assert lines[0] == "1700000000"
+    exits = {n.fingerprint: n.bandwidth_kb for n in network.exits}
+    measured = dict(line.removeprefix("node_id=$").split(" bw=") for line in lines[1:])
+    assert {fp: int(measured[fp]) for fp in exits} == exits
+    assert len(set(exits.values())) == len(exits)
