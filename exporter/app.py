@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=exporter.reload, name="reload").start())
     host, port = exporter.web.address
     log.info("listening", extra={"address": f"http://{host}:{port}/"})
     stop.wait()
@@ -96,16 +97,15 @@ class Exporter:
     """The running exporter: web endpoint, tor connection, scheduler, metrics."""
 
     def __init__(self, config: Config):
-        self.config = config
         self.registry = CollectorRegistry()
         self.metrics = ProbeMetrics(self.registry)
         self.state = State()
         self.registry.register(StateCollector(self.snapshot, self.state))
-        self.detector = Detector(load_signatures(list(config.detect_signatures)))
-        self.web = WebServer(self, config.web.listen_host, config.web.listen_port)
-        self.pairs = tuple((t.name, f) for t in config.targets for f in t.fetchers)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._restart = threading.Event()
+        self._reload_lock = threading.Lock()
+        self._reload_ok, self._reload_time = True, time.time()
         self._tor: OurTor | None = None
         self._tor_error = "connecting to tor"
         self._consensus: Consensus | None = None
@@ -117,7 +117,38 @@ class Exporter:
         self._fetchers: dict[str, Fetcher] = {}
         self._geo: CountryLookup | None = None
         self._unwatch = None
-        self.metrics.prepare(self.pairs, [])
+        self._use(config)
+        self.web = WebServer(self, config.web.listen_host, config.web.listen_port)
+
+    def _use(self, config: Config) -> None:
+        """Make ``config`` the one in force (the parts that do not need tor)."""
+        self.config = config
+        self.detector = Detector(load_signatures(list(config.detect_signatures)))
+        self.pairs = tuple((t.name, f) for t in config.targets for f in t.fetchers)
+        self.metrics.prepare(self.pairs, self._consensus.exits if self._consensus else [])
+        self.state.forget_targets(t.name for t in config.targets)
+
+    def reload(self) -> tuple[bool, str]:
+        """Re-read the config file; a bad one is rejected and the old one stays in force.
+
+        A good one takes over at once: probing restarts with it (running probes
+        finish first), series of removed targets disappear. Changing
+        ``web.listen`` needs a restart of the process.
+        """
+        with self._reload_lock:
+            try:
+                config = load_config(self.config.source)
+            except ConfigError as exc:
+                self._reload_ok = False
+                log.error("reload rejected; the old configuration stays in force", extra={"err": str(exc)})
+                return False, str(exc)
+            if config.web != self.config.web:
+                log.warning("web.listen changed; it takes effect after a restart")
+            self._use(config)
+            self._reload_ok, self._reload_time = True, time.time()
+            self._restart.set()
+            log.info("configuration reloaded", extra={"targets": len(config.targets)})
+            return True, f"reloaded {config.source}: {len(config.targets)} targets"
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -127,6 +158,7 @@ class Exporter:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._restart.set()
         self._teardown()
         self.web.stop()
 
@@ -151,7 +183,14 @@ class Exporter:
                 self._teardown()
                 self._stopping.wait(delay)
                 continue
-            while not self._stopping.wait(WATCHDOG_SECONDS):
+            while True:
+                self._restart.wait(WATCHDOG_SECONDS)
+                if self._stopping.is_set():
+                    return
+                if self._restart.is_set():  # a reload: start over with the config now in force
+                    self._restart.clear()
+                    self._teardown()
+                    break
                 if not tor.controller.is_alive():
                     self._tor_error = "lost the connection to tor; reconnecting"
                     log.error("lost tor", extra={"control": f"{self.config.tor.control_host}:"
@@ -178,22 +217,22 @@ class Exporter:
 
     def _teardown(self) -> None:
         """Stop probing and drop the tor connection (running probes finish or fail, and are counted)."""
-        scheduler, prober, pinner, tor = self._scheduler, self._prober, self._pinner, self._tor
-        self._scheduler = self._prober = self._pinner = self._tor = None
+        with self._lock:
+            scheduler, prober, pinner, tor = self._scheduler, self._prober, self._pinner, self._tor
+            fetchers, unwatch, geo = self._fetchers, self._unwatch, self._geo
+            self._scheduler = self._prober = self._pinner = self._tor = self._unwatch = self._geo = None
+            self._fetchers = {}
         if scheduler:
             scheduler.shutdown()
         if prober:
             prober.shutdown(wait=True)
-        for fetcher in self._fetchers.values():
-            fetcher.close()
-        self._fetchers = {}
-        for step in (self._unwatch, pinner and pinner.stop, tor and tor.close):
+        for step in (*(f.close for f in fetchers.values()), unwatch, pinner and pinner.stop, geo and geo.close,
+                     tor and tor.close):
             if step:
                 try:
                     step()
-                except Exception as exc:  # tor may already be gone
+                except Exception as exc:  # tor or a browser may already be gone
                     log.debug("teardown step failed: %s", exc)
-        self._unwatch = None
 
     # -- the data path -----------------------------------------------------
 
@@ -253,6 +292,8 @@ class Exporter:
             window=self.config.schedule.window,
             in_flight=prober.in_flight if prober else 0,
             queued=prober.queued if prober else 0,
+            reload_successful=self._reload_ok,
+            reload_success_time=self._reload_time,
         )
 
     def ready(self) -> tuple[bool, str]:
