@@ -21,6 +21,7 @@ from .peers import peer_identifier
 from .policy import Policy, default_policy
 
 HOST = "127.0.0.1"
+DEFAULT_EXITS = 4
 
 
 class TestBed:
@@ -31,7 +32,7 @@ class TestBed:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, exits: int = 4, workdir: Path | None = None, policy: Policy | None = None) -> None:
+    def __init__(self, exits: int = DEFAULT_EXITS, workdir: Path | None = None, policy: Policy | None = None) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="captcha-testbed-"))
         self.dns = DnsServer(HOST)

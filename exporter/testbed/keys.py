@@ -13,7 +13,11 @@ certificate, which ``tor-gencert`` makes; the ``v3ident`` is the certificate's
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import subprocess
+import tempfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -42,16 +46,66 @@ def fingerprint(public_key: rsa.RSAPublicKey) -> str:
     return hashlib.sha1(der).hexdigest().upper()
 
 
-def start_authority_certificate(data_dir: Path, dir_address: str) -> subprocess.Popen:
-    """Start ``tor-gencert`` for an authority (its RSA-3072 key takes a while; run several at once)."""
-    keys = data_dir / "keys"
-    keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+AUTHORITY_FILES = ("authority_identity_key", "authority_signing_key", "authority_certificate")
+CERTIFICATE_MONTHS = 12
+RENEW_BEFORE = timedelta(days=30)
+
+
+def default_cache() -> Path:
+    """Where authority key sets are kept between boots (``$XDG_CACHE_HOME/captcha-exporter``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "captcha-exporter" / "testbed-authority-keys"
+
+
+def install_authority_keys(data_dirs: list[Path], cache: Path | None) -> list[str]:
+    """Give each authority data directory a v3 key set; return their v3idents, in order.
+
+    The certificates carry no ``dir-address`` (it is optional), so a key set
+    does not depend on ports and can be reused from ``cache``: ``tor-gencert``
+    spends most of its time finding RSA-3072 primes, seconds on a busy machine.
+    Missing or nearly expired sets are made anew, all at once.
+    """
+    sources = [
+        cache / f"auth{i}" if cache else data_dir / "authority-keys" for i, data_dir in enumerate(data_dirs, 1)
+    ]
+    stale = [source for source in sources if not _usable(source)]
+    for job in [_start_gencert(source) for source in stale]:  # in parallel
+        _finish_gencert(job)
+    idents = []
+    for source, data_dir in zip(sources, data_dirs):
+        keys = data_dir / "keys"
+        keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name in AUTHORITY_FILES:
+            shutil.copy2(source / name, keys / name)
+        idents.append(_certificate_field(keys / "authority_certificate", "fingerprint"))
+    return idents
+
+
+def _usable(source: Path) -> bool:
+    certificate = source / "authority_certificate"
+    if not all((source / name).exists() for name in AUTHORITY_FILES):
+        return False
+    expires = datetime.strptime(_certificate_field(certificate, "dir-key-expires"), "%Y-%m-%d %H:%M:%S")
+    return expires.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc) > RENEW_BEFORE
+
+
+def _certificate_field(certificate: Path, keyword: str) -> str:
+    for line in certificate.read_text().splitlines():
+        if line.startswith(keyword + " "):
+            return line.split(" ", 1)[1]
+    raise RuntimeError(f"{certificate}: no {keyword} line")
+
+
+def _start_gencert(target: Path) -> tuple[subprocess.Popen, Path, Path]:
+    """Start ``tor-gencert`` into a fresh directory next to ``target`` (renamed into place when done)."""
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     proc = subprocess.Popen(
         [
-            "tor-gencert", "--create-identity-key", "-m", "12", "-a", dir_address,
-            "-i", str(keys / "authority_identity_key"),
-            "-s", str(keys / "authority_signing_key"),
-            "-c", str(keys / "authority_certificate"),
+            "tor-gencert", "--create-identity-key", "-m", str(CERTIFICATE_MONTHS),
+            "-i", str(work / "authority_identity_key"),
+            "-s", str(work / "authority_signing_key"),
+            "-c", str(work / "authority_certificate"),
             "--passphrase-fd", "0",
         ],
         stdin=subprocess.PIPE,
@@ -60,16 +114,21 @@ def start_authority_certificate(data_dir: Path, dir_address: str) -> subprocess.
     )
     proc.stdin.write(b"\n")  # an empty passphrase
     proc.stdin.close()
-    return proc
+    return proc, work, target
 
 
-def finish_authority_certificate(proc: subprocess.Popen, data_dir: Path) -> str:
-    """Wait for ``tor-gencert``; return the authority's v3 identity (``v3ident``)."""
+def _finish_gencert(started: tuple[subprocess.Popen, Path, Path]) -> None:
+    proc, work, target = started
     stderr = proc.stderr.read().decode(errors="replace")
     proc.stderr.close()
     if proc.wait() != 0:
+        shutil.rmtree(work, ignore_errors=True)
         raise RuntimeError(f"tor-gencert failed: {stderr.strip()}")
-    for line in (data_dir / "keys" / "authority_certificate").read_text().splitlines():
-        if line.startswith("fingerprint "):
-            return line.split()[1]
-    raise RuntimeError("tor-gencert wrote a certificate without a fingerprint line")
+    if _usable(target):  # another boot just made one: use that
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    shutil.rmtree(target, ignore_errors=True)  # stale or incomplete
+    try:
+        work.rename(target)
+    except OSError:  # another boot renamed its fresh set into place first: use that one
+        shutil.rmtree(work, ignore_errors=True)

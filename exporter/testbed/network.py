@@ -56,12 +56,13 @@ class TorNetwork:
     """
 
     def __init__(self, workdir: Path, *, resolv_conf: Path, exits: int = 4, middles: int = 2,
-                 tor: str = "tor") -> None:
+                 tor: str = "tor", key_cache: Path | None = keys.default_cache()) -> None:
         if exits < 1 or middles < 1:
             raise ValueError("the network needs at least one exit and one middle")
         self.workdir = workdir
         self.resolv_conf = resolv_conf
         self.tor = tor
+        self.key_cache = key_cache  # authority key sets reused between boots; None: make new ones
         self.nodes: list[TorNode] = self._plan(exits, middles)
         self._procs: dict[str, object] = {}
 
@@ -137,14 +138,11 @@ class TorNetwork:
     def _make_keys(self) -> None:
         for node in self.nodes:
             node.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        gencerts = [
-            (auth, keys.start_authority_certificate(auth.data_dir, f"{auth.address}:{auth.dir_port}"))
-            for auth in self.authorities
-        ]
         for node in self.relays:
             node.fingerprint = keys.write_relay_identity(node.data_dir)
-        for auth, proc in gencerts:
-            auth.v3ident = keys.finish_authority_certificate(proc, auth.data_dir)
+        idents = keys.install_authority_keys([a.data_dir for a in self.authorities], self.key_cache)
+        for auth, ident in zip(self.authorities, idents):
+            auth.v3ident = ident
 
     def stop(self) -> None:
         """Stop every tor (SIGTERM to its process group, SIGKILL after 5 s)."""

@@ -19,8 +19,8 @@ from stem import InvalidArguments, InvalidRequest, StreamStatus
 from stem.control import EventType
 
 from exporter.testbed import processes
+from exporter.testbed.bed import DEFAULT_EXITS
 from exporter.testbed.policy import load_policy
-from conftest import TESTBED_EXITS
 
 pytestmark = pytest.mark.e2e
 
@@ -96,7 +96,7 @@ def policy_with_a_status_per_exit(testbed):
     testbed.edge.set_policy(original)
 
 
-@pytest.mark.parametrize("exit_index", range(TESTBED_EXITS))
+@pytest.mark.parametrize("exit_index", range(DEFAULT_EXITS))
 def test_a_stream_pinned_to_an_exit_reaches_the_edge_through_that_exit(
     testbed, policy_with_a_status_per_exit, exit_index
 ):
@@ -225,7 +225,7 @@ def test_nothing_of_the_bed_listens_beyond_loopback(testbed):
                 assert ip.is_loopback, f"{table} listener on {ip}"
                 checked += 1
     # 3 authorities × (OR + Dir), 2 middles, the exits, client Socks + Control, edge ×3, DNS
-    assert checked >= 3 * 2 + 2 + TESTBED_EXITS + 2 + 3 + 1
+    assert checked >= 3 * 2 + 2 + DEFAULT_EXITS + 2 + 3 + 1
 
 
 def _tor_pids_of(workdir: str) -> list[int]:
@@ -248,7 +248,7 @@ def test_testbed_up_stops_every_tor_on_sigterm(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        processes.wait_until(lambda: state_file.exists() or cli.poll() is not None, 90, what="the state file")
+        processes.wait_until(lambda: state_file.exists() or cli.poll() is not None, 150, what="the state file")
         assert cli.poll() is None, cli.stdout.read().decode()
         state = json.loads(state_file.read_text())
         workdir = str(Path(state["client"]["data_directory"]).parent)

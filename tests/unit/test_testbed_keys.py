@@ -6,7 +6,7 @@ import hashlib
 
 from cryptography.hazmat.primitives import serialization
 
-from exporter.testbed.keys import write_relay_identity
+from exporter.testbed.keys import install_authority_keys, write_relay_identity
 
 
 def test_identity_key_is_a_pem_rsa1024_key_whose_sha1_is_the_fingerprint(tmp_path):
@@ -22,3 +22,20 @@ def test_identity_key_is_a_pem_rsa1024_key_whose_sha1_is_the_fingerprint(tmp_pat
 
 def test_every_relay_gets_its_own_key(tmp_path):
     assert write_relay_identity(tmp_path / "a") != write_relay_identity(tmp_path / "b")
+
+
+def test_authority_key_sets_are_made_once_and_reused_from_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    first = install_authority_keys([tmp_path / "a1", tmp_path / "a2"], cache)
+    assert len(set(first)) == 2 and all(len(ident) == 40 for ident in first)
+    certificate = (tmp_path / "a1" / "keys" / "authority_certificate").read_text()
+    assert "dir-address" not in certificate and f"fingerprint {first[0]}" in certificate
+    assert install_authority_keys([tmp_path / "b1", tmp_path / "b2"], cache) == first
+
+
+def test_without_a_cache_each_boot_gets_new_authority_keys_beside_the_relay_key(tmp_path):
+    relay_fingerprint = write_relay_identity(tmp_path / "a1")
+    [ident] = install_authority_keys([tmp_path / "a1"], None)
+    assert (tmp_path / "a1" / "keys" / "secret_id_key").exists()
+    assert write_relay_identity(tmp_path / "x") != relay_fingerprint
+    assert install_authority_keys([tmp_path / "b1"], None) != [ident]
