@@ -7,7 +7,6 @@ reported (logs, /-/ready, the landing page) and retried, never fatal.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import random
 import signal
@@ -15,12 +14,11 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-import yaml
 from prometheus_client import CollectorRegistry
 
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import Config, ConfigError, config_yaml, load_config
 from exporter.detect import Detector, load_signatures
-from exporter.fetch.http import HttpFetcher
+from exporter.fetch.factory import make_fetcher
 from exporter.fetch.response import Fetcher, Lane
 from exporter.logs import setup_logging
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
@@ -81,15 +79,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_fetchers(config: Config, classify) -> tuple[dict[str, Fetcher], dict[str, float]]:
-    """The fetchers the targets ask for, with each one's timeout."""
-    wanted = {name for target in config.targets for name in target.fetchers}
-    fetchers: dict[str, Fetcher] = {"http": HttpFetcher(config.fetchers.http)}
-    timeouts = {"http": config.fetchers.http.timeout}
-    if "chromium" in wanted:
-        from exporter.fetch.chromium import ChromiumFetcher
-
-        fetchers["chromium"] = ChromiumFetcher(config.fetchers.chromium, classify)
-        timeouts["chromium"] = config.fetchers.chromium.timeout
+    """The fetchers the targets ask for, with each one's timeout; kinds that cannot be built are
+    left out (their probes then count as `browser` errors) and logged."""
+    fetchers, timeouts = {}, {}
+    for kind in sorted({name for target in config.targets for name in target.fetchers} | {"http"}):
+        try:
+            fetchers[kind], timeouts[kind] = make_fetcher(kind, config.fetchers, classify)
+        except Exception as exc:
+            log.error("fetcher unavailable", extra={"fetcher": kind, "err": str(exc)})
     return fetchers, timeouts
 
 
@@ -321,24 +318,6 @@ class Exporter:
 
     def config_text(self) -> str:
         return config_yaml(self.config)
-
-
-def config_yaml(config: Config) -> str:
-    """The configuration in effect as YAML, secrets redacted."""
-    data = dataclasses.asdict(config)
-    if data["tor"].get("password"):
-        data["tor"]["password"] = "<secret>"
-    return yaml.safe_dump(_plain(data), sort_keys=False)
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, frozenset, set)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
 
 
 _STARTED = time.time()

@@ -15,11 +15,13 @@ COMMANDS = {
     "classify": ("exporter.detect.cli", "classify saved responses (HAR or HTML files)"),
     "testbed": ("exporter.testbed.cli", "run the private Tor network and edge web server"),
     "demo": ("exporter.demo", "the test bed plus the exporter (and Prometheus when installed)"),
+    "probe": ("exporter.debug", "one probe now, with its log, verdict, metrics and configuration"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    from exporter import __doc__ as summary, __version__
+    from exporter import __doc__ as summary
+    from exporter import __version__
 
     parser = argparse.ArgumentParser(prog="captcha-exporter", description=summary)
     parser.add_argument("--version", action="version", version=f"captcha-exporter {__version__}")

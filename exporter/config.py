@@ -7,11 +7,13 @@ loading; YAML may give ``5MiB``, ``500KB`` or a number.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import yaml
 from apscheduler.triggers.cron import CronTrigger
 
 from exporter.config_yaml import Invalid, Mapping, Value, compose, join, suggest
@@ -521,3 +523,22 @@ def _locate(value: Value, where: list[str | int]) -> Value:
                 path = join(path, missing)
             return Value(value.node, path)
     return value
+
+
+def config_yaml(config: Config) -> str:
+    """The configuration in effect as YAML, secrets redacted."""
+    data = dataclasses.asdict(config)
+    if data["tor"].get("password"):
+        data["tor"]["password"] = "<secret>"
+    return yaml.safe_dump(plain(data), sort_keys=False)
+
+
+def plain(value):
+    """``value`` (a config dataclass, once through ``dataclasses.asdict``) as YAML-safe data."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, frozenset, set)):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
