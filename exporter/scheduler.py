@@ -1,9 +1,10 @@
 """Running probes on time: APScheduler fires each target's run; a bounded pool of lanes does the work.
 
-A target run picks its next exits (least recently tried first) and queues one
-task per exit. A task takes a free lane, pins it to the exit (one circuit for
-every fetcher of that target), runs the probes and frees the lane. Scrapes never
-wait for any of this.
+A target run picks its next exits (least recently tried first, exits backing
+off after repeated circuit failures left out) and queues the target on each.
+A lane takes the exit that became due first, pins one circuit to it, and probes
+every target queued on that exit by then, with every fetcher of each target.
+Scrapes never wait for any of this.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
@@ -35,12 +37,42 @@ class PinError(Exception):
         self.reason = reason
 
 
+class Backoff:
+    """Exits whose circuits keep failing are skipped for a while, doubling each time, as sbws does."""
+
+    def __init__(self, first: float = 300.0, cap: float = 3 * 3600.0, after: int = 3):
+        self.first, self.cap, self.after = first, cap, after
+        self._failures: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def failed(self, fingerprint: str, now: float) -> None:
+        count = self._failures.get(fingerprint, 0) + 1
+        self._failures[fingerprint] = count
+        if count >= self.after:
+            self._until[fingerprint] = now + min(self.cap, self.first * 2 ** (count - self.after))
+
+    def succeeded(self, fingerprint: str) -> None:
+        self._failures.pop(fingerprint, None)
+        self._until.pop(fingerprint, None)
+
+    def waiting(self, fingerprint: str, now: float) -> bool:
+        return self._until.get(fingerprint, 0.0) > now
+
+    def count(self, now: float) -> int:
+        return sum(1 for until in self._until.values() if until > now)
+
+
 class Prober:
-    """Runs (target, exit) tasks on a fixed set of lanes."""
+    """Runs the work of each exit on a fixed set of lanes: one circuit serves every target due on it.
+
+    Targets are queued per exit; when a lane takes an exit it takes every target
+    queued for it by then, pins the lane once, and probes them all. Exits are
+    taken in the order they first became due.
+    """
 
     def __init__(self, lanes: Sequence[Lane], pin: Callable[[Lane, ExitRelay], None],
                  fetchers: dict[str, Fetcher], timeouts: dict[str, float], classify: Classify,
-                 on_result: Callable[[ProbeResult], None]):
+                 on_result: Callable[[ProbeResult], None], backoff: Backoff | None = None):
         self._free: queue.Queue[Lane] = queue.Queue()
         for lane in lanes:
             self._free.put(lane)
@@ -50,61 +82,77 @@ class Prober:
         self._timeouts = timeouts
         self._classify = classify
         self._on_result = on_result
+        self.backoff = backoff or Backoff()
         self._lock = threading.Lock()
-        self._pending: set[tuple[str, str]] = set()
-        self._running = 0
+        self._queued: dict[str, dict[str, Target]] = {}  # exit fingerprint → targets waiting for it
+        self._running: dict[str, set[str]] = {}  # exit fingerprint → targets being probed on it
 
     def submit(self, target: Target, exit: ExitRelay) -> bool:
-        """Queue a task unless the same target and exit is already queued or running."""
-        key = (target.name, exit.fingerprint)
+        """Queue ``target`` on ``exit`` unless it is already queued or running there."""
         with self._lock:
-            if key in self._pending:
+            if self._is_pending(target.name, exit.fingerprint):
                 return False
-            self._pending.add(key)
-        self._pool.submit(self._run, target, exit, key)
+            waiting = self._queued.setdefault(exit.fingerprint, {})
+            new_exit = not waiting
+            waiting[target.name] = target
+        if new_exit:
+            self._pool.submit(self._run, exit)
         return True
 
     def is_pending(self, target: Target, exit: ExitRelay) -> bool:
         with self._lock:
-            return (target.name, exit.fingerprint) in self._pending
+            return self._is_pending(target.name, exit.fingerprint)
+
+    def _is_pending(self, target: str, fingerprint: str) -> bool:
+        return target in self._queued.get(fingerprint, {}) or target in self._running.get(fingerprint, ())
 
     @property
     def queued(self) -> int:
+        """(target, exit) pairs waiting for a lane."""
         with self._lock:
-            return len(self._pending) - self._running
+            return sum(len(targets) for targets in self._queued.values())
 
     @property
     def in_flight(self) -> int:
+        """(target, exit) pairs being probed now."""
         with self._lock:
-            return self._running
+            return sum(len(targets) for targets in self._running.values())
 
-    def _run(self, target: Target, exit: ExitRelay, key: tuple[str, str]) -> None:
+    def _run(self, exit: ExitRelay) -> None:
         lane = self._free.get()
         with self._lock:
-            self._running += 1
+            targets = list(self._queued.pop(exit.fingerprint, {}).values())
+            self._running.setdefault(exit.fingerprint, set()).update(t.name for t in targets)
         try:
-            self._probe_all(target, exit, lane)
+            if targets:
+                self._probe_exit(exit, targets, lane)
         except Exception:  # never lose the lane or the pool thread to a bug
-            log.exception("task failed", extra={"target": target.name, "exit": exit.fingerprint})
+            log.exception("task failed", extra={"exit": exit.fingerprint})
         finally:
             with self._lock:
-                self._running -= 1
-                self._pending.discard(key)
+                running = self._running.get(exit.fingerprint, set())
+                running.difference_update(t.name for t in targets)
+                if not running:
+                    self._running.pop(exit.fingerprint, None)
             self._free.put(lane)
 
-    def _probe_all(self, target: Target, exit: ExitRelay, lane: Lane) -> None:
+    def _probe_exit(self, exit: ExitRelay, targets: list[Target], lane: Lane) -> None:
         try:
             self._pin(lane, exit)
         except PinError as exc:
-            for name in target.fetchers:
-                self._on_result(error_result(target, name, exit, exc.reason, str(exc)))
+            self.backoff.failed(exit.fingerprint, time.time())
+            for target in targets:
+                for name in target.fetchers:
+                    self._on_result(error_result(target, name, exit, exc.reason, str(exc)))
             return
-        for name in target.fetchers:
-            fetcher = self._fetchers.get(name)
-            if fetcher is None:
-                self._on_result(error_result(target, name, exit, "browser", f"fetcher {name} is not available"))
-                continue
-            self._on_result(run_probe(target, exit, fetcher, lane, self._classify, self._timeouts[name]))
+        self.backoff.succeeded(exit.fingerprint)
+        for target in targets:
+            for name in target.fetchers:
+                fetcher = self._fetchers.get(name)
+                if fetcher is None:
+                    self._on_result(error_result(target, name, exit, "browser", f"fetcher {name} is not available"))
+                    continue
+                self._on_result(run_probe(target, exit, fetcher, lane, self._classify, self._timeouts[name]))
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=True)
@@ -147,7 +195,9 @@ class Scheduler:
 
     def run_target(self, target: Target) -> int:
         """Queue probes of the target's next exits; returns how many were queued."""
-        candidates = [e for e in self._candidates(target) if not self._prober.is_pending(target, e)]
+        now = time.time()
+        candidates = [e for e in self._candidates(target)
+                      if not self._prober.is_pending(target, e) and not self._prober.backoff.waiting(e.fingerprint, now)]
         chosen = next_exits(candidates, target.exits_per_run, self._last_attempted(target.name))
         queued = sum(self._prober.submit(target, exit) for exit in chosen)
         log.debug("target run", extra={"target": target.name, "exits": len(chosen), "queued": queued})

@@ -1,18 +1,18 @@
 import shutil
 import subprocess
-import threading
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.exposition import (
+    generate_latest as generate_openmetrics,
+)
+from spine_values import LANE, fetched, page, relay, target
 
 from exporter.detect.verdict import Verdict
 from exporter.fetch.response import FetchError
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
 from exporter.probe import judge, run_probe
-from exporter.scheduler import PinError, Prober
 from exporter.state import State
-from spine_values import LANE, fetched, page, relay, target
 
 
 def by_status(response):
@@ -127,28 +127,3 @@ def test_promtool_accepts_the_exposition():
     check = subprocess.run(["promtool", "check", "metrics"], input=generate_latest(registry),
                            capture_output=True)
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
-
-
-def test_prober_accounts_for_every_attempt():
-    results, done = [], threading.Event()
-
-    def on_result(result):
-        results.append(result)
-        if len(results) == 4:
-            done.set()
-
-    def pin(lane, exit):
-        if exit.nickname == "exit2":
-            raise PinError("circuit", "no circuit")
-
-    lanes = [LANE, LANE.__class__(1, "127.0.0.1", 9052, 1002)]
-    prober = Prober(lanes, pin, {"http": FakeFetcher(fetched(page(200)))}, {"http": 5}, by_status, on_result)
-    two_fetchers = target(fetchers=("http", "chromium"))
-    for n in (1, 2):
-        assert prober.submit(two_fetchers, relay(n))
-    assert done.wait(5)
-    prober.shutdown()
-    outcomes = sorted((r.exit.nickname, r.fetcher, r.error_reason) for r in results)
-    assert outcomes == [("exit1", "chromium", "browser"), ("exit1", "http", None),
-                        ("exit2", "chromium", "circuit"), ("exit2", "http", "circuit")]
-    assert prober.queued == 0 and prober.in_flight == 0

@@ -1,0 +1,117 @@
+import threading
+import time
+
+from spine_values import LANE, fetched, page, relay, target
+
+from exporter.config import Schedule
+from exporter.detect.verdict import Verdict
+from exporter.scheduler import Backoff, PinError, Prober, Scheduler
+
+
+class FakeFetcher:
+    name = "http"
+
+    def fetch(self, url, lane, timeout):
+        return fetched(page(200))
+
+    def close(self):
+        pass
+
+
+def ok(response):
+    return Verdict("ok")
+
+
+def collector(expected):
+    results, done = [], threading.Event()
+
+    def on_result(result):
+        results.append(result)
+        if len(results) == expected:
+            done.set()
+
+    return results, done, on_result
+
+
+def test_prober_accounts_for_every_attempt():
+    results, done = [], threading.Event()
+
+    def on_result(result):
+        results.append(result)
+        if len(results) == 4:
+            done.set()
+
+    def pin(lane, exit):
+        if exit.nickname == "exit2":
+            raise PinError("circuit", "no circuit")
+
+    lanes = [LANE, LANE.__class__(1, "127.0.0.1", 9052, 1002)]
+    prober = Prober(lanes, pin, {"http": FakeFetcher()}, {"http": 5}, ok, on_result)
+    two_fetchers = target(fetchers=("http", "chromium"))
+    for n in (1, 2):
+        assert prober.submit(two_fetchers, relay(n))
+    assert done.wait(5)
+    prober.shutdown()
+    outcomes = sorted((r.exit.nickname, r.fetcher, r.error_reason) for r in results)
+    assert outcomes == [("exit1", "chromium", "browser"), ("exit1", "http", None),
+                        ("exit2", "chromium", "circuit"), ("exit2", "http", "circuit")]
+    assert prober.queued == 0 and prober.in_flight == 0
+
+
+def test_one_circuit_serves_every_target_due_on_an_exit():
+    results, done, on_result = collector(4)
+    pins, gate = [], threading.Event()
+
+    def pin(lane, exit):
+        gate.wait(5)  # hold the only lane until every target is queued
+        pins.append(exit.nickname)
+
+    prober = Prober([LANE], pin, {"http": FakeFetcher()}, {"http": 5}, ok, on_result)
+    assert prober.submit(target("news"), relay(9))  # occupies the lane
+    for name in ("news", "shop", "forum"):
+        prober.submit(target(name), relay(1))
+    assert not prober.submit(target("news"), relay(1)), "already queued there"
+    assert prober.queued == 3
+    gate.set()
+    assert done.wait(5)
+    prober.shutdown()
+    assert pins == ["exit9", "exit1"], "one pin for the three targets on exit1"
+    assert sorted(r.target for r in results if r.exit.nickname == "exit1") == ["forum", "news", "shop"]
+
+
+def test_backoff_doubles_after_repeated_failures_and_resets_on_success():
+    backoff = Backoff(first=60, cap=200, after=3)
+    for _ in range(2):
+        backoff.failed("A", now=0)
+    assert not backoff.waiting("A", now=1)
+    backoff.failed("A", now=0)
+    assert backoff.waiting("A", now=59) and not backoff.waiting("A", now=61)
+    backoff.failed("A", now=0)
+    assert backoff.waiting("A", now=119) and not backoff.waiting("A", now=121)
+    backoff.failed("A", now=0)
+    assert backoff.waiting("A", now=199) and not backoff.waiting("A", now=201), "capped"
+    assert backoff.count(now=100) == 1
+    backoff.succeeded("A")
+    assert not backoff.waiting("A", now=100) and backoff.count(now=100) == 0
+
+
+def test_a_target_run_skips_exits_backing_off_and_takes_least_recently_tried():
+    submitted = []
+
+    class Recorder:
+        backoff = Backoff(after=1)
+
+        def is_pending(self, target, exit):
+            return False
+
+        def submit(self, target, exit):
+            submitted.append(exit.nickname)
+            return True
+
+    prober = Recorder()
+    prober.backoff.failed(relay(2).fingerprint, now=time.time())
+    exits = [relay(1), relay(2), relay(3), relay(4)]
+    last = {relay(1).fingerprint: 10.0, relay(3).fingerprint: 5.0}
+    scheduler = Scheduler(Schedule(), prober, lambda t: exits, lambda name: last)
+    assert scheduler.run_target(target(exits_per_run=2)) == 2
+    assert submitted == ["exit4", "exit3"]
