@@ -1,0 +1,187 @@
+import base64
+import datetime
+import ipaddress
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
+import bcrypt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from exporter.config import ConfigError
+from exporter.webconfig import WebConfigFile, load_web_config
+
+
+def self_signed(directory: Path, name: str = "server") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (IP SAN) and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def hashed(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "web.yml"
+    path.write_text(text)
+    return path
+
+
+def error(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(write(tmp_path, text))
+    return str(caught.value)
+
+
+def test_an_empty_file_means_plain_http_without_auth(tmp_path):
+    config = load_web_config(write(tmp_path, ""))
+    assert (config.tls, config.ssl_context, config.users, config.auth_required) == (None, None, {}, False)
+
+
+def test_a_full_file_with_paths_relative_to_its_directory(tmp_path):
+    self_signed(tmp_path)
+    self_signed(tmp_path, "clients")
+    alice = hashed("secret")
+    config = load_web_config(write(tmp_path, f"""
+tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: clients.crt
+  min_version: TLS13
+http_server_config:
+  http2: false
+  headers:
+    Strict-Transport-Security: max-age=31536000
+    X-XSS-Protection: ""
+basic_auth_users:
+  alice: {alice}
+"""))
+    assert config.tls.cert_file == tmp_path / "server.crt"
+    assert config.ssl_context.minimum_version == ssl.TLSVersion.TLSv1_3
+    assert config.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert config.headers == (("Strict-Transport-Security", "max-age=31536000"),)
+    assert config.users == {"alice": alice.encode()}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("tls_server_confg: {}\n", r"web\.yml:1: tls_server_confg: unknown key 'tls_server_confg' \(did you mean"),
+    ("tls_server_config:\n  cert_file: server.crt\n", r":2: tls_server_config.key_file: required key is missing"),
+    ("tls_server_config:\n  cert_file: nope.crt\n  key_file: server.key\n", r":2: .*cert_file: no such file"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS14\n",
+     r":4: .*min_version: unknown TLS version 'TLS14'"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n"
+     "  max_version: TLS12\n", r":5: .*max_version: max_version TLS12 is below min_version TLS13"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+     "  client_auth_type: RequireAnyClientCert\n", r":4: .*RequireAnyClientCert is not supported"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+     "  client_auth_type: VerifyClientCertIfGiven\n", r":4: .*needs client_ca_file"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: server.crt\n",
+     r":4: .*client_auth_type is NoClientCert"),
+    ("tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n", r":1: .*cannot load the certificate"),
+    ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", r":3: .*unknown X-Frame-Options value 'allow'"),
+    ("http_server_config:\n  headers:\n    Set-Cookie: a=b\n", r":3: .*unknown key 'Set-Cookie'"),
+    ("http_server_config:\n  http2: maybe\n", r":2: http_server_config.http2: expected true or false"),
+    ("basic_auth_users:\n  'al:ice': $2y$10$abc\n", r":2: basic_auth_users.al:ice: .*cannot contain ':'"),
+    ("basic_auth_users: [alice]\n", r":1: basic_auth_users: expected a mapping"),
+    ("rate_limit:\n  burst: 1\n", r":1: rate_limit: unknown key"),
+    ("tls_server_config: [\n", r":2: invalid YAML"),
+])
+def test_mistakes_are_one_line_errors_with_line_and_key(tmp_path, text, expected):
+    self_signed(tmp_path)
+    message = error(tmp_path, text)
+    assert "\n" not in message
+    assert __import__("re").search(expected, message), message
+
+
+def test_a_bad_hash_is_refused_without_repeating_it(tmp_path):
+    message = error(tmp_path, "basic_auth_users:\n  alice: plain-password-oops\n")
+    assert "basic_auth_users.alice: expected a bcrypt hash" in message
+    assert "plain-password-oops" not in message
+
+
+def test_a_missing_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_web_config(tmp_path / "absent.yml")
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs Debian's prometheus package")
+def test_promtool_accepts_what_we_accept(tmp_path):
+    self_signed(tmp_path)
+    path = write(tmp_path, f"""tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+  min_version: TLS12
+basic_auth_users:
+  alice: {hashed("secret")}
+""")
+    load_web_config(path)
+    check = subprocess.run(["promtool", "check", "web-config", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_basic_auth_checks_user_and_password(tmp_path):
+    web = WebConfigFile(write(tmp_path, f"basic_auth_users:\n  alice: {hashed('s3cret:with colon')}\n"))
+    config = web.current()
+    assert web.authorized(config, basic("alice", "s3cret:with colon"))
+    assert web.authorized(config, basic("alice", "s3cret:with colon"))  # remembered, still right
+    assert not web.authorized(config, basic("alice", "wrong"))
+    assert not web.authorized(config, basic("bob", "s3cret:with colon"))
+    assert not web.authorized(config, basic("alice", "x" * 100))  # longer than bcrypt's 72 bytes
+    for header in (None, "", "Bearer abc", "Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode()):
+        assert not web.authorized(config, header)
+
+
+def test_an_htpasswd_2y_hash_works(tmp_path):
+    two_y = "$2y$" + hashed("pw")[4:]
+    web = WebConfigFile(write(tmp_path, f"basic_auth_users:\n  alice: {two_y}\n"))
+    assert web.authorized(web.current(), basic("alice", "pw"))
+
+
+def test_the_file_is_reread_when_it_changes_and_a_broken_one_fails_closed(tmp_path, caplog):
+    path = write(tmp_path, f"basic_auth_users:\n  alice: {hashed('old')}\n")
+    web = WebConfigFile(path)
+    assert web.authorized(web.current(), basic("alice", "old"))
+    path.write_text(f"basic_auth_users:\n  alice: {hashed('new')}\n  bob: {hashed('bob')}\n")
+    config = web.current()
+    assert not web.authorized(config, basic("alice", "old"))
+    assert web.authorized(config, basic("alice", "new"))
+    path.write_text("basic_auth_users: [\n")
+    for _ in range(3):
+        with pytest.raises(ConfigError, match="invalid YAML"):
+            web.current()
+    assert sum("invalid web config" in r.getMessage() for r in caplog.records) == 1
+    path.write_text(f"basic_auth_users:\n  alice: {hashed('newer')}\n")
+    assert web.authorized(web.current(), basic("alice", "newer"))
+
+
+def test_a_renewed_certificate_is_picked_up(tmp_path):
+    self_signed(tmp_path)
+    web = WebConfigFile(write(tmp_path, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"))
+    first = web.current().ssl_context
+    assert web.current().ssl_context is first
+    self_signed(tmp_path)
+    assert web.current().ssl_context is not first
