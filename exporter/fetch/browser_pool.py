@@ -41,14 +41,15 @@ def live_processes(session_id: int, marker: str) -> list[int]:
             state, _ppid, _pgrp, session = stat.rsplit(")", 1)[1].split()[:4]
             if state == "Z":
                 continue
-            if int(session) == session_id or marker in _cmdline(entry):
+            if int(session) == session_id or marker in cmdline(int(entry)):
                 pids.append(int(entry))
         except (OSError, ValueError):
             continue  # the process ended while we looked
     return pids
 
 
-def _cmdline(pid: str) -> str:
+def cmdline(pid: int) -> str:
+    """The process's command line, arguments joined by spaces."""
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
 
 

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import urllib3
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -140,10 +141,17 @@ class ChromiumBrowser:
         return self._service.process.pid
 
     def alive(self) -> bool:
-        """The driver runs and so does a browser process (any Chromium helper counts)."""
+        """The driver runs and so does the browser's main process (the one without ``--type=``)."""
         if self._service.process is None or self._service.process.poll() is not None:
             return False
-        return len(browser_pool.live_processes(self.session_id, str(self.home))) > 1
+        return self.main_pid() is not None
+
+    def main_pid(self) -> int | None:
+        for pid in browser_pool.live_processes(self.session_id, str(self.home)):
+            command = browser_pool.cmdline(pid)
+            if "--user-data-dir=" in command and "--type=" not in command:
+                return pid
+        return None
 
     def resident_bytes(self) -> int:
         return browser_pool.resident_bytes(browser_pool.live_processes(self.session_id, str(self.home)))
@@ -278,11 +286,16 @@ class ChromiumFetcher:
         watchdog.start()
         try:
             return browser.probe(url, timeout, self._classify, self._cfg.challenge_wait)
-        except WebDriverException as exc:
+        except FetchError as exc:
+            if exc.reason == "timeout":  # a stuck renderer looks the same as a slow site: start afresh
+                self._pool.discard(lane)
+            raise
+        except (WebDriverException, urllib3.exceptions.HTTPError) as exc:  # the latter: chromedriver is gone
+            message = getattr(exc, "msg", None) or str(exc)
             if not browser.alive():
                 self._pool.discard(lane)
-                raise FetchError("browser", f"chromium died during the probe: {exc.msg or exc}") from exc
-            raise FetchError("browser", f"chromium: {exc.msg or exc}") from exc
+                raise FetchError("browser", f"chromium died during the probe: {message}") from exc
+            raise FetchError("browser", f"chromium: {message}") from exc
         finally:
             watchdog.cancel()
 

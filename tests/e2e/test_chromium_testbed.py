@@ -2,13 +2,18 @@
 
 Real tor relays, the real edge, a real Chromium: the edge's policy makes
 ``news.test`` answer per exit (exit1 the real page, exit2 a self-clearing
-challenge, exit3 an interactive one, exit4 a block page), and the edge's
-request log says which exit each request came through.
+challenge, exit3 an interactive one, exit4 a block page), ``forum.test`` is
+slow through exit1, and the edge's request log says which exit each request
+came through.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +22,9 @@ import stem
 
 from exporter.config import BrowserFetcherConfig, TorConfig
 from exporter.detect import classify
+from exporter.fetch import browser_pool
 from exporter.fetch.chromium import ChromiumFetcher
+from exporter.fetch.response import FetchError
 from exporter.testbed.bed import TestBed
 from exporter.testbed.policy import load_policy
 from exporter.tor.circuit import CircuitPinner
@@ -40,7 +47,8 @@ POLICY = {
                 "exit3": "interactive",
                 "exit4": "block",
             },
-        }
+        },
+        "forum": {"default": "ok", "exits": {"exit1": {"behaviour": "slow", "seconds": 5}}},
     }
 }
 
@@ -110,8 +118,8 @@ def fetcher(bed):
     chromium.close()
 
 
-def news_url(bed, scheme="https"):
-    return bed.edge.site_urls(scheme)["news"]
+def news_url(bed, scheme="https", site="news"):
+    return bed.edge.site_urls(scheme)[site]
 
 
 def exits_seen(bed, since: int) -> set[str]:
@@ -172,3 +180,75 @@ def test_one_warm_browser_served_every_probe_and_shows_the_last_page(bed, lane, 
     probe(bed, lane, fetcher, "exit1")
     assert fetcher.pool.recycled == 0
     assert fetcher.screenshot(lane.lane)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def tree_of(browser) -> list[int]:
+    return browser_pool.live_processes(browser.session_id, str(browser.home))
+
+
+def wait_until_gone(browser, seconds: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while tree_of(browser) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return tree_of(browser)
+
+
+def test_browser_killed_mid_probe_fails_that_probe_only(bed, lane, fetcher):
+    probe(bed, lane, fetcher, "exit1")
+    browser = fetcher.pool.peek(lane.lane)
+    killer = threading.Timer(1.5, lambda: os.kill(browser.main_pid(), signal.SIGKILL))
+    killer.start()
+    with pytest.raises(FetchError) as failed:
+        fetcher.fetch(news_url(bed, "http", site="forum"), lane.pin("exit1"), timeout=30)  # 5 s slow page
+    killer.join()
+    assert failed.value.reason == "browser"
+    assert wait_until_gone(browser) == []  # chromedriver and every chromium helper
+    after = probe(bed, lane, fetcher, "exit1")
+    assert after.first.status == 200 and fetcher.pool.peek(lane.lane) is not browser
+
+
+def test_frozen_browser_is_killed_and_replaced(bed, lane, fetcher):
+    probe(bed, lane, fetcher, "exit1")
+    browser = fetcher.pool.peek(lane.lane)
+    os.kill(browser.main_pid(), signal.SIGSTOP)
+    started = time.monotonic()
+    with pytest.raises(FetchError) as failed:
+        fetcher.fetch(news_url(bed), lane.pin("exit1"), timeout=5)
+    assert failed.value.reason in ("timeout", "browser")
+    assert time.monotonic() - started < 5 + 6.0 + 15 + 5  # timeout + challenge wait + watchdog grace + slack
+    assert wait_until_gone(browser) == []
+    assert probe(bed, lane, fetcher, "exit1").first.status == 200
+
+
+def test_200_probes_leave_one_browser_tree_and_steady_memory(bed, lane):
+    """Warm pool stability: recycling every 50 probes, never more than one live
+    browser tree, and each generation's memory at its end within 1.5× of the others."""
+    recycle_after, rounds = 50, 200
+    stable = ChromiumFetcher(
+        BrowserFetcherConfig(ca_file=bed.edge.ca_file, challenge_wait=6.0, recycle_after=recycle_after), classify)
+    plan = [("exit1", "news"), ("exit4", "news"), ("exit2", "shop"), ("exit3", "static"), ("exit1", "login")]
+    generations: dict[str, list[int]] = {}  # browser home → PSS after each of its probes
+    browsers = {}
+    started = time.monotonic()
+    try:
+        for n in range(rounds):
+            nickname, site = plan[n % len(plan)]
+            result = stable.fetch(news_url(bed, ("http", "https")[n % 2], site), lane.pin(nickname), timeout=30)
+            assert result.final.status in (200, 403)
+            browser = stable.pool.peek(lane.lane)
+            browsers[str(browser.home)] = browser
+            generations.setdefault(str(browser.home), []).append(browser.resident_bytes())
+            retired = [b for home, b in browsers.items() if b is not browser]
+            assert all(wait_until_gone(b) == [] for b in retired)
+        elapsed = time.monotonic() - started
+        assert len(generations) == rounds // recycle_after and stable.pool.recycled == len(generations) - 1
+        ends = [samples[-1] for samples in generations.values()]
+        assert max(ends) <= 1.5 * min(ends)
+        print(f"\n{rounds} probes in {elapsed:.1f} s ({60 * rounds / elapsed:.0f}/min); "
+              f"PSS per generation (MiB) first/median/last: "
+              + "; ".join(f"{s[0] / 2**20:.0f}/{statistics.median(s) / 2**20:.0f}/{s[-1] / 2**20:.0f}"
+                          for s in generations.values())
+              + f"; live processes of the current tree: {len(tree_of(browser))}")
+    finally:
+        stable.close()
+    assert all(wait_until_gone(b) == [] for b in browsers.values())
