@@ -108,6 +108,7 @@ class Exporter:
         self._consensus: Consensus | None = None
         self._selected: list[ExitRelay] = []
         self._port_ok: dict[tuple[str, int], bool] = {}  # (fingerprint, port) known to be allowed
+        self._plan: dict[str, tuple[float, tuple[str, ...]]] = {}  # target → (interval, exits it may use)
         self._pinner: CircuitPinner | None = None
         self._prober: Prober | None = None
         self._scheduler: Scheduler | None = None
@@ -260,6 +261,7 @@ class Exporter:
             if key in self._port_ok or allows_port(tor.controller, exit.fingerprint, port):
                 self._port_ok[key] = True
                 allowed.append(exit)
+        self._plan[target.name] = (target.interval, tuple(e.fingerprint for e in allowed))
         return allowed
 
     def _pin(self, lane: Lane, exit: ExitRelay) -> None:
@@ -291,6 +293,8 @@ class Exporter:
             queued=prober.queued if prober else 0,
             reload_successful=self._reload_ok,
             reload_success_time=self._reload_time,
+            plan=tuple((t.name, *self._plan[t.name]) for t in self.config.targets if t.name in self._plan),
+            backing_off=prober.backoff.count(time.time()) if prober else 0,
         )
 
     def ready(self) -> tuple[bool, str]:

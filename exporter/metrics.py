@@ -41,6 +41,9 @@ class Snapshot:
     queued: int = 0
     reload_successful: bool = True
     reload_success_time: float = field(default_factory=time.time)
+    # per target: its interval and the fingerprints of the exits it may use (from its last run)
+    plan: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
+    backing_off: int = 0
 
 
 class ProbeMetrics:
@@ -164,6 +167,8 @@ class StateCollector:
 
         yield from self._per_target(snap)
 
+        yield from self._plan(snap)
+
         in_flight = GaugeMetricFamily("captcha_probes_in_flight", "Probes running now.")
         in_flight.add_metric([], snap.in_flight)
         yield in_flight
@@ -179,6 +184,26 @@ class StateCollector:
                                         "Time of the last successful configuration (re)load.")
         reload_time.add_metric([], snap.reload_success_time)
         yield reload_time
+
+    def _plan(self, snap: Snapshot):
+        pending = GaugeMetricFamily("captcha_plan_pending",
+                                    "Exits due for the target: not tried within its interval.", labels=["target"])
+        oldest = GaugeMetricFamily("captcha_plan_oldest_attempt_timestamp_seconds",
+                                   "Time of the least recent attempt among the exits the target uses.",
+                                   labels=["target"])
+        now = time.time()
+        for target, interval, fingerprints in snap.plan:
+            attempted = self._state.last_attempted(target)
+            times = [attempted.get(fp) for fp in fingerprints]
+            pending.add_metric([target], sum(1 for t in times if t is None or t < now - interval))
+            if times and None not in times:
+                oldest.add_metric([target], min(times))
+        yield pending
+        yield oldest
+        backing_off = GaugeMetricFamily("captcha_exits_backing_off",
+                                        "Exits skipped for now after repeated circuit failures.")
+        backing_off.add_metric([], snap.backing_off)
+        yield backing_off
 
     def _per_target(self, snap: Snapshot):
         labels = ["target", "fetcher"]

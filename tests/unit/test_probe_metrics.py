@@ -1,5 +1,6 @@
 import shutil
 import subprocess
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -11,7 +12,7 @@ from spine_values import LANE, fetched, page, relay, target
 from exporter.detect.verdict import Verdict
 from exporter.fetch.response import FetchError
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
-from exporter.probe import judge, run_probe
+from exporter.probe import ProbeResult, judge, run_probe
 from exporter.state import State
 
 
@@ -127,3 +128,20 @@ def test_promtool_accepts_the_exposition():
     check = subprocess.run(["promtool", "check", "metrics"], input=generate_latest(registry),
                            capture_output=True)
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+def test_plan_pending_and_oldest_attempt():
+    exits = [relay(1), relay(2), relay(3)]
+    registry, state = CollectorRegistry(), State()
+    now = time.time()
+    plan = (("news", 600.0, tuple(e.fingerprint for e in exits)),)
+    registry.register(StateCollector(lambda: Snapshot(exits=tuple(exits), plan=plan, backing_off=1), state))
+    text = render(registry)
+    assert sample(text, 'captcha_plan_pending{target="news"}') == 3
+    assert "captcha_plan_oldest_attempt_timestamp_seconds{" not in text, "no time while an exit was never tried"
+    for exit, when in ((exits[0], now - 30), (exits[1], now - 700), (exits[2], now - 5)):
+        state.record(ProbeResult("p", "news", "http", exit, when, 0.1, error_reason="timeout", error_message="slow"))
+    text = render(registry)
+    assert sample(text, 'captcha_plan_pending{target="news"}') == 1, "only the exit tried 700 s ago is due"
+    assert sample(text, 'captcha_plan_oldest_attempt_timestamp_seconds{target="news"}') == pytest.approx(now - 700)
+    assert sample(text, "captcha_exits_backing_off") == 1
