@@ -153,8 +153,28 @@ def test_resources_fit_every_lane_browser(container, config):
     assert browsers < quantity(resources["limits"]["memory"])
 
 
-def test_plain_scrape_config_keeps_the_service_endpoints(objects):
+def test_service_monitor_names_instances_by_pod_and_adds_no_per_pod_label(objects):
+    (endpoint,) = objects["ServiceMonitor"]["spec"]["endpoints"]
+    rules = endpoint["relabelings"]
+    assert {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "instance"} in rules
+    assert {"action": "labeldrop", "regex": "pod"} in rules  # the Operator adds `pod` by itself
+
+
+def scrape_job() -> dict:
     (job,) = yaml.safe_load((DEPLOY / "prometheus-scrape.yaml").read_text())["scrape_configs"]
+    return job
+
+
+def test_plain_scrape_config_names_instances_by_pod_and_adds_no_per_pod_label():
+    targets = {rule["target_label"]: rule["source_labels"] for rule in scrape_job()["relabel_configs"]
+               if "target_label" in rule}
+    assert targets["instance"] == ["__meta_kubernetes_pod_name"]
+    per_pod = {"__meta_kubernetes_pod_name", "__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_uid"}
+    assert not [label for label, sources in targets.items() if label != "instance" and per_pod & set(sources)]
+
+
+def test_plain_scrape_config_keeps_the_service_endpoints(objects):
+    job = scrape_job()
     assert job["job_name"] == "captcha-exporter"
     assert job["kubernetes_sd_configs"] == [{"role": "endpoints"}]
     service = objects["Service"]
