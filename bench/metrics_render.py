@@ -28,7 +28,9 @@ import time
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.exposition import (
+    generate_latest as generate_openmetrics,
+)
 
 from exporter.detect.verdict import Verdict
 from exporter.fetch.response import FetchResult, Response
@@ -37,8 +39,9 @@ from exporter.probe import ProbeResult
 from exporter.state import State
 from exporter.tor.relay import ExitRelay
 
-COUNTRIES = ("DE US NL FR SE CH GB CA FI AT RO PL LU NO CZ ES IT BG DK UA LT LV EE IS IE BE PT HU SK SI "
-             "HR RS MD JP SG AU BR AR HK ??").split()
+COUNTRIES = ("DE", "US", "NL", "FR", "SE", "CH", "GB", "CA", "FI", "AT", "RO", "PL", "LU", "NO", "CZ", "ES",
+             "IT", "BG", "DK", "UA", "LT", "LV", "EE", "IS", "IE", "BE", "PT", "HU", "SK", "SI", "HR", "RS",
+             "MD", "JP", "SG", "AU", "BR", "AR", "HK", "??")
 GATES = ("cloudflare", "akamai", "datadome", "perimeterx", "imperva", "aws-waf")
 WIDGETS = ("recaptcha", "hcaptcha", "turnstile")
 ENCODERS = {"text": generate_latest, "openmetrics": generate_openmetrics}

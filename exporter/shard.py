@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, TypeVar
+from typing import TypeVar
 
 _SPEC = re.compile(r"(\d+)/(\d+)")
 _ORDINAL = re.compile(r".*-(\d+)")
