@@ -1,21 +1,57 @@
-"""The exporter's HTTP endpoint: /metrics, a landing page, the config in effect, health and readiness."""
+"""The exporter's HTTP endpoint: /metrics, a landing page, probe pages, evidence, health, readiness, reload.
+
+Every route sits behind the optional web config (TLS, basic auth, extra
+headers; see exporter.webconfig).  Our own pages carry a CSP that allows no
+script at all.  Evidence is what a remote site sent us, so it is served inert:
+only known file names of well-formed probe ids, resolved inside the evidence
+directory, HTML as text/plain, all under ``Content-Security-Policy: sandbox``.
+"""
 
 from __future__ import annotations
 
 import html
 import logging
+import os
+import re
+import shutil
+import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
+from exporter.config import ConfigError
+from exporter.evidence import HAR_FILE, HTML_FILE, PROBE_ID, SCREENSHOT_FILE
 from exporter.probe import ProbeResult
+from exporter.store import probe_record
+from exporter.webconfig import WebConfig, WebConfigFile
 
 log = logging.getLogger(__name__)
+
+TEXT = "text/plain; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+TLS_HANDSHAKE_SECONDS = 10.0
+PAGE_HEADERS = (
+    ("Content-Security-Policy",
+     "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+)
+EVIDENCE_CSP = "sandbox; default-src 'none'"
+# file name → (content type, served as a download)
+EVIDENCE_FILES = {
+    HTML_FILE: (TEXT, False),
+    SCREENSHOT_FILE: ("image/png", False),
+    HAR_FILE: ("application/json", True),
+}
+_PROBE_PATH = re.compile(r"/probe/([^/]+)")
+_EVIDENCE_PATH = re.compile(r"/evidence/([^/]+)/([^/]+)")
 
 
 class View(Protocol):
@@ -27,21 +63,42 @@ class View(Protocol):
 
     def status(self) -> dict[str, str]: ...
 
-    def recent(self) -> list[ProbeResult]: ...
+    def recent(self) -> list[ProbeResult | dict[str, Any]]:
+        """Recent probes, oldest first: results, or records as exporter.store.probe_record makes them."""
+
+    def probe(self, probe_id: str) -> dict[str, Any] | None:
+        """One probe's record (exporter.store.probe_record), or None."""
 
     def config_text(self) -> str: ...
 
+    def evidence_dir(self) -> Path | None:
+        """The directory holding ``<probe_id>/<file>`` evidence, or None when none is kept."""
+
+    def reload(self) -> tuple[bool, str]:
+        """Re-read the configuration: (True, summary) or (False, why it was rejected)."""
+
 
 class WebServer:
-    def __init__(self, view: View, host: str, port: int):
+    """The endpoint on ``host:port``; ``web_config`` is an exporter-toolkit web-config file.
+
+    Raises ConfigError for an invalid web config and OSError when it cannot listen.
+    """
+
+    def __init__(self, view: View, host: str, port: int, web_config: str | Path | None = None):
         handler = type("Handler", (_Handler,), {"view": view})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        web = WebConfigFile(web_config) if web_config else None
+        self.httpd = _Server((host, port), handler, web)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="web", daemon=True)
 
     @property
     def address(self) -> tuple[str, int]:
         return self.httpd.server_address[:2]
+
+    @property
+    def tls(self) -> bool:
+        """Whether connections are served over TLS now."""
+        config = self.httpd.config()
+        return config is not None and config.ssl_context is not None
 
     def start(self) -> None:
         self._thread.start()
@@ -51,71 +108,239 @@ class WebServer:
         self.httpd.server_close()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, web: WebConfigFile | None):
+        self.web = web
+        super().__init__(address, handler)
+
+    def config(self) -> WebConfig | None:
+        """The web config in force (None without a file); ConfigError while the file is invalid."""
+        return self.web.current() if self.web else None
+
+    def finish_request(self, request: socket.socket, client_address) -> None:
+        """Runs in the connection's own thread, so a slow TLS handshake holds up no one else."""
+        try:
+            context = (self.config() or WebConfig()).ssl_context
+        except ConfigError:
+            context = None  # the handler answers 500
+        if context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(TLS_HANDSHAKE_SECONDS)
+        try:
+            secure = context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("TLS handshake failed", extra={"client": client_address[0], "err": str(exc)})
+            return
+        try:
+            super().finish_request(secure, client_address)
+        finally:
+            self.shutdown_request(secure)
+
+
 class _Handler(BaseHTTPRequestHandler):
     view: View
+    server: _Server
     server_version = f"captcha-exporter/{__version__}"
+    timeout = 30.0  # a client that stalls mid-request loses its connection
+    _extra: tuple[tuple[str, str], ...] = ()  # the web config's headers for this request
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = self.path.split("?", 1)[0]
+        self._serve(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._serve(self._post)
+
+    def _serve(self, route) -> None:
+        try:
+            config = self.server.config()
+        except ConfigError:
+            self._send(500, b"The web config is invalid; see the exporter's log.\n", TEXT)
+            return
+        if config is not None:
+            self._extra = config.headers
+            if not self.server.web.authorized(config, self.headers.get("Authorization")):
+                self._send(401, b"Unauthorized.\n", TEXT,
+                           [("WWW-Authenticate", 'Basic realm="captcha-exporter", charset="UTF-8"')])
+                return
+        try:
+            route(self.path.split("?", 1)[0])
+        except Exception:  # a bug in one page must not take the endpoint down
+            log.exception("web request failed", extra={"path": self.path})
+            self._send(500, b"Internal error; see the exporter's log.\n", TEXT)
+
+    def _get(self, path: str) -> None:
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             self._send(200, encoder(self.view.registry), content_type)
         elif path == "/":
-            self._send(200, landing_page(self.view).encode(), "text/html; charset=utf-8")
+            self._page(200, landing_page(self.view))
         elif path == "/config":
-            self._send(200, self.view.config_text().encode(), "text/plain; charset=utf-8")
+            self._send(200, self.view.config_text().encode(), TEXT)
         elif path == "/-/healthy":
-            self._send(200, b"Healthy.\n", "text/plain; charset=utf-8")
+            self._send(200, b"Healthy.\n", TEXT)
         elif path == "/-/ready":
             ok, why = self.view.ready()
-            self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
+            self._send(200 if ok else 503, (why + "\n").encode(), TEXT)
+        elif path == "/-/reload":
+            self._send(405, b"Use POST to reload.\n", TEXT, [("Allow", "POST")])
+        elif match := _PROBE_PATH.fullmatch(path):
+            self._probe_page(match.group(1))
+        elif match := _EVIDENCE_PATH.fullmatch(path):
+            self._evidence(match.group(1), match.group(2))
         else:
-            self._send(404, b"Not found.\n", "text/plain; charset=utf-8")
+            self._send(404, b"Not found.\n", TEXT)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
+    def _post(self, path: str) -> None:
+        if path != "/-/reload":
+            self._send(405, b"Only /-/reload takes POST.\n", TEXT, [("Allow", "GET")])
+            return
+        ok, message = self.view.reload()
+        self._send(200 if ok else 500, (message + "\n").encode(), TEXT)
+
+    def _probe_page(self, probe_id: str) -> None:
+        record = self.view.probe(probe_id) if PROBE_ID.fullmatch(probe_id) else None
+        if record is None:
+            self._send(404, b"No such probe.\n", TEXT)
+            return
+        self._page(200, probe_page(record, evidence_files(self.view, probe_id)))
+
+    def _evidence(self, probe_id: str, name: str) -> None:
+        path = evidence_path(self.view.evidence_dir(), probe_id, name)
+        if path is None:
+            self._send(404, b"No such evidence.\n", TEXT)
+            return
+        content_type, download = EVIDENCE_FILES[name]
+        headers = [("Content-Security-Policy", EVIDENCE_CSP), ("Referrer-Policy", "no-referrer"),
+                   ("X-Frame-Options", "DENY")]
+        if download:
+            headers.append(("Content-Disposition", f'attachment; filename="{probe_id}-{name}"'))
+        with open(path, "rb") as file:
+            self._start(200, content_type, os.fstat(file.fileno()).st_size, headers)
+            shutil.copyfileobj(file, self.wfile)
+
+    def _page(self, status: int, text: str) -> None:
+        self._send(status, text.encode(), HTML, list(PAGE_HEADERS))
+
+    def _send(self, status: int, body: bytes, content_type: str, headers=()) -> None:
+        self._start(status, content_type, len(body), headers)
         self.wfile.write(body)
+
+    def _start(self, status: int, content_type: str, length: int, headers) -> None:
+        """Status line and headers; the web config's headers fill in what the response does not set."""
+        self.send_response(status)
+        headers = [("Content-Type", content_type), ("Content-Length", str(length)),
+                   ("X-Content-Type-Options", "nosniff"), *headers]
+        given = {name.lower() for name, _ in headers}
+        headers += [(name, value) for name, value in self._extra if name.lower() not in given]
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
         log.debug("http request", extra={"client": self.client_address[0], "request": format % args})
+
+
+def evidence_path(directory: Path | None, probe_id: str, name: str) -> Path | None:
+    """The evidence file ``name`` of ``probe_id``, or None unless it is a known file inside ``directory``.
+
+    Names are checked as sent (no percent-decoding), and the resolved path, with
+    symlinks followed, must still lie in the probe's directory.
+    """
+    if directory is None or not PROBE_ID.fullmatch(probe_id) or name not in EVIDENCE_FILES:
+        return None
+    root = Path(directory).resolve()
+    try:
+        path = (root / probe_id / name).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if path.parent != root / probe_id or not path.is_file():
+        return None
+    return path
+
+
+def evidence_files(view: View, probe_id: str) -> list[str]:
+    """The evidence files present for a probe, in EVIDENCE_FILES order."""
+    return [name for name in EVIDENCE_FILES if evidence_path(view.evidence_dir(), probe_id, name)]
+
+
+_STYLE = """<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;font-size:90%;vertical-align:top}
+.challenge,.block{background:#fdd}.error{background:#ffd}.widget{background:#eef}
+pre{background:#f6f6f6;padding:1em;overflow:auto}</style>"""
+
+
+def _document(title: str, body: str) -> str:
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
+            f"{_STYLE}</head>\n<body>{body}</body></html>\n")
+
+
+def _when(started: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started))
+
+
+def _evidence_links(probe_id: str, files: list[str]) -> str:
+    return " ".join(f'<a href="/evidence/{html.escape(probe_id)}/{name}">{name}</a>' for name in files)
 
 
 def landing_page(view: View) -> str:
     esc = html.escape
     ready, why = view.ready()
     status_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in view.status().items())
-    probe_rows = "".join(_probe_row(r) for r in reversed(view.recent()))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>captcha-exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left;font-size:90%}}
-.challenge,.block{{background:#fdd}}.error{{background:#ffd}}.widget{{background:#eef}}</style></head>
-<body><h1>captcha-exporter {esc(__version__)}</h1>
+    records = [item if isinstance(item, dict) else probe_record(item) for item in view.recent()]
+    probe_rows = "".join(_probe_row(view, record) for record in reversed(records))
+    return _document("captcha-exporter", f"""<h1>captcha-exporter {esc(__version__)}</h1>
 <p>How often Tor users meet CAPTCHAs, challenges and block pages.
 <a href="/metrics">Metrics</a> · <a href="/config">Configuration</a> ·
 <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
 <h2>Status: {"ready" if ready else "not ready"}</h2><p>{esc(why)}</p>
 <table>{status_rows}</table>
+<details><summary>Configuration in effect</summary><pre>{esc(view.config_text())}</pre></details>
 <h2>Recent probes</h2>
 <table><tr><th>time (UTC)</th><th>target</th><th>exit</th><th>fingerprint</th><th>country</th>
-<th>fetcher</th><th>verdict</th><th>provider</th><th>outcome</th><th>load s</th><th>probe id</th></tr>
-{probe_rows}</table></body></html>
-"""
+<th>fetcher</th><th>verdict</th><th>provider</th><th>outcome</th><th>load s</th><th>probe</th><th>evidence</th></tr>
+{probe_rows}</table>""")
 
 
-def _probe_row(result: ProbeResult) -> str:
+def _probe_row(view: View, record: dict[str, Any]) -> str:
     esc = html.escape
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(result.started))
-    if result.verdict is not None:
-        verdict, provider = result.verdict.kind, result.verdict.provider
-        outcome, load = result.fetch.outcome or "", f"{result.fetch.load_seconds:.2f}"
-    else:
-        verdict, provider, outcome, load = f"no answer: {result.error_reason}", "", "", ""
-    css = result.verdict.kind if result.verdict else "error"
-    cells = (when, result.target, result.exit.nickname, result.exit.fingerprint, result.exit.country,
-             result.fetcher, verdict, provider, outcome, load, result.probe_id)
-    return f'<tr class="{esc(css)}">' + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>\n"
+    verdict = record["verdict"] or f"no answer: {record['error_reason']}"
+    load = record["load_seconds"]
+    cells = (_when(record["started"]), record["target"], record["exit"]["nickname"],
+             record["exit"]["fingerprint"], record["exit"]["country"], record["fetcher"], verdict,
+             record["provider"], record["outcome"] or "", "" if load is None else f"{load:.2f}")
+    probe_id = record["probe_id"]
+    link = f'<a href="/probe/{esc(probe_id)}">{esc(probe_id)}</a>' if PROBE_ID.fullmatch(probe_id) else esc(probe_id)
+    files = evidence_files(view, probe_id) if PROBE_ID.fullmatch(probe_id) else []
+    return (f'<tr class="{esc(record["verdict"] or "error")}">' + "".join(f"<td>{esc(str(c))}</td>" for c in cells)
+            + f"<td>{link}</td><td>{_evidence_links(probe_id, files)}</td></tr>\n")
+
+
+def probe_page(record: dict[str, Any], files: list[str]) -> str:
+    """Everything recorded about one probe, every value escaped."""
+    esc = html.escape
+    rows = "".join(f"<tr><th>{esc(key)}</th><td>{esc(_shown(value))}</td></tr>" for key, value in _flat(record))
+    evidence = _evidence_links(record["probe_id"], files) or "none kept"
+    return _document(f"probe {record['probe_id']}", f"""<h1>Probe {esc(record["probe_id"])}</h1>
+<p><a href="/">Back to the landing page</a> · started {esc(_when(record["started"]))} UTC</p>
+<table>{rows}</table>
+<h2>Evidence</h2><p>{evidence}</p>""")
+
+
+def _flat(record: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"exit": {"country": "DE"}}`` → ``[("exit.country", "DE")]``."""
+    items = []
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        items += _flat(value, name + ".") if isinstance(value, dict) and value else [(name, value)]
+    return items
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)

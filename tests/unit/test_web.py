@@ -1,0 +1,254 @@
+import http.client
+import os
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client import CollectorRegistry, Counter
+
+from exporter.detect.verdict import Verdict
+from exporter.evidence import HAR_FILE, HTML_FILE, SCREENSHOT_FILE
+from exporter.probe import ProbeResult
+from exporter.store import probe_record
+from exporter.web import WebServer
+from spine_values import fetched, page, relay
+
+PROBE = "20261122T031500Z-a1b2c3"
+BARE = "20261122T031600Z-d4e5f6"  # a probe without evidence
+HOSTILE = "<script>alert('x')</script>"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+
+
+class FakeView:
+    def __init__(self, evidence_dir: Path | None):
+        self.registry = CollectorRegistry()
+        Counter("fake_probes", "Probes.", registry=self.registry).inc()
+        self.is_ready = True
+        self.reload_answer = (True, "reloaded: 2 targets")
+        self.reloads = 0
+        self._evidence_dir = evidence_dir
+        answered = ProbeResult(PROBE, "news", "chromium", relay(1), 1_700_000_000.0, 1.2,
+                               verdict=Verdict("challenge", "cloudflare", ("status:403",)),
+                               fetch=fetched(page(403), load=1.234, outcome="cleared", clear_seconds=5.0))
+        failed = ProbeResult(BARE, HOSTILE, "http", relay(2), 1_700_000_100.0, 0.5,
+                             error_reason="timeout", error_message=f"timed out {HOSTILE}")
+        self.records = [probe_record(answered, evidence=f"evidence/{PROBE}"), probe_record(failed)]
+
+    def ready(self):
+        return (True, "probing 1 target") if self.is_ready else (False, "tor is not bootstrapped")
+
+    def status(self):
+        return {"tor": "0.4.9 at 127.0.0.1:9051", "note": HOSTILE}
+
+    def recent(self):
+        return self.records
+
+    def probe(self, probe_id):
+        return next((r for r in self.records if r["probe_id"] == probe_id), None)
+
+    def config_text(self):
+        return f"targets:\n- name: {HOSTILE}\n"
+
+    def evidence_dir(self):
+        return self._evidence_dir
+
+    def reload(self):
+        self.reloads += 1
+        return self.reload_answer
+
+
+@pytest.fixture
+def evidence(tmp_path):
+    root = tmp_path / "evidence"
+    (root / PROBE).mkdir(parents=True)
+    (root / PROBE / HTML_FILE).write_text(f"<html><body>{HOSTILE}</body></html>")
+    (root / PROBE / HAR_FILE).write_text('{"log": {"version": "1.2"}}')
+    (root / PROBE / SCREENSHOT_FILE).write_bytes(PNG)
+    (tmp_path / "secret.html").write_text("outside the evidence directory")
+    return root
+
+
+@pytest.fixture
+def view(evidence):
+    return FakeView(evidence)
+
+
+@pytest.fixture
+def server(view):
+    web = WebServer(view, "127.0.0.1", 0)
+    web.start()
+    yield web
+    web.stop()
+
+
+def url(server, path):
+    host, port = server.address
+    return f"http://{host}:{port}{path}"
+
+
+def raw_get(server, path):
+    """GET ``path`` exactly as written (no client-side normalisation or quoting)."""
+    connection = http.client.HTTPConnection(*server.address, timeout=10)
+    try:
+        connection.putrequest("GET", path, skip_accept_encoding=True)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_metrics(server):
+    response = requests.get(url(server, "/metrics"), timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    assert "fake_probes_total 1.0" in response.text
+
+
+def test_health_and_readiness(server, view):
+    assert requests.get(url(server, "/-/healthy"), timeout=10).status_code == 200
+    ready = requests.get(url(server, "/-/ready"), timeout=10)
+    assert (ready.status_code, ready.text) == (200, "probing 1 target\n")
+    view.is_ready = False
+    not_ready = requests.get(url(server, "/-/ready"), timeout=10)
+    assert (not_ready.status_code, not_ready.text) == (503, "tor is not bootstrapped\n")
+
+
+def test_config_is_plain_text(server):
+    response = requests.get(url(server, "/config"), timeout=10)
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert HOSTILE in response.text
+
+
+def test_unknown_paths_are_404(server):
+    for path in ("/nope", "/probe/", "/evidence/", "/metrics/x"):
+        assert requests.get(url(server, path), timeout=10).status_code == 404, path
+
+
+def test_landing_page_lists_probes_with_links_and_escapes_hostile_text(server):
+    response = requests.get(url(server, "/"), timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    body = response.text
+    assert "<script" not in body
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in body
+    assert body.count("&lt;script&gt;") == 3  # in the status table, the config and a probe's target
+    assert f'<a href="/probe/{PROBE}">' in body and f'<a href="/probe/{BARE}">' in body
+    for name in (HTML_FILE, HAR_FILE, SCREENSHOT_FILE):
+        assert f'<a href="/evidence/{PROBE}/{name}">' in body
+    assert f"/evidence/{BARE}/" not in body
+    for text in ("exit1", relay(1).fingerprint, "DE", "chromium", "challenge", "cloudflare", "cleared", "1.23",
+                 "2023-11-14 22:13:20", "no answer: timeout"):
+        assert text in body
+
+
+def test_landing_page_takes_probe_results_too(view, server):
+    view.records = [ProbeResult(PROBE, "shop", "http", relay(3), 1_700_000_000.0, 0.1,
+                                verdict=Verdict("ok"), fetch=fetched(page()))]
+    body = requests.get(url(server, "/"), timeout=10).text
+    assert "shop" in body and "exit3" in body and f'<a href="/probe/{PROBE}">' in body
+
+
+def test_our_pages_carry_security_headers(server):
+    for path in ("/", f"/probe/{PROBE}"):
+        headers = requests.get(url(server, path), timeout=10).headers
+        assert headers["Content-Security-Policy"].startswith("default-src 'none'; style-src 'unsafe-inline'")
+        assert "script-src" not in headers["Content-Security-Policy"]
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_probe_page_shows_everything_escaped(server):
+    answered = requests.get(url(server, f"/probe/{PROBE}"), timeout=10)
+    assert answered.status_code == 200
+    for text in ("exit.fingerprint", relay(1).fingerprint, "status:403", "clear_seconds", "5.0",
+                 f'<a href="/evidence/{PROBE}/{HTML_FILE}">'):
+        assert text in answered.text
+    failed = requests.get(url(server, f"/probe/{BARE}"), timeout=10)
+    assert "<script" not in failed.text and "timed out &lt;script&gt;" in failed.text
+    assert "none kept" in failed.text
+
+
+def test_unknown_or_malformed_probe_ids_are_404(server):
+    for probe_id in ("20261122T031500Z-ffffff", "p1", "..", "%3Cscript%3E", f"{PROBE}/x"):
+        assert raw_get(server, f"/probe/{probe_id}")[0] == 404, probe_id
+
+
+def test_evidence_html_is_inert_text(server):
+    response = requests.get(url(server, f"/evidence/{PROBE}/{HTML_FILE}"), timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.headers["Content-Security-Policy"] == "sandbox; default-src 'none'"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.text == f"<html><body>{HOSTILE}</body></html>"
+
+
+def test_evidence_screenshot_and_har(server):
+    png = requests.get(url(server, f"/evidence/{PROBE}/{SCREENSHOT_FILE}"), timeout=10)
+    assert (png.status_code, png.headers["Content-Type"], png.content) == (200, "image/png", PNG)
+    assert png.headers["Content-Security-Policy"] == "sandbox; default-src 'none'"
+    har = requests.get(url(server, f"/evidence/{PROBE}/{HAR_FILE}"), timeout=10)
+    assert har.headers["Content-Type"] == "application/json"
+    assert har.headers["Content-Disposition"] == f'attachment; filename="{PROBE}-{HAR_FILE}"'
+    assert har.json() == {"log": {"version": "1.2"}}
+    assert har.headers["Content-Security-Policy"] == "sandbox; default-src 'none'"
+
+
+@pytest.mark.parametrize("path", [
+    f"/evidence/{PROBE}/../../secret.html",
+    f"/evidence/{PROBE}/..%2f..%2fsecret.html",
+    f"/evidence/{PROBE}/%2e%2e/%2e%2e/secret.html",
+    "/evidence/%2e%2e/secret.html",
+    "/evidence/../secret.html",
+    "/evidence//etc/passwd",
+    "/evidence/etc/passwd",
+    f"/evidence/{PROBE}//etc/passwd",
+    f"/evidence/{PROBE}/%2fetc%2fpasswd",
+    f"/evidence/{PROBE}/page.html%00.png",
+    f"/evidence/{PROBE}/other.html",
+    f"/evidence/{PROBE}/{HTML_FILE}/",
+    f"/evidence/{BARE}/{HTML_FILE}",
+    f"/evidence/{PROBE}/./{HTML_FILE}",
+])
+def test_evidence_paths_outside_the_known_files_are_refused(server, path):
+    status, body = raw_get(server, path)
+    assert status in (400, 404), (path, status)
+    assert b"outside the evidence directory" not in body and b"root:" not in body
+
+
+def test_symlinks_out_of_the_evidence_directory_are_refused(server, evidence):
+    outside = evidence.parent / "secret.html"
+    linked_dir = evidence.parent / "elsewhere"
+    linked_dir.mkdir()
+    (linked_dir / HTML_FILE).write_text("outside the evidence directory")
+    os.symlink(linked_dir, evidence / BARE)  # a probe directory pointing out
+    (evidence / PROBE / HTML_FILE).unlink()
+    os.symlink(outside, evidence / PROBE / HTML_FILE)  # a file pointing out
+    for path in (f"/evidence/{PROBE}/{HTML_FILE}", f"/evidence/{BARE}/{HTML_FILE}"):
+        status, body = raw_get(server, path)
+        assert status == 404 and b"outside" not in body, path
+
+
+def test_no_evidence_directory_means_no_evidence(view, server):
+    view._evidence_dir = None
+    assert requests.get(url(server, f"/evidence/{PROBE}/{HTML_FILE}"), timeout=10).status_code == 404
+    assert "/evidence/" not in requests.get(url(server, "/"), timeout=10).text
+
+
+def test_reload_takes_post_only(server, view):
+    get = requests.get(url(server, "/-/reload"), timeout=10)
+    assert (get.status_code, get.headers["Allow"], view.reloads) == (405, "POST", 0)
+    ok = requests.post(url(server, "/-/reload"), timeout=10)
+    assert (ok.status_code, ok.text, view.reloads) == (200, "reloaded: 2 targets\n", 1)
+    view.reload_answer = (False, "config.yml:3: targets[0].url: not a URL")
+    bad = requests.post(url(server, "/-/reload"), timeout=10)
+    assert (bad.status_code, bad.text) == (500, "config.yml:3: targets[0].url: not a URL\n")
+    assert requests.post(url(server, "/metrics"), timeout=10).status_code == 405
+
+
+def test_a_failing_page_is_a_500_and_the_server_lives_on(server, view):
+    view.status = lambda: 1 / 0
+    assert requests.get(url(server, "/"), timeout=10).status_code == 500
+    assert requests.get(url(server, "/-/healthy"), timeout=10).status_code == 200
