@@ -122,7 +122,6 @@ class TorNetwork:
         for auth in self.authorities:
             (auth.data_dir / "bandwidths").write_text(bandwidth_file(relays, now))
         for node in self.nodes:
-            node.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             node.torrc_path.write_text(torrc(node, self.authorities, resolv_conf=self.resolv_conf, relays=relays))
         try:
             for node in self.nodes:
@@ -229,8 +228,10 @@ class TorNetwork:
     # -- what others need ------------------------------------------------------
 
     def pids(self) -> dict[int, str]:
-        """{pid: nickname} of the running tors."""
-        return {proc.pid: nickname for nickname, proc in self._procs.items() if proc.poll() is None}
+        """{pid: nickname} of the running tors, exits first (they own the edge's peers)."""
+        nodes = self.exits + [n for n in self.nodes if n.role != "exit"]
+        procs = [(n.nickname, self._procs.get(n.nickname)) for n in nodes]
+        return {proc.pid: nickname for nickname, proc in procs if proc and proc.poll() is None}
 
     def pid(self, nickname: str) -> int:
         return self._procs[nickname].pid
