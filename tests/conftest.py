@@ -14,12 +14,11 @@ def testbed(request):
     """The running ``TestBed`` (``.state()`` gives the state document); stopped after the session."""
     from exporter.testbed.bed import TestBed
 
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
     with TestBed() as bed:
-        message = (
-            f"test bed: booted in {bed.boot.seconds:.1f} s (keys {bed.boot.keys_seconds:.1f} s), "
-            f"{len(bed.network.exits)} exits, tor RSS {bed.network.rss_bytes() / 2**20:.0f} MiB"
-        )
-        if reporter:
-            reporter.write_line(message)
+        with capture.global_and_fixture_disabled():  # show it even though output is captured
+            print(
+                f"\ntest bed: booted in {bed.boot.seconds:.1f} s (keys {bed.boot.keys_seconds:.1f} s), "
+                f"{len(bed.network.exits)} exits, tor RSS {bed.network.rss_bytes() / 2**20:.0f} MiB"
+            )
         yield bed
