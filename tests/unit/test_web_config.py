@@ -1,6 +1,7 @@
 import base64
 import datetime
 import ipaddress
+import re
 import shutil
 import ssl
 import subprocess
@@ -114,7 +115,7 @@ def test_mistakes_are_one_line_errors_with_line_and_key(tmp_path, text, expected
     self_signed(tmp_path)
     message = error(tmp_path, text)
     assert "\n" not in message
-    assert __import__("re").search(expected, message), message
+    assert re.search(expected, message), message
 
 
 def test_a_bad_hash_is_refused_without_repeating_it(tmp_path):
