@@ -56,8 +56,7 @@ POLICY = {
 class PinnedLane:
     """One lane of our tor, pinned to a chosen test-bed exit before each probe."""
 
-    def __init__(self, bed: TestBed):
-        state = bed.state()
+    def __init__(self, state: dict, hostnames: list[str]):
         self.tor = open_tor(
             TorConfig(mode="connect", control_port=state["client"]["control_port"],
                       cookie_file=Path(state["client"]["cookie_file"])),
@@ -70,7 +69,7 @@ class PinnedLane:
         self.first_hops = [relay for relay in self.consensus.relays if relay.fingerprint in middles]
         # open_tor turns microdescriptors off, so circuits wait for full descriptors
         wait_for_descriptors(self.tor.controller, middles | {e["fingerprint"] for e in state["exits"]})
-        self.pinner = CircuitPinner(self.tor.controller, [self.lane], set(bed.edge.hostnames()))
+        self.pinner = CircuitPinner(self.tor.controller, [self.lane], set(hostnames))
         self.pinner.start()
 
     def pin(self, nickname: str):
@@ -106,7 +105,7 @@ def bed():
 
 @pytest.fixture(scope="module")
 def lane(bed):
-    pinned = PinnedLane(bed)
+    pinned = PinnedLane(bed.state(), bed.edge.hostnames())
     yield pinned
     pinned.close()
 
