@@ -73,3 +73,18 @@ def test_the_probe_just_written_survives_limits_it_alone_exceeds(tmp_path):
 def test_probe_ids_that_are_not_probe_ids_are_refused(tmp_path, bad):
     with pytest.raises(ValueError):
         save_evidence(tmp_path, bad, CLEARED, None, ROOMY)
+
+
+def test_classify_reads_the_first_response_back_from_the_har(tmp_path):
+    from exporter.detect import classify
+    from exporter.detect.saved import har_document
+
+    page = (Response("https://news.test/", 403, CHALLENGE.headers,
+                     "<html><head><title>Just a moment...</title></head><body>"
+                     "<script src=\"/cdn-cgi/challenge-platform/h/b/orchestrate/chl_page/v1?ray=1\"></script>"
+                     "</body></html>"))
+    directory = save_evidence(tmp_path, probe_id(0), FetchResult(page, REAL_PAGE, outcome="cleared"), None, ROOMY)
+    document = har_document(json.loads((directory / "probe.har").read_text()))
+    assert (document.status, document.body) == (403, page.body)
+    assert document.header("cf-mitigated") == "challenge"
+    assert classify(document).kind == classify(page).kind == "challenge"
