@@ -53,34 +53,61 @@ class Change:
 def compare(baseline: Baseline, page: Response, *, threshold: float = DEFAULT_THRESHOLD,
             ignore: Sequence[str] = ()) -> Change:
     """How ``page`` differs from ``baseline``; ``ignore`` regexes are cut out of every text line first."""
-    reference = baseline.reference
+    ignore = tuple(ignore)
+    reference = _reference_view(baseline, ignore)
     form = normalise(page.body, mask_numbers=baseline.mask_numbers)
-    drop = _line_filter(tuple(baseline.volatile_lines), tuple(ignore))
-    reference_lines, page_lines = drop(reference.lines), drop(form.lines)
-    title_changed = drop((reference.title,)) != drop((form.title,))
-    reference_tags = [tag for tag in reference.tags if tag not in baseline.volatile_tags]
-    page_tags = [tag for tag in form.tags if tag not in baseline.volatile_tags]
-    structure = _dice(Counter(zip(reference_tags, reference_tags[1:])), Counter(zip(page_tags, page_tags[1:])))
-    text = _dice(Counter(_words(reference_lines)), Counter(_words(page_lines)))
-    similarity = TEXT_WEIGHT * text + STRUCTURE_WEIGHT * structure + TITLE_WEIGHT * (not title_changed)
-    injected = _injections(reference, form, reference_tags, page_tags)
+    seen = _View.of(form, baseline, ignore)
+    title_changed = seen.title != reference.title
+    structure = _dice(reference.tag_pairs, seen.tag_pairs)
+    text = _dice(reference.words, seen.words)
+    similarity = round(TEXT_WEIGHT * text + STRUCTURE_WEIGHT * structure + TITLE_WEIGHT * (not title_changed), 4)
+    injected = _injections(baseline.reference, form, reference.active, seen.active)
 
-    if page_lines == reference_lines and not title_changed and structure >= threshold:
+    if seen.lines == reference.lines and not title_changed and structure >= threshold:
         kind = "injected" if injected else None
     elif similarity >= threshold and not (title_changed and structure < threshold):
         kind = "rewritten"
     else:
         kind = "different"
-    evidence = _diff(reference, form, reference_lines, page_lines, injected) if kind else ""
-    return Change(kind, round(similarity, 4), title_changed, injected, evidence)
+    evidence = _diff(baseline.reference, form, reference.lines, seen.lines, injected) if kind else ""
+    return Change(kind, similarity, title_changed, injected, evidence)
 
 
-def _injections(reference: PageForm, form: PageForm, reference_tags: list[str], page_tags: list[str]) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class _View:
+    """A page in normal form as compared: volatile lines and tags out, multisets counted."""
+
+    title: list[str]
+    lines: list[str]
+    words: Counter
+    tag_pairs: Counter
+    active: Counter
+
+    @classmethod
+    def of(cls, form: PageForm, baseline: Baseline, ignore: tuple[str, ...]) -> _View:
+        drop = _line_filter(tuple(baseline.volatile_lines), ignore)
+        lines = drop(form.lines)
+        tags = [tag for tag in form.tags if tag not in baseline.volatile_tags]
+        return cls(
+            title=drop((form.title,)),
+            lines=lines,
+            words=Counter(" ".join(lines).lower().split()),
+            tag_pairs=Counter(zip(tags, tags[1:])),
+            active=Counter(tag for tag in tags if tag in ACTIVE_TAGS),
+        )
+
+
+@lru_cache(maxsize=64)
+def _reference_view(baseline: Baseline, ignore: tuple[str, ...]) -> _View:
+    """The baseline's side, counted once per baseline and ignore list."""
+    return _View.of(baseline.reference, baseline, ignore)
+
+
+def _injections(reference: PageForm, form: PageForm, reference_active: Counter, page_active: Counter) -> tuple[str, ...]:
     """Known CDN injections, scripts and active elements the page has and the baseline lacks."""
     known = [name for name in form.injections if name not in reference.injections]
     scripts = sorted((Counter(form.scripts) - Counter(reference.scripts)).elements())
-    active = Counter(t for t in page_tags if t in ACTIVE_TAGS) - Counter(t for t in reference_tags if t in ACTIVE_TAGS)
-    elements = [f"element:{tag}" for tag in sorted(active)]
+    elements = [f"element:{tag}" for tag in sorted(page_active - reference_active)]
     return tuple(dict.fromkeys(known + scripts + elements))
 
 
@@ -102,11 +129,6 @@ def _line_filter(volatile: tuple[str, ...], ignore: tuple[str, ...]):
     return keep
 
 
-def _words(lines: Iterable[str]):
-    for line in lines:
-        yield from line.lower().split()
-
-
 def _dice(a: Counter, b: Counter) -> float:
     """2·|A∩B| / (|A|+|B|) over multisets; two empty multisets are equal."""
     total = sum(a.values()) + sum(b.values())
@@ -115,10 +137,24 @@ def _dice(a: Counter, b: Counter) -> float:
 
 def _diff(reference: PageForm, form: PageForm, reference_lines: list[str], page_lines: list[str],
           injected: tuple[str, ...]) -> str:
-    """A unified diff of title, visible text and injections, cut to a bounded size."""
+    """A unified diff of title, visible text and injections, cut to a bounded size.
+
+    Lines both sides share at the start and end are left out before diffing
+    (difflib's matcher costs more than linear time), so a small rewrite of a
+    long page stays cheap; hunk line numbers count from the first line shown.
+    """
     before = [f"title: {reference.title}", *reference_lines]
     after = [f"title: {form.title}", *page_lines, *(f"injected: {name}" for name in injected)]
-    lines = list(difflib.unified_diff(before, after, "baseline", "page", n=1, lineterm=""))
+    start = 0
+    while start < min(len(before), len(after)) and before[start] == after[start]:
+        start += 1
+    end = 0
+    while end < min(len(before), len(after)) - start and before[-1 - end] == after[-1 - end]:
+        end += 1
+    start, end = max(start - 1, 0), max(end - 1, 0)  # keep one line of context each side
+    lines = list(difflib.unified_diff(before[start:len(before) - end], after[start:len(after) - end],
+                                      f"baseline (from line {start + 1})", f"page (from line {start + 1})",
+                                      n=1, lineterm=""))
     text = "\n".join(lines[:DIFF_MAX_LINES])
     if len(lines) > DIFF_MAX_LINES or len(text) > DIFF_MAX_CHARS:
         text = text[:DIFF_MAX_CHARS] + "\n… (diff cut)"
