@@ -161,6 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if config is not None:
             self._extra = config.headers
+            if not self.server.web.allow():
+                self._send(429, b"Too many requests.\n", TEXT)
+                return
             if not self.server.web.authorized(config, self.headers.get("Authorization")):
                 self._send(401, b"Unauthorized.\n", TEXT,
                            [("WWW-Authenticate", 'Basic realm="captcha-exporter", charset="UTF-8"')])

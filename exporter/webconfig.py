@@ -2,7 +2,8 @@
 
 ``tls_server_config`` turns on TLS, ``basic_auth_users`` maps user names to
 bcrypt hashes and protects every route, ``http_server_config.headers`` adds
-response headers.  Like exporter-toolkit, the file (and the certificate, key
+response headers, ``rate_limit`` caps requests over all clients (a token
+bucket: one request per ``interval``, ``burst`` saved up; 429 beyond).  Like exporter-toolkit, the file (and the certificate, key
 and CA files it names) is looked at again for every connection, so
 credentials and certificates rotate without a restart; relative paths are
 relative to the file's directory.  A file that turns invalid while running
@@ -20,6 +21,7 @@ import os
 import re
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,9 +32,10 @@ from exporter.config_yaml import Invalid, Mapping, Value, compose
 
 log = logging.getLogger(__name__)
 
-TOP_LEVEL_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users")
+TOP_LEVEL_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "rate_limit")
 TLS_KEYS = ("cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version", "max_version")
 HTTP_KEYS = ("http2", "headers")
+RATE_LIMIT_KEYS = ("interval", "burst")
 
 TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
                 "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
@@ -78,12 +81,19 @@ class TLSServerConfig:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    interval: float  # seconds per request
+    burst: int
+
+
+@dataclass(frozen=True)
 class WebConfig:
     """A valid web config; ``ssl_context`` is built from it (None without TLS)."""
 
     tls: TLSServerConfig | None = None
     users: dict[str, bytes] = field(default_factory=dict)
     headers: tuple[tuple[str, str], ...] = ()
+    rate_limit: RateLimit | None = None
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
 
     @property
@@ -116,13 +126,14 @@ def parse_web_config(text: str, base_dir: Path) -> WebConfig:
     http.read("http2", Value.boolean, True)  # accepted for compatibility; this server speaks HTTP/1.1
     headers = _headers(http.section("headers", tuple(HEADERS)))
     users = _users(top.get("basic_auth_users"))
+    rate_limit = _rate_limit(top.section("rate_limit", RATE_LIMIT_KEYS))
     context = None
     if tls is not None:
         try:
             context = tls.context()
         except (ssl.SSLError, OSError) as exc:
             top.fail_at_key("tls_server_config", f"cannot load the certificate, key or CA: {exc}")
-    return WebConfig(tls=tls, users=users, headers=headers, ssl_context=context)
+    return WebConfig(tls=tls, users=users, headers=headers, rate_limit=rate_limit, ssl_context=context)
 
 
 def _tls(section: Mapping, base_dir: Path) -> TLSServerConfig | None:
@@ -160,6 +171,14 @@ def _headers(section: Mapping) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
+def _rate_limit(section: Mapping) -> RateLimit | None:
+    """None when absent or ``interval`` is 0 (exporter-toolkit: "set to 0 to disable")."""
+    interval = section.read("interval", Value.duration, 0.0)
+    if interval == 0:
+        return None
+    return RateLimit(interval, section.require("burst").integer(minimum=1))
+
+
 def _users(value: Value | None) -> dict[str, bytes]:
     """User → bcrypt hash; hashes are secrets, so errors never repeat them."""
     if value is None:
@@ -187,6 +206,8 @@ class WebConfigFile:
         self._stamp = self._fingerprint(self._config)
         self._error: ConfigError | None = None
         self._matched: dict[str, bytes] = {}  # user → sha256(user, hash, password) that last matched
+        self._bcrypt = threading.Lock()  # one bcrypt at a time: guessing passwords cannot take every core
+        self._bucket = TokenBucket(self._config.rate_limit)
 
     def _fingerprint(self, config: WebConfig) -> tuple:
         files = (self.path,) + (config.tls.files if config.tls else ())
@@ -213,8 +234,15 @@ class WebConfigFile:
                 raise
             if self._error is not None:
                 log.info("web config valid again", extra={"path": str(self.path)})
+            if config.rate_limit != self._config.rate_limit:
+                self._bucket = TokenBucket(config.rate_limit)
             self._config, self._stamp, self._error = config, self._fingerprint(config), None
             return config
+
+    def allow(self) -> bool:
+        """Whether the rate limit lets one more request through now."""
+        with self._lock:
+            return self._bucket.take()
 
     def authorized(self, config: WebConfig, authorization: str | None) -> bool:
         """Whether an ``Authorization`` header carries a configured user's password (RFC 7617).
@@ -233,13 +261,34 @@ class WebConfigFile:
             if hashed is not None and hmac.compare_digest(self._matched.get(user, b""), digest):
                 return True
         try:
-            valid = bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH) and hashed is not None
+            with self._bcrypt:
+                valid = bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH) and hashed is not None
         except ValueError:  # bcrypt refuses passwords longer than 72 bytes
             return False
         if valid:
             with self._lock:
                 self._matched[user] = digest
         return valid
+
+
+class TokenBucket:
+    """One token per ``limit.interval`` seconds, at most ``limit.burst`` saved; no limit without one."""
+
+    def __init__(self, limit: RateLimit | None):
+        self.limit = limit
+        self._tokens = float(limit.burst) if limit else 0.0
+        self._when = time.monotonic()
+
+    def take(self) -> bool:
+        if self.limit is None:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self.limit.burst, self._tokens + (now - self._when) / self.limit.interval)
+        self._when = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str | None, str]:

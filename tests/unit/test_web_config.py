@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from exporter.config import ConfigError
-from exporter.webconfig import WebConfigFile, load_web_config
+from exporter.webconfig import RateLimit, TokenBucket, WebConfigFile, load_web_config
 
 
 def self_signed(directory: Path, name: str = "server") -> tuple[Path, Path]:
@@ -108,7 +108,9 @@ basic_auth_users:
     ("http_server_config:\n  http2: maybe\n", r":2: http_server_config.http2: expected true or false"),
     ("basic_auth_users:\n  'al:ice': $2y$10$abc\n", r":2: basic_auth_users.al:ice: .*cannot contain ':'"),
     ("basic_auth_users: [alice]\n", r":1: basic_auth_users: expected a mapping"),
-    ("rate_limit:\n  burst: 1\n", r":1: rate_limit: unknown key"),
+    ("rate_limit:\n  interval: 1s\n", r":2: rate_limit.burst: required key is missing"),
+    ("rate_limit:\n  interval: 1s\n  burst: 0\n", r":3: rate_limit.burst: must be at least 1"),
+    ("rate_limit:\n  interval: soon\n  burst: 1\n", r":2: rate_limit.interval: invalid duration"),
     ("tls_server_config: [\n", r":2: invalid YAML"),
 ])
 def test_mistakes_are_one_line_errors_with_line_and_key(tmp_path, text, expected):
@@ -186,3 +188,23 @@ def test_a_renewed_certificate_is_picked_up(tmp_path):
     assert web.current().ssl_context is first
     self_signed(tmp_path)
     assert web.current().ssl_context is not first
+
+
+def test_rate_limit_zero_interval_disables_it(tmp_path):
+    assert load_web_config(write(tmp_path, "rate_limit:\n  interval: 0\n  burst: 5\n")).rate_limit is None
+    limited = load_web_config(write(tmp_path, "rate_limit:\n  interval: 500ms\n  burst: 5\n"))
+    assert limited.rate_limit == RateLimit(0.5, 5)
+
+
+def test_the_token_bucket_allows_a_burst_then_one_per_interval(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("exporter.webconfig.time.monotonic", lambda: now[0])
+    bucket = TokenBucket(RateLimit(interval=2.0, burst=3))
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    now[0] += 1.0
+    assert not bucket.take()
+    now[0] += 1.0
+    assert bucket.take() and not bucket.take()
+    now[0] += 100.0  # saved tokens stop at the burst
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    assert all(TokenBucket(None).take() for _ in range(100))

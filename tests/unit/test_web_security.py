@@ -164,3 +164,11 @@ def test_a_stalled_tls_handshake_does_not_block_other_clients(tmp_path, start):
         assert response.status_code == 200
     finally:
         silent.close()
+
+
+def test_rate_limit_answers_429_beyond_the_burst(tmp_path, start):
+    config = tmp_path / "web.yml"
+    config.write_text("rate_limit:\n  interval: 1h\n  burst: 2\n")
+    server = start(config)
+    codes = [requests.get(http(server, "/-/healthy"), timeout=10).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
