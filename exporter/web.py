@@ -9,6 +9,7 @@ directory, HTML as text/plain, all under ``Content-Security-Policy: sandbox``.
 
 from __future__ import annotations
 
+import argparse
 import html
 import logging
 import os
@@ -76,6 +77,12 @@ class View(Protocol):
 
     def reload(self) -> tuple[bool, str]:
         """Re-read the configuration: (True, summary) or (False, why it was rejected)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--web.config.file", dest="web_config_file", metavar="FILE", default=None,
+                        help="exporter-toolkit web config: TLS, basic auth, headers, rate limit "
+                             "(re-read when it changes)")
 
 
 class WebServer:
@@ -146,8 +153,13 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = f"captcha-exporter/{__version__}"
     timeout = 30.0  # a client that stalls mid-request loses its connection
     _extra: tuple[tuple[str, str], ...] = ()  # the web config's headers for this request
+    _head = False  # a HEAD request: headers only
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._serve(self._get)
+
+    def do_HEAD(self) -> None:  # noqa: N802 (health checks such as ``wget --spider`` send HEAD)
+        self._head = True
         self._serve(self._get)
 
     def do_POST(self) -> None:  # noqa: N802
@@ -222,14 +234,16 @@ class _Handler(BaseHTTPRequestHandler):
             headers.append(("Content-Disposition", f'attachment; filename="{probe_id}-{name}"'))
         with open(path, "rb") as file:
             self._start(200, content_type, os.fstat(file.fileno()).st_size, headers)
-            shutil.copyfileobj(file, self.wfile)
+            if not self._head:
+                shutil.copyfileobj(file, self.wfile)
 
     def _page(self, status: int, text: str) -> None:
         self._send(status, text.encode(), HTML, list(PAGE_HEADERS))
 
     def _send(self, status: int, body: bytes, content_type: str, headers=()) -> None:
         self._start(status, content_type, len(body), headers)
-        self.wfile.write(body)
+        if not self._head:
+            self.wfile.write(body)
 
     def _start(self, status: int, content_type: str, length: int, headers) -> None:
         """Status line and headers; the web config's headers fill in what the response does not set."""

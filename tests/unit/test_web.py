@@ -1,3 +1,4 @@
+import argparse
 import http.client
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ from exporter.detect.verdict import Verdict
 from exporter.evidence import HAR_FILE, HTML_FILE, SCREENSHOT_FILE
 from exporter.probe import ProbeResult
 from exporter.store import probe_record
-from exporter.web import WebServer
+from exporter.web import WebServer, add_arguments
 from spine_values import fetched, page, relay
 
 PROBE = "20261122T031500Z-a1b2c3"
@@ -252,3 +253,18 @@ def test_a_failing_page_is_a_500_and_the_server_lives_on(server, view):
     view.status = lambda: 1 / 0
     assert requests.get(url(server, "/"), timeout=10).status_code == 500
     assert requests.get(url(server, "/-/healthy"), timeout=10).status_code == 200
+
+
+def test_head_answers_headers_without_a_body(server):
+    for path in ("/-/healthy", "/", f"/evidence/{PROBE}/{SCREENSHOT_FILE}"):
+        response = requests.head(url(server, path), timeout=10)
+        assert response.status_code == 200 and response.content == b"", path
+        assert int(response.headers["Content-Length"]) > 0
+    assert requests.head(url(server, "/nope"), timeout=10).status_code == 404
+
+
+def test_the_web_config_flag():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--web.config.file", "web.yml"]).web_config_file == "web.yml"
+    assert parser.parse_args([]).web_config_file is None
