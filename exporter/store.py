@@ -15,8 +15,9 @@ import logging
 import queue
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from exporter.probe import ProbeResult
 from exporter.state import Measurement
@@ -142,7 +143,7 @@ class Store:
                     for write in writes:
                         write(connection)
                     self._prune(connection)
-            except Exception as exc:  # a full disk must cost this batch, not the writer
+            except Exception as exc:  # noqa: BLE001 (a full disk must cost this batch, not the writer)
                 log.error("state database write failed", extra={"path": str(self.path), "err": str(exc),
                                                                 "writes": len(writes)})
             for item in batch:

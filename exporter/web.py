@@ -155,14 +155,14 @@ class _Handler(BaseHTTPRequestHandler):
     _extra: tuple[tuple[str, str], ...] = ()  # the web config's headers for this request
     _head = False  # a HEAD request: headers only
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self._serve(self._get)
 
-    def do_HEAD(self) -> None:  # noqa: N802 (health checks such as ``wget --spider`` send HEAD)
+    def do_HEAD(self) -> None:
         self._head = True
         self._serve(self._get)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._serve(self._post)
 
     def _serve(self, route) -> None:
@@ -256,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
+    def log_message(self, format: str, *args) -> None:
         log.debug("http request", extra={"client": self.client_address[0], "request": format % args})
 
 

@@ -2,12 +2,12 @@ import sqlite3
 import threading
 
 import pytest
+from spine_values import fetched, page, relay
 
 from exporter.detect.verdict import Verdict
 from exporter.probe import ProbeResult
 from exporter.state import Measurement
 from exporter.store import Store, StoreError
-from spine_values import fetched, page, relay
 
 
 def answered(probe_id, target="news", fetcher="http", n=1, kind="challenge", provider="cloudflare", when=10.0):

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, Counter
+from spine_values import fetched, page, relay
 
 from exporter.detect.verdict import Verdict
 from exporter.evidence import HAR_FILE, HTML_FILE, SCREENSHOT_FILE
 from exporter.probe import ProbeResult
 from exporter.store import probe_record
 from exporter.web import WebServer, add_arguments
-from spine_values import fetched, page, relay
 
 PROBE = "20261122T031500Z-a1b2c3"
 BARE = "20261122T031600Z-d4e5f6"  # a probe without evidence

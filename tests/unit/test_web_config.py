@@ -22,7 +22,7 @@ def self_signed(directory: Path, name: str = "server") -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (IP SAN) and its key, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
             .not_valid_after(now + datetime.timedelta(days=1))
@@ -94,12 +94,12 @@ basic_auth_users:
     ("tls_server_config:\n  cert_file: nope.crt\n  key_file: server.key\n", r":2: .*cert_file: no such file"),
     ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS14\n",
      r":4: .*min_version: unknown TLS version 'TLS14'"),
-    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n"
-     "  max_version: TLS12\n", r":5: .*max_version: max_version TLS12 is below min_version TLS13"),
-    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
-     "  client_auth_type: RequireAnyClientCert\n", r":4: .*RequireAnyClientCert is not supported"),
-    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
-     "  client_auth_type: VerifyClientCertIfGiven\n", r":4: .*needs client_ca_file"),
+    (("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n"
+      "  max_version: TLS12\n"), r":5: .*max_version: max_version TLS12 is below min_version TLS13"),
+    (("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+      "  client_auth_type: RequireAnyClientCert\n"), r":4: .*RequireAnyClientCert is not supported"),
+    (("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+      "  client_auth_type: VerifyClientCertIfGiven\n"), r":4: .*needs client_ca_file"),
     ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: server.crt\n",
      r":4: .*client_auth_type is NoClientCert"),
     ("tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n", r":1: .*cannot load the certificate"),
@@ -142,7 +142,7 @@ basic_auth_users:
   alice: {hashed("secret")}
 """)
     load_web_config(path)
-    check = subprocess.run(["promtool", "check", "web-config", str(path)], capture_output=True, text=True)
+    check = subprocess.run(["promtool", "check", "web-config", str(path)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
 
 

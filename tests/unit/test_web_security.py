@@ -6,12 +6,12 @@ import time
 
 import pytest
 import requests
+from test_web import PROBE, FakeView, evidence  # noqa: F401 (evidence is a fixture)
+from test_web_config import hashed, self_signed
 
 from exporter.config import ConfigError
 from exporter.evidence import HTML_FILE
 from exporter.web import WebServer
-from test_web import PROBE, FakeView, evidence  # noqa: F401 (evidence is a fixture)
-from test_web_config import hashed, self_signed
 
 ROUTES = [("GET", "/"), ("GET", "/metrics"), ("GET", "/config"), ("GET", "/-/healthy"), ("GET", "/-/ready"),
           ("GET", f"/probe/{PROBE}"), ("GET", f"/evidence/{PROBE}/{HTML_FILE}"), ("POST", "/-/reload"),
@@ -128,10 +128,9 @@ def test_tls_minimum_version_is_enforced(tmp_path, start):
     server = start(config)
     old_client = ssl.create_default_context(cafile=str(cert))
     old_client.maximum_version = ssl.TLSVersion.TLSv1_2
-    with pytest.raises(ssl.SSLError):
-        with old_client.wrap_socket(socket.create_connection(server.address, timeout=10),
-                                    server_hostname="127.0.0.1"):
-            pass
+    with pytest.raises(ssl.SSLError), old_client.wrap_socket(
+            socket.create_connection(server.address, timeout=10), server_hostname="127.0.0.1"):
+        pass
     new_client = ssl.create_default_context(cafile=str(cert))
     with new_client.wrap_socket(socket.create_connection(server.address, timeout=10),
                                 server_hostname="127.0.0.1") as tls:
