@@ -10,6 +10,7 @@ import argparse
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
 from exporter.plan import select_exits
 from exporter.probe import ProbeResult
 from exporter.scheduler import PinError, Prober, Scheduler
+from exporter.shard import Shard
 from exporter.state import State
 from exporter.tor.circuit import CircuitError, CircuitPinner
 from exporter.tor.consensus import Consensus, allows_port, read_exits, watch_consensus
@@ -41,7 +43,25 @@ WATCHDOG_SECONDS = 5.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, metavar="FILE", help="the YAML configuration file")
+    shard = parser.add_mutually_exclusive_group()
+    shard.add_argument("--shard", metavar="INDEX/COUNT",
+                       help="measure only this replica's share of the exits, e.g. 0/2 (default: all exits)")
+    shard.add_argument("--shard.from-hostname", dest="shard_hostname", metavar="NAME",
+                       help="take the shard index from a StatefulSet pod name (captcha-exporter-1 → 1)")
+    parser.add_argument("--shard.count", dest="shard_count", type=int, metavar="N",
+                        help="number of replicas, with --shard.from-hostname")
     add_log_arguments(parser)
+
+
+def shard_from_args(args: argparse.Namespace) -> Shard:
+    """The replica's shard; ValueError with a one-line message on bad flags."""
+    if args.shard_hostname:
+        if not args.shard_count:
+            raise ValueError("--shard.from-hostname needs --shard.count")
+        return Shard.from_hostname(args.shard_hostname, args.shard_count)
+    if args.shard_count:
+        raise ValueError("--shard.count is only used with --shard.from-hostname")
+    return Shard.parse(args.shard) if args.shard else Shard(0, 1)
 
 
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,11 +75,12 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
-        log.error("bad configuration", extra={"err": str(exc)})
-        print(f"error: {exc}", file=__import__("sys").stderr)
+        shard = shard_from_args(args)
+    except (ConfigError, ValueError) as exc:
+        log.error("cannot start", extra={"err": str(exc)})
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    exporter = Exporter(config)
+    exporter = Exporter(config, shard)
     try:
         exporter.start()
     except OSError as exc:
@@ -93,7 +114,8 @@ def build_fetchers(config: Config, classify) -> tuple[dict[str, Fetcher], dict[s
 class Exporter:
     """The running exporter: web endpoint, tor connection, scheduler, metrics."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, shard: Shard = Shard(0, 1)):
+        self.shard = shard
         self.registry = CollectorRegistry()
         self.metrics = ProbeMetrics(self.registry)
         self.state = State()
@@ -123,7 +145,7 @@ class Exporter:
         self.config = config
         self.detector = Detector(load_signatures(list(config.detect_signatures)))
         self.pairs = tuple((t.name, f) for t in config.targets for f in t.fetchers)
-        self.metrics.prepare(self.pairs, self._consensus.exits if self._consensus else [])
+        self.metrics.prepare(self.pairs, self.shard.owned(self._consensus.exits) if self._consensus else [])
         self.state.forget_targets(t.name for t in config.targets)
 
     def reload(self) -> tuple[bool, str]:
@@ -240,10 +262,12 @@ class Exporter:
         if tor is None:
             return
         consensus = read_exits(tor.controller, self._geo)
-        selected = select_exits(consensus.exits, self.config.exits, random.Random(consensus.valid_after.timestamp()))
+        # selection first, then the shard: every replica then agrees on top-N and on the sample
+        selected = self.shard.owned(select_exits(consensus.exits, self.config.exits,
+                                                 random.Random(consensus.valid_after.timestamp())))
         with self._lock:
             self._consensus, self._selected, self._port_ok = consensus, selected, {}
-        self.metrics.prepare(self.pairs, consensus.exits)
+        self.metrics.prepare(self.pairs, self.shard.owned(consensus.exits))
         log.info("consensus", extra={"valid_after": consensus.valid_after.isoformat(),
                                      "exits": len(consensus.exits), "selected": len(selected)})
 
@@ -284,7 +308,9 @@ class Exporter:
     def snapshot(self) -> Snapshot:
         consensus, prober, tor = self._consensus, self._prober, self._tor
         return Snapshot(
-            exits=consensus.exits if consensus else (),
+            # each replica exports its own exits; weights stay normalised over the whole consensus,
+            # so per-replica coverage adds up across replicas
+            exits=tuple(self.shard.owned(consensus.exits)) if consensus else (),
             valid_after=consensus.valid_after.timestamp() if consensus else None,
             tor_version=tor.version if tor else "",
             pairs=self.pairs,
@@ -313,6 +339,7 @@ class Exporter:
             "exits in consensus": str(len(consensus.exits)) if consensus else "0",
             "exits selected": str(len(self._selected)),
             "lanes": str(len(tor.lanes)) if tor else "0",
+            "shard": f"{self.shard} of the exits",
             "targets": ", ".join(t.name for t in self.config.targets),
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(_STARTED)),
         }

@@ -66,8 +66,8 @@ METRIC_LABELS = {
     "target_fetcher:captcha_blocks_per_probes:ratio_rate1h": {"target", "fetcher"},
     "target_fetcher:captcha_blocks_per_probes:ratio_rate1d": {"target", "fetcher"},
     "target_fetcher:captcha_probe_errors_per_attempts:ratio_rate1h": {"target", "fetcher"},
-    "target_fetcher:captcha_weighted_challenge_ratio:max": {"target", "fetcher"},
-    "target_fetcher:captcha_exit_coverage_ratio:max": {"target", "fetcher"},
+    "target_fetcher:captcha_weighted_challenge_ratio:coverage_weighted_mean": {"target", "fetcher"},
+    "target_fetcher:captcha_exit_coverage_ratio:sum": {"target", "fetcher"},
     "target_fetcher:captcha_page_load_seconds:p90_rate1h": {"target", "fetcher"},
 }
 
@@ -337,7 +337,7 @@ def overview() -> dict:
                  unit="percentunit", steps=((None, "green"), (0.1, "orange"), (0.5, "red"))),
             stat("Lowest exit coverage", "Smallest share of Tor exit probability measured for any selected "
                  "target and fetcher within the exporter's window (schedule.window).",
-                 [query(f"min({s('target_fetcher:captcha_exit_coverage_ratio:max')})")],
+                 [query(f"min({s('target_fetcher:captcha_exit_coverage_ratio:sum')})")],
                  unit="percentunit", steps=((None, "red"), (0.5, "orange"), (0.8, "green"))),
         ],
         [
@@ -359,12 +359,12 @@ def overview() -> dict:
             timeseries("Weighted challenge ratio",
                        "Challenge ratio with each exit weighted by its exit probability, as computed by the "
                        "exporter: the chance that a Tor user's circuit meets a challenge.",
-                       [query(s("target_fetcher:captcha_weighted_challenge_ratio:max"), "{{target}} {{fetcher}}")],
+                       [query(s("target_fetcher:captcha_weighted_challenge_ratio:coverage_weighted_mean"), "{{target}} {{fetcher}}")],
                        unit="percentunit", min_value=0, max_value=1),
             timeseries("Exit coverage",
                        "Share of the total exit probability carried by the exits measured within the "
                        "exporter's window; a low value makes the weighted ratio unrepresentative.",
-                       [query(s("target_fetcher:captcha_exit_coverage_ratio:max"), "{{target}} {{fetcher}}")],
+                       [query(s("target_fetcher:captcha_exit_coverage_ratio:sum"), "{{target}} {{fetcher}}")],
                        unit="percentunit", min_value=0, max_value=1),
         ],
         [
@@ -437,11 +437,11 @@ def target() -> dict:
                  unit="percentunit", steps=RATIO_THRESHOLDS),
             stat("Weighted challenge ratio", "Exit-probability-weighted challenge ratio (highest of the "
                  "selected fetchers).",
-                 [query(f"max({s('target_fetcher:captcha_weighted_challenge_ratio:max')})")],
+                 [query(f"max({s('target_fetcher:captcha_weighted_challenge_ratio:coverage_weighted_mean')})")],
                  unit="percentunit", steps=RATIO_THRESHOLDS),
             stat("Exit coverage", "Share of exit probability measured within the exporter's window "
                  "(lowest of the selected fetchers).",
-                 [query(f"min({s('target_fetcher:captcha_exit_coverage_ratio:max')})")],
+                 [query(f"min({s('target_fetcher:captcha_exit_coverage_ratio:sum')})")],
                  unit="percentunit", steps=((None, "red"), (0.5, "orange"), (0.8, "green"))),
             stat("Page load p90", "90th percentile page load time over the time range.",
                  [query(f"histogram_quantile(0.9, sum by (le) "
