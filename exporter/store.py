@@ -149,8 +149,10 @@ class Store:
             for item in batch:
                 if isinstance(item, threading.Event):
                     item.set()
-        connection.execute("PRAGMA optimize")
-        connection.close()
+        try:
+            connection.execute("PRAGMA optimize")  # SQLite's advice for long-lived connections, at close
+        finally:
+            connection.close()
 
     def _prune(self, connection: sqlite3.Connection) -> None:
         connection.execute("DELETE FROM probe WHERE seq <= (SELECT MAX(seq) FROM probe) - ?", (self.recent_limit,))
