@@ -159,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(self._get)
 
     def do_HEAD(self) -> None:
+        """Health checks such as ``wget --spider`` send HEAD."""
         self._head = True
         self._serve(self._get)
 
