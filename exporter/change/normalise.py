@@ -15,8 +15,9 @@ page is removed here, before any comparison:
   timestamps live) before the body is hashed.
 
 Scripts a CDN is known to inject (Cloudflare's analytics beacon, its
-JavaScript detections and its e-mail protection) are recognised by the URL
-they load and listed by name, apart from the page's own scripts.
+JavaScript detections and its e-mail protection) are recognised by a URL
+they load, found anywhere in the page, and listed by name apart from the
+page's own scripts.
 
 The page is read with a few regular-expression passes over the whole
 document (HTML's tokenizer states: comments, raw-text elements, tags, text;
@@ -64,11 +65,13 @@ ATTRIBUTE = re.compile(r"""([^\s"'=<>/]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>
 LINE_BREAK = "\x00"  # stands for a block element's edge until the text is split into lines
 LINE_BREAKS = re.compile(" ?\x00[\x00 ]*")
 
+# (pattern, placeholder, a string the text must hold for the pattern to match: a cheap pre-check)
 VOLATILE_TEXT = (
-    (re.compile(r"\[email ?protected\]|(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<email>"),
-    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2}| ?UTC)?)?"), "<time>"),
-    (re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?(?: ?[AaPp][Mm])?\b"), "<time>"),
-    (re.compile(r"(?<![\w/+=-])(?=[\w+/=-]{20})(?=[\w+/=-]*\d)(?=[\w+/=-]*[A-Za-z])[\w+/=-]+"), "<token>"),
+    (re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<email>", "@"),
+    (re.compile(r"\[email ?protected\]"), "<email>", "[email"),
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2}| ?UTC)?)?"), "<time>", "-"),
+    (re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?(?: ?[AaPp][Mm])?\b"), "<time>", ":"),
+    (re.compile(r"(?<![\w/+=-])(?=[\w+/=-]{20})(?=[\w+/=-]*\d)(?=[\w+/=-]*[A-Za-z])[\w+/=-]+"), "<token>", ""),
 )
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 SCRIPT_LITERAL = re.compile(r"""'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|`(?:[^`\\]|\\.)*`|\b\d[\w.]*""")
@@ -111,7 +114,9 @@ def normalise(page: str, *, mask_numbers: bool = False) -> PageForm:
             return ""  # invisible, and inline: no line break, no structure
         if tag == "title":
             title.append(content)
-        return f"<{tag}>{content}" if tag == "textarea" else f"<{tag}>"
+        if tag == "textarea":  # its text is shown; escaped so no later pass reads it as markup
+            return f"<{tag}>{content.replace('<', '&lt;')}"
+        return f"<{tag}>"
 
     markup = SPECIAL.sub(take_out, page)
     tags = [tag for tag in map(str.lower, START_TAG.findall(markup)) if tag not in IMPLIED_TAGS]
@@ -134,8 +139,9 @@ def clean_lines(text: str, *, mask_numbers: bool = False) -> list[str]:
     if "&" in text:
         text = html.unescape(text)
     text = LINE_BREAKS.sub("\n", SPACE_RUN.sub(" ", text)).strip()
-    for pattern, placeholder in VOLATILE_TEXT:
-        text = pattern.sub(placeholder, text)
+    for pattern, placeholder, needed in VOLATILE_TEXT:
+        if needed in text:
+            text = pattern.sub(placeholder, text)
     if mask_numbers:
         text = NUMBER.sub("<n>", text)
     return text.split("\n") if text else []

@@ -140,10 +140,10 @@ def test_a_200_kb_page_compares_in_well_under_50_ms():
     baseline = Baseline.learn([Response("u", 200, (), body)] * 2)
     rewritten = Response("u", 200, (), body.replace("Description of item number 5", "Buy now item 5"))
     compare(baseline, rewritten)  # warm the regex cache
-    started = time.perf_counter()
+    started = time.process_time()
     runs = 5
     for _ in range(runs):
         change = compare(baseline, rewritten)
-    per_compare = (time.perf_counter() - started) / runs
+    per_compare = (time.process_time() - started) / runs
     assert change.kind == "rewritten"
-    assert per_compare < 0.25, f"{per_compare * 1000:.0f} ms per compare"  # generous: the machine is shared
+    assert per_compare < 0.25, f"{per_compare * 1000:.0f} ms per compare"  # generous: CPU time on a shared machine

@@ -75,3 +75,15 @@ def test_unclosed_script_still_counts():
     assert normalise("<p>x</p><script>steal()").scripts[0].startswith("inline:")
     assert known_injection("https://static.cloudflareinsights.com/beacon.min.js") == "cloudflare-beacon"
     assert known_injection("/js/app.js") is None
+
+
+def test_raw_text_elements_are_not_read_as_markup():
+    form = normalise("<SCRIPT>var a = '<p>x</p>'</script ><p>A &amp; B&nbsp;C</p>"
+                     "<textarea>hi <b>there</textarea><noscript><p>enable js</p></noscript><p>z")
+    assert form.lines == ("A & B C", "hi <b>there", "z")
+    assert form.tags == ("p", "textarea", "noscript", "p")
+    assert len(form.scripts) == 1
+
+
+def test_quoted_attribute_values_may_hold_angle_brackets():
+    assert normalise("<div title='a>b'>one</div><img src=x alt=\"q\"/>two").lines == ("one", "two")
