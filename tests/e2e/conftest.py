@@ -14,8 +14,8 @@ from exporter_process import RunningExporter
 def run_exporter(tmp_path):
     started = []
 
-    def start(config: dict) -> RunningExporter:
-        exporter = RunningExporter(config, tmp_path)
+    def start(config: dict, *extra_args: str) -> RunningExporter:
+        exporter = RunningExporter(config, tmp_path, extra_args)
         started.append(exporter)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

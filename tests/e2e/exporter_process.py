@@ -27,13 +27,13 @@ def exporter_config(state: dict, port: int, data_dir: Path, control_port: int | 
 
 
 class RunningExporter:
-    def __init__(self, config: dict, workdir: Path):
+    def __init__(self, config: dict, workdir: Path, extra_args: tuple[str, ...] = ()):
         self.port = int(config["web"]["listen"].rsplit(":", 1)[1])
-        path = workdir / "exporter.yaml"
+        path = workdir / f"exporter-{self.port}.yaml"
         path.write_text(yaml.safe_dump(config))
-        self.log = workdir / "exporter.log"
+        self.log = workdir / f"exporter-{self.port}.log"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "run", "--config", str(path)],
+            [sys.executable, "-m", "exporter", "run", "--config", str(path), *extra_args],
             stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), start_new_session=True)
 
     def get(self, path: str) -> requests.Response:
