@@ -4,7 +4,8 @@
 
 - None: the same page, up to what varies by itself (tokens, dates, lines
   the baseline saw change between direct fetches);
-- ``injected``: the same text, title and structure, plus scripts or active
+- ``injected``: the same text and title, a structure at least ``threshold``
+  similar, plus scripts or active
   elements (``iframe``, ``img``, ``link``...) the site never sent; known CDN
   injections are named (``cloudflare-beacon``, ``cloudflare-jsd``,
   ``cloudflare-email-protection``), others as ``src:HOST/PATH``,
@@ -43,6 +44,8 @@ DIFF_MAX_CHARS = 8000
 
 @dataclass(frozen=True)
 class Change:
+    """The answer for one page: ``kind`` is None or one of KINDS; ``diff`` is evidence (empty when unchanged)."""
+
     kind: str | None
     similarity: float
     title_changed: bool

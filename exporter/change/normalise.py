@@ -21,8 +21,8 @@ page's own scripts.
 
 The page is read with a few regular-expression passes over the whole
 document (HTML's tokenizer states: comments, raw-text elements, tags, text;
-no tree building and no error recovery), which keeps a 200 KB page in the
-low milliseconds where a per-tag parser callback costs tens.
+no tree building and no error recovery): on a tag-dense page that takes
+about a third of the time of ``html.parser``, whose callbacks run per tag.
 """
 
 from __future__ import annotations
