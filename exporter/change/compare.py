@@ -5,9 +5,8 @@
 - None: the same page, up to what varies by itself (tokens, dates, lines
   the baseline saw change between direct fetches);
 - ``injected``: the same text and title, a structure at least ``threshold``
-  similar, plus scripts or active
-  elements (``iframe``, ``img``, ``link``...) the site never sent; known CDN
-  injections are named (``cloudflare-beacon``, ``cloudflare-jsd``,
+  similar, plus scripts or active elements (``iframe``, ``img``, ``link``...)
+  the site never sent; known CDN injections are named (``cloudflare-beacon``, ``cloudflare-jsd``,
   ``cloudflare-email-protection``), others as ``src:HOST/PATH``,
   ``inline:HASH`` or ``element:TAG``;
 - ``rewritten``: the visible text or title differs, but the page stays
