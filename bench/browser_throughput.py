@@ -31,7 +31,7 @@ from exporter.testbed.bed import TestBed
 from exporter.testbed.policy import load_policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
-from test_chromium_testbed import PinnedLane  # noqa: E402  (the e2e tests' lane pinning)
+from test_chromium_testbed import PinnedLane
 
 
 class RunningBed:

@@ -17,7 +17,7 @@ import json
 import re
 import shutil
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from exporter import __version__
@@ -46,7 +46,7 @@ def save_evidence(
     match = PROBE_ID.match(probe_id)
     if match is None:
         raise ValueError(f"not a probe id: {probe_id!r}")
-    started = datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    started = datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     store = Path(data_dir) / "evidence"
     directory = store / probe_id
     directory.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import urllib3
 from selenium import webdriver
@@ -94,7 +94,7 @@ def trusted_nss_db(ca_file: Path, directory: Path) -> Path:
         ["certutil", "-N", "-d", db, "--empty-password"],
         ["certutil", "-A", "-d", db, "-n", "captcha-exporter-ca", "-t", "C,,", "-i", str(ca_file)],
     ):
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise FetchError("internal", f"{' '.join(command[:2])} failed: {done.stderr.strip()}")
     return directory

@@ -11,8 +11,8 @@ until the wait runs out (``interactive``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from exporter.detect.verdict import Verdict
 from exporter.fetch.response import Response

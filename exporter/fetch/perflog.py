@@ -91,9 +91,8 @@ class NetworkLog:
         for method, params in self._events():
             if method == "Network.requestWillBeSent" and self._is_top_document(params):
                 urls[params["requestId"]] = params["request"]["url"]
-            elif method == "Network.loadingFailed" and params["requestId"] in urls:
-                if not params.get("canceled"):
-                    return DocumentFailure(params["requestId"], urls[params["requestId"]], params["errorText"])
+            elif method == "Network.loadingFailed" and params["requestId"] in urls and not params.get("canceled"):
+                return DocumentFailure(params["requestId"], urls[params["requestId"]], params["errorText"])
         return None
 
     def origins(self) -> set[str]:

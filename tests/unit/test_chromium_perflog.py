@@ -13,7 +13,7 @@ def entry(method: str, **params) -> dict:
 
 
 def request(request_id, url, frame=TAB, kind="Document", redirect=None):
-    params = dict(requestId=request_id, frameId=frame, type=kind, request={"url": url, "method": "GET"})
+    params = {"requestId": request_id, "frameId": frame, "type": kind, "request": {"url": url, "method": "GET"}}
     if redirect is not None:
         params["redirectResponse"] = redirect
     return entry("Network.requestWillBeSent", **params)

@@ -4,7 +4,12 @@ import subprocess
 import sys
 import time
 
-from exporter.fetch.browser_pool import BrowserPool, kill_tree, live_processes, resident_bytes
+from exporter.fetch.browser_pool import (
+    BrowserPool,
+    kill_tree,
+    live_processes,
+    resident_bytes,
+)
 from exporter.fetch.response import Lane
 
 LANE = Lane(0, "127.0.0.1", 9050, 1)
