@@ -12,6 +12,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Self
 
 from .dns import DnsServer
 from .edge import Edge
@@ -50,7 +51,7 @@ class TestBed:
         )
         self.boot: BootReport | None = None
 
-    def start(self) -> TestBed:
+    def start(self) -> Self:
         try:
             self.dns.start()
             self.dns.write_resolv_conf(self.network.resolv_conf)
@@ -77,7 +78,7 @@ class TestBed:
                 if self._own_workdir:
                     shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> TestBed:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

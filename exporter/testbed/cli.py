@@ -50,8 +50,10 @@ def summary(state: dict, rss_bytes: int, state_file: Path | None) -> str:
     client = state["client"]
     lines = [
         f"test bed up in {state['boot_seconds']:.1f} s; tor network RSS {rss_bytes / 2**20:.0f} MiB",
-        f"client: SocksPort {client['socks_host']}:{client['socks_port']}, "
-        f"ControlPort {client['control_host']}:{client['control_port']} (cookie {client['cookie_file']})",
+        (
+            f"client: SocksPort {client['socks_host']}:{client['socks_port']}, "
+            f"ControlPort {client['control_host']}:{client['control_port']} (cookie {client['cookie_file']})"
+        ),
         "exits:",
     ]
     lines += [

@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -51,10 +51,8 @@ CERTIFICATE_MONTHS = 12
 RENEW_BEFORE = timedelta(days=30)
 
 
-def default_cache() -> Path:
-    """Where authority key sets are kept between boots (``$XDG_CACHE_HOME/captcha-exporter``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "captcha-exporter" / "testbed-authority-keys"
+# Where authority key sets are kept between boots.
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "captcha-exporter" / "testbed-authority-keys"
 
 
 def install_authority_keys(data_dirs: list[Path], cache: Path | None) -> list[str]:
@@ -86,7 +84,7 @@ def _usable(source: Path) -> bool:
     if not all((source / name).exists() for name in AUTHORITY_FILES):
         return False
     expires = datetime.strptime(_certificate_field(certificate, "dir-key-expires"), "%Y-%m-%d %H:%M:%S")
-    return expires.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc) > RENEW_BEFORE
+    return expires.replace(tzinfo=UTC) - datetime.now(UTC) > RENEW_BEFORE
 
 
 def _certificate_field(certificate: Path, keyword: str) -> str:

@@ -56,7 +56,7 @@ class TorNetwork:
     """
 
     def __init__(self, workdir: Path, *, resolv_conf: Path, exits: int = 4, middles: int = 2,
-                 tor: str = "tor", key_cache: Path | None = keys.default_cache()) -> None:
+                 tor: str = "tor", key_cache: Path | None = keys.DEFAULT_CACHE) -> None:
         if exits < 1 or middles < 1:
             raise ValueError("the network needs at least one exit and one middle")
         self.workdir = workdir

@@ -15,21 +15,23 @@ import signal
 import subprocess
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+# Looked up here, not in the forked child, which should do as little as possible.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 _live: dict[int, subprocess.Popen] = {}
 _lock = threading.Lock()
 
 
 def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def spawn(argv: list[str], *, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
     """Start ``argv`` in a process group of its own; output goes to ``log`` (or is dropped)."""
-    out = open(log, "ab") if log else subprocess.DEVNULL
-    try:
+    with open(log, "ab") if log else nullcontext(subprocess.DEVNULL) as out:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -37,11 +39,8 @@ def spawn(argv: list[str], *, env: dict[str, str] | None = None, log: Path | Non
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (one prctl call, looked up before the fork)
         )
-    finally:
-        if log:
-            out.close()
     with _lock:
         _live[proc.pid] = proc
     return proc

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from exporter.testbed import processes
 
 
 def children_of(pid: int) -> list[int]:
     try:
-        text = open(f"/proc/{pid}/task/{pid}/children").read()
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except FileNotFoundError:
         return []
     return [int(p) for p in text.split()]
@@ -45,7 +46,7 @@ def test_stop_all_stops_what_is_still_registered():
 
 def test_alive_is_false_for_a_zombie(tmp_path):
     proc = processes.spawn(["true"])
-    processes.wait_until(lambda: open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+    processes.wait_until(lambda: Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
                          5, 0.02, "the child to exit")
     assert not processes.alive(proc.pid)
     processes.stop([proc])
