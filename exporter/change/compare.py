@@ -105,7 +105,8 @@ def _reference_view(baseline: Baseline, ignore: tuple[str, ...]) -> _View:
     return _View.of(baseline.reference, baseline, ignore)
 
 
-def _injections(reference: PageForm, form: PageForm, reference_active: Counter, page_active: Counter) -> tuple[str, ...]:
+def _injections(reference: PageForm, form: PageForm, reference_active: Counter,
+                page_active: Counter) -> tuple[str, ...]:
     """Known CDN injections, scripts and active elements the page has and the baseline lacks."""
     known = [name for name in form.injections if name not in reference.injections]
     scripts = sorted((Counter(form.scripts) - Counter(reference.scripts)).elements())

@@ -69,7 +69,8 @@ LINE_BREAKS = re.compile(" ?\x00[\x00 ]*")
 VOLATILE_TEXT = (
     (re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<email>", "@"),
     (re.compile(r"\[email ?protected\]"), "<email>", "[email"),
-    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2}| ?UTC)?)?"), "<time>", "-"),
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2}| ?UTC)?)?"),
+     "<time>", "-"),
     (re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?(?: ?[AaPp][Mm])?\b"), "<time>", ":"),
     (re.compile(r"(?<![\w/+=-])(?=[\w+/=-]{20})(?=[\w+/=-]*\d)(?=[\w+/=-]*[A-Za-z])[\w+/=-]+"), "<token>", ""),
 )

@@ -16,7 +16,8 @@ ARTICLE = """<!doctype html><html><head><title>The Daily Relay – News</title>{
 <p class="byline">By Marta Jensen, updated {stamp}</p>
 <p>{lead}</p>
 <p>Shop owners along the embankment had asked for delivery bays every two hundred metres; the plan includes them.</p>
-<form action="/search"><input type="hidden" name="csrf_token" value="{token}"><input name="q"><button>Search</button></form>
+<form action="/search"><input type="hidden" name="csrf_token" value="{token}">
+<input name="q"><button>Search</button></form>
 </article>{extra}</main>
 <footer><p>Contact webmaster@relay.example · <a href="/about">About us</a></p></footer>
 <!-- request {token} -->{tail}
@@ -26,7 +27,8 @@ LEAD = ("After two years of consultation the council voted to build protected cy
         "of the river. Work on the first section starts in spring.")
 
 
-def article(headline=HEADLINE, lead=LEAD, head="", extra="", tail="", token="4f9a0c2e8b7d6a5f4e3d2c1b0a99", stamp="2026-11-22 03:15 UTC"):
+def article(headline=HEADLINE, lead=LEAD, head="", extra="", tail="", token="4f9a0c2e8b7d6a5f4e3d2c1b0a99",
+            stamp="2026-11-22 03:15 UTC"):
     body = ARTICLE.format(headline=headline, lead=lead, head=head, extra=extra, tail=tail, token=token, stamp=stamp)
     return Response("https://relay.example/", 200, (), body)
 
@@ -53,7 +55,8 @@ def test_an_added_inline_script_is_an_injection(baseline):
 
 
 def test_known_cdn_injections_are_named(baseline):
-    tail = ('<script defer src="https://static.cloudflareinsights.com/beacon.min.js/v84a3a40" data-cf-beacon="{}"></script>'
+    tail = ('<script defer src="https://static.cloudflareinsights.com/beacon.min.js/v84a3a40" data-cf-beacon="{}">'
+            '</script>'
             '<script>(function(){var a=document.createElement("script");'
             'a.src="/cdn-cgi/challenge-platform/scripts/jsd/main.js";document.body.appendChild(a)})();</script>')
     change = compare(baseline, article(tail=tail))
@@ -106,7 +109,8 @@ def test_the_threshold_decides_between_rewritten_and_different(baseline):
 
 
 def test_a_changed_title_alone_is_a_rewrite(baseline):
-    page = Response("https://relay.example/", 200, (), article().body.replace("The Daily Relay – News", "Win a prize"))
+    body = article().body.replace("The Daily Relay – News", "Win a prize")
+    page = Response("https://relay.example/", 200, (), body)
     change = compare(baseline, page)
     assert change.kind == "rewritten"
     assert change.title_changed

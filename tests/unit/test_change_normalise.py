@@ -53,7 +53,8 @@ def test_text_placeholders():
 
 def test_known_cloudflare_injections_are_named_not_listed_as_scripts():
     html = """<body><p>Hi</p>
-    <script defer src="https://static.cloudflareinsights.com/beacon.min.js/v8c78df7c7c0f484497ecbca7046644da1771523124516"
+    <script defer
+      src="https://static.cloudflareinsights.com/beacon.min.js/v8c78df7c7c0f484497ecbca7046644da1771523124516"
       data-cf-beacon='{"token": "abc"}'></script>
     <script>(function(){var a=document.createElement('script');a.src='/cdn-cgi/challenge-platform/scripts/jsd/main.js';
       document.head.appendChild(a)})();</script>
