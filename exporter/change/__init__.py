@@ -11,4 +11,4 @@ from exporter.change.baseline import Baseline
 from exporter.change.compare import DEFAULT_THRESHOLD, KINDS, Change, compare
 from exporter.change.onion import onion_facts
 
-__all__ = ["Baseline", "Change", "DEFAULT_THRESHOLD", "KINDS", "compare", "onion_facts"]
+__all__ = ["DEFAULT_THRESHOLD", "KINDS", "Baseline", "Change", "compare", "onion_facts"]

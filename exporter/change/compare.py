@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 from exporter.change.baseline import Baseline
 from exporter.change.normalise import PageForm, normalise
@@ -94,7 +95,7 @@ class _View:
             title=drop((form.title,)),
             lines=lines,
             words=Counter(" ".join(lines).lower().split()),
-            tag_pairs=Counter(zip(tags, tags[1:])),
+            tag_pairs=Counter(pairwise(tags)),
             active=Counter(tag for tag in tags if tag in ACTIVE_TAGS),
         )
 

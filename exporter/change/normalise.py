@@ -42,11 +42,13 @@ KNOWN_INJECTIONS = (
 )
 
 # Elements rendered inline: they do not end a line of visible text.
-INLINE_TAGS = ("a abbr b bdi bdo cite code data dfn em font i kbd label mark q s samp small span strong sub sup "
-               "time u var").split()
+INLINE_TAGS = (
+    "a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "font", "i", "kbd", "label", "mark", "q",
+    "s", "samp", "small", "span", "strong", "sub", "sup", "time", "u", "var",
+)
 # Elements an HTML parser adds when the source leaves them out (a browser's DOM always has them).
 IMPLIED_TAGS = frozenset(("html", "head", "body", "tbody"))
-TOKEN_NAME = re.compile(r"csrf|xsrf|token|nonce|authenticity", re.I)
+TOKEN_NAME = re.compile(r"csrf|xsrf|token|nonce|authenticity", re.IGNORECASE)
 
 _ATTRIBUTES = r"""((?:[^>"']++|"[^"]*+"|'[^']*+')*+)"""
 # What is taken out before tags and text are read: comments, doctype and processing
@@ -56,10 +58,10 @@ SPECIAL = re.compile(
     r"<!--.*?(?:-->|\Z)|<[!?][^>]*>?"
     rf"|<(script|style|title|textarea|noscript|template)(?=[\s/>]){_ATTRIBUTES}>(.*?)(?:</\1\s*>|\Z)"
     rf"|<(?:meta|input)(?=[\s/>]){_ATTRIBUTES}>",
-    re.S | re.I,
+    re.DOTALL | re.IGNORECASE,
 )
 START_TAG = re.compile(r"<([A-Za-z][^\s/>]*)")
-INLINE_TAG = re.compile(rf"</?(?:{'|'.join(INLINE_TAGS)})(?=[\s/>]){_ATTRIBUTES}>", re.I)
+INLINE_TAG = re.compile(rf"</?(?:{'|'.join(INLINE_TAGS)})(?=[\s/>]){_ATTRIBUTES}>", re.IGNORECASE)
 ANY_TAG = re.compile(rf"</?[A-Za-z][^\s/>]*{_ATTRIBUTES}>")
 ATTRIBUTE = re.compile(r"""([^\s"'=<>/]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?""")
 LINE_BREAK = "\x00"  # stands for a block element's edge until the text is split into lines

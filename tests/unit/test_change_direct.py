@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -13,7 +14,7 @@ from exporter.fetch.response import FetchError
 
 
 class Recorder(BaseHTTPRequestHandler):
-    seen: list[dict] = []
+    seen: ClassVar[list[dict]] = []
 
     def do_GET(self):
         Recorder.seen.append({"host": self.headers["Host"], "user_agent": self.headers["User-Agent"],
