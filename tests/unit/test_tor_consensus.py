@@ -117,3 +117,35 @@ def test_allows_port_without_a_descriptor_is_false():
             raise stem.DescriptorUnavailable(f"no descriptor for {fingerprint}")
 
     assert not allows_port(NoDescriptors(), "F" * 40, 80)
+
+
+def test_watch_consensus_calls_back_off_the_event_thread_until_unwatched():
+    import threading
+
+    from stem.control import EventType
+
+    from exporter.tor.consensus import watch_consensus
+
+    class EventController:
+        listeners = {}
+
+        def add_event_listener(self, listener, event_type):
+            self.listeners[event_type] = listener
+
+        def remove_event_listener(self, listener):
+            self.listeners = {k: v for k, v in self.listeners.items() if v != listener}
+
+    controller = EventController()
+    called = threading.Event()
+    threads = []
+
+    def callback():
+        threads.append(threading.current_thread())
+        called.set()
+
+    unwatch = watch_consensus(controller, callback)
+    controller.listeners[EventType.NEWCONSENSUS](object())
+    assert called.wait(5)
+    assert threads[0] is not threading.current_thread()
+    unwatch()
+    assert controller.listeners == {}
