@@ -13,10 +13,12 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
+from exporter import web
 from exporter.config import Config, ConfigError, config_yaml, load_config
 from exporter.detect import Detector, load_signatures
 from exporter.fetch.factory import make_fetcher
@@ -28,6 +30,7 @@ from exporter.probe import ProbeResult
 from exporter.scheduler import PinError, Prober, Scheduler
 from exporter.shard import Shard
 from exporter.state import State
+from exporter.store import Store, StoreError
 from exporter.tor.circuit import CircuitError, CircuitPinner
 from exporter.tor.consensus import Consensus, allows_port, read_exits, watch_consensus
 from exporter.tor.control import OurTor, TorUnavailable, open_tor
@@ -38,6 +41,7 @@ from exporter.web import WebServer
 log = logging.getLogger(__name__)
 
 RECONNECT_MAX_SECONDS = 60.0
+RECENT_PROBES = 200  # shown on the landing page
 WATCHDOG_SECONDS = 5.0
 
 
@@ -50,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="take the shard index from a StatefulSet pod name (captcha-exporter-1 → 1)")
     parser.add_argument("--shard.count", dest="shard_count", type=int, metavar="N",
                         help="number of replicas, with --shard.from-hostname")
+    web.add_arguments(parser)
     add_log_arguments(parser)
 
 
@@ -80,13 +85,18 @@ def run(args: argparse.Namespace) -> int:
         log.error("cannot start", extra={"err": str(exc)})
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    exporter = Exporter(config, shard)
     try:
-        exporter.start()
+        exporter = Exporter(config, shard, web_config=args.web_config_file)
+    except (ConfigError, StoreError) as exc:
+        log.error("cannot start", extra={"err": str(exc)})
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         log.error("cannot listen", extra={"address": f"{config.web.listen_host}:{config.web.listen_port}",
                                           "err": str(exc)})
+        print(f"error: cannot listen on {config.web.listen_host}:{config.web.listen_port}: {exc}", file=sys.stderr)
         return 1
+    exporter.start()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -97,6 +107,15 @@ def run(args: argparse.Namespace) -> int:
     log.info("shutting down")
     exporter.stop()
     return 0
+
+
+def open_store(data_dir: Path) -> Store:
+    """The SQLite state in ``data_dir`` (created if needed); StoreError names what is wrong."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
+    return Store(data_dir / "state.db")
 
 
 def build_fetchers(config: Config, classify) -> tuple[dict[str, Fetcher], dict[str, float]]:
@@ -114,11 +133,13 @@ def build_fetchers(config: Config, classify) -> tuple[dict[str, Fetcher], dict[s
 class Exporter:
     """The running exporter: web endpoint, tor connection, scheduler, metrics."""
 
-    def __init__(self, config: Config, shard: Shard = Shard(0, 1)):
+    def __init__(self, config: Config, shard: Shard = Shard(0, 1), web_config: str | None = None):
         self.shard = shard
         self.registry = CollectorRegistry()
         self.metrics = ProbeMetrics(self.registry)
+        self.store = open_store(config.data_dir)
         self.state = State()
+        self.state.restore(self.store.load_last(), self.store.load_attempts())
         self.registry.register(StateCollector(self.snapshot, self.state))
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -138,7 +159,11 @@ class Exporter:
         self._geo: CountryLookup | None = None
         self._unwatch = None
         self._use(config)
-        self.web = WebServer(self, config.web.listen_host, config.web.listen_port)
+        try:
+            self.web = WebServer(self, config.web.listen_host, config.web.listen_port, web_config=web_config)
+        except BaseException:
+            self.store.close()
+            raise
 
     def _use(self, config: Config) -> None:
         """Make ``config`` the one in force (the parts that do not need tor)."""
@@ -147,6 +172,7 @@ class Exporter:
         self.pairs = tuple((t.name, f) for t in config.targets for f in t.fetchers)
         self.metrics.prepare(self.pairs, self.shard.owned(self._consensus.exits) if self._consensus else [])
         self.state.forget_targets(t.name for t in config.targets)
+        self.store.forget_targets(t.name for t in config.targets)
 
     def reload(self) -> tuple[bool, str]:
         """Re-read the config file; a bad one is rejected and the old one stays in force.
@@ -181,6 +207,7 @@ class Exporter:
         self._restart.set()
         self._teardown()
         self.web.stop()
+        self.store.close()
 
     def _keep_tor(self) -> None:
         """Connect to tor, start probing, and start over whenever tor goes away."""
@@ -301,6 +328,7 @@ class Exporter:
 
     def record(self, result: ProbeResult) -> None:
         self.state.record(result)
+        self.store.record(result)
         self.metrics.observe(result)
 
     # -- what the web endpoint shows ----------------------------------------
@@ -344,8 +372,14 @@ class Exporter:
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(_STARTED)),
         }
 
-    def recent(self) -> list[ProbeResult]:
-        return self.state.recent()
+    def recent(self) -> list[dict]:
+        return self.store.recent(RECENT_PROBES)
+
+    def probe(self, probe_id: str) -> dict | None:
+        return self.store.probe(probe_id)
+
+    def evidence_dir(self) -> Path:
+        return self.config.data_dir / "evidence"
 
     def config_text(self) -> str:
         return config_yaml(self.config)

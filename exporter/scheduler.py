@@ -181,9 +181,11 @@ class Scheduler:
             if job.id not in wanted:
                 job.remove()
         for target in targets:
+            # an interval target runs at once; a cron target waits for its first cron time
+            first_run = {} if target.cron else {"next_run_time": _now()}
             self._scheduler.add_job(self.run_target, self._trigger(target), args=[target], id=target.name,
                                     replace_existing=True, max_instances=1, coalesce=True,
-                                    misfire_grace_time=None, next_run_time=_now())
+                                    misfire_grace_time=None, **first_run)
 
     def _trigger(self, target: Target):
         jitter = int(self._schedule.jitter) or None

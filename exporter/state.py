@@ -1,4 +1,5 @@
-"""What the exporter remembers between probes: the last measurement per exit and the recent probes.
+"""What the exporter remembers between probes: the last measurement and attempt per exit (in memory;
+exporter.store persists them).
 
 The weighted challenge ratio and the exit coverage are computed from the last
 answered probe of each exit within the window, weighted by exit probability.
@@ -7,7 +8,6 @@ answered probe of each exit within the window, weighted by exit probability.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -25,16 +25,21 @@ class Measurement:
 
 
 class State:
-    def __init__(self, recent_limit: int = 200):
+    def __init__(self):
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str], dict[str, Measurement]] = {}
         self._attempted: dict[str, dict[str, float]] = {}
-        self._recent: deque[ProbeResult] = deque(maxlen=recent_limit)
+
+    def restore(self, last: dict[tuple[str, str], dict[str, Measurement]],
+                attempted: dict[str, dict[str, float]]) -> None:
+        """Take over what a previous run persisted (see exporter.store)."""
+        with self._lock:
+            self._last = {key: dict(value) for key, value in last.items()}
+            self._attempted = {key: dict(value) for key, value in attempted.items()}
 
     def record(self, result: ProbeResult) -> None:
         with self._lock:
             self._attempted.setdefault(result.target, {})[result.exit.fingerprint] = result.started
-            self._recent.append(result)
             if result.verdict is not None:
                 self._last.setdefault((result.target, result.fetcher), {})[result.exit.fingerprint] = Measurement(
                     result.verdict.kind, result.verdict.provider, result.started, result.probe_id)
@@ -47,10 +52,6 @@ class State:
     def last_measured(self, target: str, fetcher: str) -> dict[str, Measurement]:
         with self._lock:
             return dict(self._last.get((target, fetcher), {}))
-
-    def recent(self) -> list[ProbeResult]:
-        with self._lock:
-            return list(self._recent)
 
     def keys(self) -> list[tuple[str, str]]:
         with self._lock:

@@ -141,3 +141,32 @@ def test_unreachable_tor_is_reported_and_not_fatal(testbed, run_exporter, tmp_pa
     assert exporter.get("/metrics").status_code == 200
     assert exporter.process.poll() is None
     assert f"127.0.0.1:{dead_port}" in exporter.log.read_text()
+
+
+def test_a_restart_keeps_coverage_the_weighted_ratio_and_recent_probes(testbed, staged_policy, run_exporter,
+                                                                       tmp_path):
+    state = testbed.state()
+    config = exporter_config(state, free_ports(1)[0], tmp_path / "data")
+    config["targets"] = config["targets"][:1]
+    first = run_exporter(config)
+    deadline = time.monotonic() + 90
+    while value(first.samples(), "captcha_exit_coverage_ratio", target="news", fetcher="http") < 1.0 - 1e-9:
+        assert time.monotonic() < deadline, "never reached full coverage"
+        time.sleep(2)
+    before = first.samples()
+    assert first.stop() == 0
+
+    # restarted with a cron that never fires during the test: no new probe, so only the persisted
+    # measurements (with the consensus' weights) can give the values
+    config["schedule"] = {"cron": "0 0 1 1 *", "exits_per_run": len(state["exits"]), "concurrency": 2}
+    second = run_exporter(config)
+    deadline = time.monotonic() + 30
+    while second.get("/-/ready").status_code != 200:
+        assert time.monotonic() < deadline, second.get("/-/ready").text
+        time.sleep(0.5)
+    after = second.samples()
+    assert total(after, "captcha_probes_total", target="news") == 0, "the restarted exporter probed nothing"
+    for name in ("captcha_exit_coverage_ratio", "captcha_weighted_challenge_ratio"):
+        assert value(after, name, target="news", fetcher="http") == pytest.approx(
+            value(before, name, target="news", fetcher="http")), name
+    assert "challenge" in second.get("/").text, "recent probes survive the restart"

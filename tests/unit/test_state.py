@@ -1,9 +1,9 @@
 import pytest
+from spine_values import fetched, page, relay
 
 from exporter.detect.verdict import Verdict
 from exporter.probe import ProbeResult
 from exporter.state import Measurement, State, weighted_ratio
-from spine_values import fetched, page, relay
 
 
 def m(kind, when=100.0):
@@ -30,7 +30,7 @@ def test_nothing_measured_gives_no_ratio():
 
 
 def test_state_keeps_last_answer_and_every_attempt():
-    state = State(recent_limit=3)
+    state = State()
     exit = relay(1)
     answered = ProbeResult("p1", "news", "http", exit, 10.0, 0.1, verdict=Verdict("challenge", "cloudflare"),
                            fetch=fetched(page(403)))
@@ -39,6 +39,12 @@ def test_state_keeps_last_answer_and_every_attempt():
     state.record(failed)
     assert state.last_measured("news", "http")[exit.fingerprint].kind == "challenge"
     assert state.last_attempted("news")[exit.fingerprint] == 20.0
-    assert [r.probe_id for r in state.recent()] == ["p1", "p2"]
     state.forget_targets(["other"])
     assert state.last_measured("news", "http") == {} and state.last_attempted("news") == {}
+
+
+def test_restore_takes_over_persisted_measurements():
+    state = State()
+    state.restore({("news", "http"): {"A": m("block")}}, {"news": {"A": 5.0}})
+    assert state.last_measured("news", "http")["A"].kind == "block"
+    assert state.last_attempted("news") == {"A": 5.0}
