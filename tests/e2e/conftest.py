@@ -6,7 +6,6 @@ import time
 
 import pytest
 import requests
-
 from exporter_process import RunningExporter
 
 

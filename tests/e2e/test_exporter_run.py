@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from exporter_process import exporter_config, total, value
 
 from exporter.testbed.policy import load_policy
 from exporter.testbed.ports import free_ports
-from exporter_process import exporter_config, total, value
 
 pytestmark = pytest.mark.e2e
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from exporter_process import exporter_config
 
 from exporter.shard import Shard
 from exporter.testbed.ports import free_ports
-from exporter_process import exporter_config
 
 pytestmark = pytest.mark.e2e
 

@@ -1,9 +1,10 @@
 import random
 from collections import Counter
 
+from spine_values import relay
+
 from exporter.config import ExitSelection
 from exporter.plan import next_exits, select_exits, weighted_sample
-from spine_values import relay
 
 EXITS = [relay(1, 0.1, "DE"), relay(2, 0.2, "US", ("Exit", "Running", "Guard")), relay(3, 0.3, "NL"),
          relay(4, 0.4, "US")]
