@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 
 from exporter import web
+from exporter.baselines import Baselines
 from exporter.config import Config, ConfigError, config_yaml, load_config
 from exporter.detect import Detector, load_signatures
 from exporter.fetch.factory import make_fetcher
@@ -140,6 +141,7 @@ class Exporter:
         self.store = open_store(config.data_dir)
         self.state = State()
         self.state.restore(self.store.load_last(), self.store.load_attempts())
+        self.baselines = Baselines(self.store)
         self.registry.register(StateCollector(self.snapshot, self.state))
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -173,6 +175,7 @@ class Exporter:
         self.metrics.prepare(self.pairs, self.shard.owned(self._consensus.exits) if self._consensus else [])
         self.state.forget_targets(t.name for t in config.targets)
         self.store.forget_targets(t.name for t in config.targets)
+        self.baselines.forget({t.name for t in config.targets})
 
     def reload(self) -> tuple[bool, str]:
         """Re-read the config file; a bad one is rejected and the old one stays in force.
@@ -255,8 +258,10 @@ class Exporter:
         self._pinner.start()
         self._unwatch = watch_consensus(tor.controller, self.refresh_consensus)
         self._fetchers, timeouts = build_fetchers(self.config, self.detector.classify)
-        self._prober = Prober(tor.lanes, self._pin, self._fetchers, timeouts, self.detector.classify, self.record)
-        self._scheduler = Scheduler(self.config.schedule, self._prober, self.candidates, self.state.last_attempted)
+        self._prober = Prober(tor.lanes, self._pin, self._fetchers, timeouts, self.detector.classify, self.record,
+                              baseline=self.baselines.get)
+        self._scheduler = Scheduler(self.config.schedule, self._prober, self.candidates, self.state.last_attempted,
+                                    learn_baseline=lambda target: self.baselines.learn(target, self.config))
         self._scheduler.start(self.config.targets)
         self._tor_error = ""
         log.info("probing", extra={"tor_version": tor.version, "lanes": len(tor.lanes),

@@ -8,6 +8,7 @@ loading; YAML may give ``5MiB``, ``500KB`` or a number.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,6 +52,17 @@ class Expectation:
 
 
 @dataclass(frozen=True)
+class ChangeDetection:
+    """How a target's page is compared with the page fetched without Tor (see exporter.change)."""
+
+    threshold: float = 0.6  # similarity below this is a `different` page, above it `rewritten`
+    ignore: tuple[str, ...] = ()  # regexes cut from the visible text before comparing
+    mask_numbers: bool = False  # treat every number in the text as volatile (prices, counters)
+    baseline_fetches: int = 3  # direct fetches per baseline; what varies between them is ignored
+    baseline_interval: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     url: str
@@ -58,6 +70,7 @@ class Target:
     fetchers: tuple[str, ...]
     exits_per_run: int
     expect: Expectation | None = None
+    change: ChangeDetection = field(default_factory=ChangeDetection)
     cron: str | None = None  # schedule.cron, unless the target sets its own interval
 
 
@@ -145,6 +158,8 @@ class Config:
     evidence: Evidence = field(default_factory=Evidence)
     data_dir: Path = Path("data")
     detect_signatures: tuple = ()  # custom detector signatures, as parsed by exporter.detect
+    # host name → address for the direct (not through Tor) baseline fetch, like curl --resolve
+    baseline_resolve: dict[str, str] = field(default_factory=dict)
     source: Path | None = None
 
 
@@ -191,12 +206,14 @@ def parse_config(text: str, source: str = "<string>", base_dir: Path | None = No
         raise ConfigError(source, exc.line, exc.path, exc.message) from None
 
 
-TOP_LEVEL_KEYS = ("tor", "targets", "exits", "schedule", "fetchers", "web", "geoip", "evidence", "data_dir", "detect")
+TOP_LEVEL_KEYS = ("tor", "targets", "exits", "schedule", "fetchers", "web", "geoip", "evidence", "data_dir", "detect",
+                  "baseline")
 TOR_KEYS = ("mode", "control", "socks", "password", "password_file", "cookie_file", "executable",
             "data_directory", "torrc", "circuit_timeout")
 TOR_LAUNCH_ONLY = ("executable", "data_directory", "torrc")
 TOR_CONNECT_ONLY = ("password", "password_file", "cookie_file")  # a launched tor uses its own cookie
-TARGET_KEYS = ("name", "url", "interval", "fetchers", "exits_per_run", "expect")
+TARGET_KEYS = ("name", "url", "interval", "fetchers", "exits_per_run", "expect", "change")
+CHANGE_KEYS = ("threshold", "ignore", "mask_numbers", "baseline_fetches", "baseline_interval")
 EXITS_KEYS = ("fingerprints", "countries", "flags", "top", "sample")
 SCHEDULE_KEYS = ("interval", "cron", "jitter", "concurrency", "exits_per_run", "window")
 FETCHERS_KEYS = ("http", "chromium", "firefox", "tor-browser")
@@ -228,6 +245,7 @@ def _build(text: str, base_dir: Path) -> Config:
         evidence=_evidence(root.section("evidence", ("max_files", "max_bytes"))),
         data_dir=root.read("data_dir", lambda v: v.file_path(base_dir), base_dir / Config.data_dir),
         detect_signatures=_detect_signatures(root.section("detect", ("signatures",))),
+        baseline_resolve=root.section("baseline", ("resolve",)).read("resolve", _resolve, {}),
     )
 
 
@@ -349,7 +367,52 @@ def _target(section: Mapping, schedule: Schedule) -> Target:
         exits_per_run=section.read("exits_per_run", _at_least_one, schedule.exits_per_run),
         expect=section.read("expect", _expectation, None),
         cron=None if own_interval else schedule.cron,
+        change=section.read("change", _change, ChangeDetection()),
     )
+
+
+def _change(value: Value) -> ChangeDetection:
+    section, default = value.mapping(CHANGE_KEYS), ChangeDetection()
+    return ChangeDetection(
+        threshold=section.read("threshold", _ratio, default.threshold),
+        ignore=section.read("ignore", _regex_list, default.ignore),
+        mask_numbers=section.read("mask_numbers", Value.boolean, default.mask_numbers),
+        baseline_fetches=section.read("baseline_fetches", lambda v: v.integer(2, 20), default.baseline_fetches),
+        baseline_interval=section.read("baseline_interval", _interval, default.baseline_interval),
+    )
+
+
+def _ratio(value: Value) -> float:
+    if value.kind not in ("int", "float"):
+        value.expected("a number from 0 to 1")
+    number = value._number()
+    if not 0 <= number <= 1:
+        value.fail(f"expected a number from 0 to 1, got {number}")
+    return float(number)
+
+
+def _regex_list(value: Value) -> tuple[str, ...]:
+    patterns = []
+    for item in value.items():
+        text = item.string()
+        try:
+            re.compile(text)
+        except re.error as exc:
+            item.fail(f"invalid regular expression {text!r}: {exc}")
+        patterns.append(text)
+    return tuple(patterns)
+
+
+def _resolve(value: Value) -> dict[str, str]:
+    resolved = {}
+    for name, address in value.mapping():
+        text = address.string()
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            address.fail(f"expected an IP address for {name!r}, got {text!r}")
+        resolved[name.lower()] = text
+    return resolved
 
 
 def _url(value: Value) -> str:

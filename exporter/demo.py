@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -53,6 +54,7 @@ def demo_config(state: dict, listen: str, interval: str, chromium: bool, data_di
         "fetchers": {"http": {"ca_file": edge["ca_file"], "timeout": "20s"},
                      "chromium": {"ca_file": edge["ca_file"], "challenge_wait": "10s", "timeout": "30s"}},
         "geoip": {"country_db": state["geoip_db"]},
+        "baseline": {"resolve": {urlsplit(url).hostname: "127.0.0.1" for url in edge["sites"].values()}},
         "web": {"listen": listen},
         "data_dir": str(data_dir),
     }

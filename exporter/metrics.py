@@ -15,10 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from exporter import __version__
+from exporter.change import KINDS as CHANGE_KINDS
+from exporter.change.onion import KINDS as ONION_KINDS
 from exporter.fetch.response import ERROR_REASONS
 from exporter.probe import ProbeResult
 from exporter.state import State, weighted_ratio
@@ -76,8 +78,18 @@ class ProbeMetrics:
                                    ["fingerprint"], registry=registry)
         self.circuit_failures = Counter("captcha_circuit_failures", "Failed circuit builds, by reason.",
                                         ["reason"], registry=registry)
+        self.changed = Counter("captcha_page_changed",
+                               "Normal pages that differ from the page fetched without Tor, by kind of change.",
+                               per_country + ["kind"], registry=registry)
+        self.similarity = Gauge("captcha_page_similarity_ratio",
+                                "Similarity of the last normal page to the page fetched without Tor (1 = same).",
+                                ["target", "fetcher"], registry=registry)
+        self.onion = Gauge("captcha_target_onion_available",
+                           "Whether the target's last normal page announced an onion service (Alt-Svc or "
+                           "Onion-Location).", ["target", "kind"], registry=registry)
         self._per_target = (self.probes, self.challenges, self.blocks, self.site_errors, self.widgets,
-                            self.errors, self.load, self.outcomes, self.clear)
+                            self.errors, self.load, self.outcomes, self.clear, self.changed, self.similarity,
+                            self.onion)
         self._per_exit = (self.exit_probes, self.exit_challenges, self.exit_blocks)
         self._exits: set[str] = set()
         self._targets: set[str] = set()
@@ -102,6 +114,13 @@ class ProbeMetrics:
             self.site_errors.labels(target, fetcher, country, provider).inc(exemplar=exemplar)
         elif kind == "widget":
             self.widgets.labels(target, fetcher, provider).inc(exemplar=exemplar)
+        if kind in ("ok", "widget"):
+            for onion_kind in ONION_KINDS:
+                self.onion.labels(target, onion_kind).set(1 if onion_kind in result.onion else 0)
+        if result.change is not None:
+            self.similarity.labels(target, fetcher).set(result.change.similarity)
+            if result.change.kind:
+                self.changed.labels(target, fetcher, country, result.change.kind).inc(exemplar=exemplar)
         outcome = result.fetch.outcome
         if outcome and kind in ("challenge", "block"):
             self.outcomes.labels(target, fetcher, provider, outcome).inc(exemplar=exemplar)
@@ -120,6 +139,9 @@ class ProbeMetrics:
                 self.probes.labels(target, fetcher, country)
             for reason in ERROR_REASONS:
                 self.errors.labels(target, fetcher, reason)
+            for country in countries:
+                for change in CHANGE_KINDS:
+                    self.changed.labels(target, fetcher, country, change)
             self.load.labels(target, fetcher)
         for gone in self._targets - {t for t, _ in pairs}:
             for metric in self._per_target:

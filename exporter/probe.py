@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from exporter.change import Baseline, Change, compare, onion_facts
 from exporter.config import Target
 from exporter.detect.verdict import Verdict
 from exporter.fetch.response import Fetcher, FetchError, FetchResult, Lane, Response
@@ -40,6 +41,8 @@ class ProbeResult:
     fetch: FetchResult | None = None
     error_reason: str | None = None
     error_message: str | None = None
+    change: Change | None = None  # vs the direct baseline; only for `ok` pages, when a baseline exists
+    onion: frozenset[str] = frozenset()  # onion-service announcements: alt_svc, onion_location
 
     @property
     def answered(self) -> bool:
@@ -61,8 +64,12 @@ def judge(fetch: FetchResult, classify: Classify) -> Verdict:
 
 
 def run_probe(target: Target, exit: ExitRelay, fetcher: Fetcher, lane: Lane,
-              classify: Classify, timeout: float) -> ProbeResult:
-    """Fetch ``target.url`` with ``fetcher`` through ``lane`` (already pinned to ``exit``)."""
+              classify: Classify, timeout: float, baseline: Baseline | None = None) -> ProbeResult:
+    """Fetch ``target.url`` with ``fetcher`` through ``lane`` (already pinned to ``exit``).
+
+    A normal page is compared with ``baseline`` (the page fetched without Tor); gate and
+    error pages are not, since they differ from any real page by definition.
+    """
     probe_id = new_probe_id()
     started, clock = time.time(), time.monotonic()
     common = dict(probe_id=probe_id, target=target.name, fetcher=fetcher.name, exit=exit, started=started)
@@ -77,7 +84,11 @@ def run_probe(target: Target, exit: ExitRelay, fetcher: Fetcher, lane: Lane,
         result = ProbeResult(**common, duration=time.monotonic() - clock,
                              error_reason="internal", error_message=f"{type(exc).__name__}: {exc}")
     else:
-        result = ProbeResult(**common, duration=time.monotonic() - clock, verdict=verdict, fetch=fetch)
+        change = None
+        if verdict.kind == "ok" and baseline is not None:
+            change = compare(baseline, fetch.final, threshold=target.change.threshold, ignore=target.change.ignore)
+        result = ProbeResult(**common, duration=time.monotonic() - clock, verdict=verdict, fetch=fetch,
+                             change=change, onion=frozenset(onion_facts(fetch.first) | onion_facts(fetch.final)))
     log_probe(result)
     return result
 
@@ -96,6 +107,8 @@ def log_probe(result: ProbeResult) -> None:
         "nickname": result.exit.nickname, "country": result.exit.country, "fetcher": result.fetcher,
     }
     if result.verdict is not None:
+        if result.change is not None:
+            fields.update(changed=result.change.kind or "no", similarity=f"{result.change.similarity:.2f}")
         fields.update(verdict=result.verdict.kind, provider=result.verdict.provider or "-",
                       markers=",".join(result.verdict.markers) or "-",
                       outcome=result.fetch.outcome or "-", load_seconds=f"{result.fetch.load_seconds:.3f}")

@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from exporter.change import Baseline
 from exporter.config import Schedule, Target
 from exporter.fetch.response import Fetcher, Lane
 from exporter.plan import next_exits
@@ -72,7 +73,8 @@ class Prober:
 
     def __init__(self, lanes: Sequence[Lane], pin: Callable[[Lane, ExitRelay], None],
                  fetchers: dict[str, Fetcher], timeouts: dict[str, float], classify: Classify,
-                 on_result: Callable[[ProbeResult], None], backoff: Backoff | None = None):
+                 on_result: Callable[[ProbeResult], None], backoff: Backoff | None = None,
+                 baseline: Callable[[str], Baseline | None] = lambda target: None):
         self._free: queue.Queue[Lane] = queue.Queue()
         for lane in lanes:
             self._free.put(lane)
@@ -83,6 +85,7 @@ class Prober:
         self._classify = classify
         self._on_result = on_result
         self.backoff = backoff or Backoff()
+        self._baseline = baseline
         self._lock = threading.Lock()
         self._queued: dict[str, dict[str, Target]] = {}  # exit fingerprint → targets waiting for it
         self._running: dict[str, set[str]] = {}  # exit fingerprint → targets being probed on it
@@ -152,7 +155,8 @@ class Prober:
                 if fetcher is None:
                     self._on_result(error_result(target, name, exit, "browser", f"fetcher {name} is not available"))
                     continue
-                self._on_result(run_probe(target, exit, fetcher, lane, self._classify, self._timeouts[name]))
+                self._on_result(run_probe(target, exit, fetcher, lane, self._classify, self._timeouts[name],
+                                          self._baseline(target.name)))
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=True)
@@ -163,11 +167,13 @@ class Scheduler:
 
     def __init__(self, schedule: Schedule, prober: Prober,
                  candidates: Callable[[Target], list[ExitRelay]],
-                 last_attempted: Callable[[str], dict[str, float]]):
+                 last_attempted: Callable[[str], dict[str, float]],
+                 learn_baseline: Callable[[Target], object] | None = None):
         self._schedule = schedule
         self._prober = prober
         self._candidates = candidates
         self._last_attempted = last_attempted
+        self._learn_baseline = learn_baseline
         self._scheduler = BackgroundScheduler(daemon=True)
 
     def start(self, targets: Sequence[Target]) -> None:
@@ -176,7 +182,7 @@ class Scheduler:
 
     def set_targets(self, targets: Sequence[Target]) -> None:
         """(Re)schedule every target; jobs of targets no longer listed are removed."""
-        wanted = {t.name for t in targets}
+        wanted = {t.name for t in targets} | {f"baseline:{t.name}" for t in targets if self._learn_baseline}
         for job in self._scheduler.get_jobs():
             if job.id not in wanted:
                 job.remove()
@@ -186,6 +192,11 @@ class Scheduler:
             self._scheduler.add_job(self.run_target, self._trigger(target), args=[target], id=target.name,
                                     replace_existing=True, max_instances=1, coalesce=True,
                                     misfire_grace_time=None, **first_run)
+            if self._learn_baseline:
+                self._scheduler.add_job(self._learn_baseline, IntervalTrigger(seconds=target.change.baseline_interval),
+                                        args=[target], id=f"baseline:{target.name}", replace_existing=True,
+                                        max_instances=1, coalesce=True, misfire_grace_time=None,
+                                        next_run_time=_now())
 
     def _trigger(self, target: Target):
         jitter = int(self._schedule.jitter) or None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 import yaml
@@ -21,6 +22,7 @@ def exporter_config(state: dict, port: int, data_dir: Path, control_port: int | 
         "schedule": {"interval": "10s", "exits_per_run": len(state["exits"]), "concurrency": 2},
         "fetchers": {"http": {"ca_file": edge["ca_file"], "timeout": "15s"}},
         "geoip": {"country_db": state["geoip_db"]},
+        "baseline": {"resolve": {urlsplit(url).hostname: "127.0.0.1" for url in edge["sites"].values()}},
         "web": {"listen": f"127.0.0.1:{port}"},
         "data_dir": str(data_dir),
     }

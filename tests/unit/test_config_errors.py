@@ -13,7 +13,17 @@ from exporter.config import ConfigError, load_config, parse_config
 TARGET = "targets:\n  - {name: shop, url: 'https://shop.example/'}\n"
 
 # (id, YAML, line, key path, part of the message)
+CHANGED = "targets:\n  - name: shop\n    url: https://shop.example/\n    change:\n"
+
 BAD_CONFIGS = [
+    ("change-threshold-out-of-range", CHANGED + "      threshold: 1.5\n",
+     5, "targets[0].change.threshold", "expected a number from 0 to 1, got 1.5"),
+    ("change-bad-ignore-regex", CHANGED + "      ignore: ['price: (']\n",
+     5, "targets[0].change.ignore[0]", "invalid regular expression 'price: ('"),
+    ("change-one-baseline-fetch", CHANGED + "      baseline_fetches: 1\n",
+     5, "targets[0].change.baseline_fetches", "between 2 and 20"),
+    ("baseline-resolve-not-an-address", TARGET + "baseline:\n  resolve:\n    shop.example: localhost\n",
+     5, "baseline.resolve.shop.example", "expected an IP address for 'shop.example'"),
     ("unknown-key", """\
         targets:
           - name: shop
