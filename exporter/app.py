@@ -22,6 +22,7 @@ from exporter import web
 from exporter.baselines import Baselines
 from exporter.config import Config, ConfigError, config_yaml, load_config
 from exporter.detect import Detector, load_signatures
+from exporter.evidence import save_evidence
 from exporter.fetch.factory import make_fetcher
 from exporter.fetch.response import Fetcher, Lane
 from exporter.logs import setup_logging
@@ -259,7 +260,7 @@ class Exporter:
         self._unwatch = watch_consensus(tor.controller, self.refresh_consensus)
         self._fetchers, timeouts = build_fetchers(self.config, self.detector.classify)
         self._prober = Prober(tor.lanes, self._pin, self._fetchers, timeouts, self.detector.classify, self.record,
-                              baseline=self.baselines.get)
+                              baseline=self.baselines.get, keep_evidence=self.keep_evidence)
         self._scheduler = Scheduler(self.config.schedule, self._prober, self.candidates, self.state.last_attempted,
                                     learn_baseline=lambda target: self.baselines.learn(target, self.config))
         self._scheduler.start(self.config.targets)
@@ -333,8 +334,19 @@ class Exporter:
 
     def record(self, result: ProbeResult) -> None:
         self.state.record(result)
-        self.store.record(result)
+        self.store.record(result, evidence=result.evidence)
         self.metrics.observe(result)
+
+    def keep_evidence(self, result: ProbeResult, screenshot: bytes | None) -> str | None:
+        """Save what the probe saw (HAR, final HTML, screenshot, change diff); a failure to write
+        costs only the evidence, never the probe's result."""
+        try:
+            directory = save_evidence(self.config.data_dir, result.probe_id, result.fetch, screenshot,
+                                      self.config.evidence, diff=result.change.diff if result.change else None)
+        except OSError as exc:
+            log.warning("evidence not saved", extra={"probe_id": result.probe_id, "err": str(exc)})
+            return None
+        return str(directory)
 
     # -- what the web endpoint shows ----------------------------------------
 

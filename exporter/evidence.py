@@ -1,6 +1,6 @@
 """Evidence of a probe on disk: a HAR, the final HTML and a screenshot, with retention.
 
-Layout: ``<data_dir>/evidence/<probe_id>/{probe.har,page.html,screenshot.png}``.
+Layout: ``<data_dir>/evidence/<probe_id>/{probe.har,page.html,screenshot.png,change.diff}``.
 Probe ids start with their UTC time (``20261122T031500Z-a1b2c3``), so sorting
 them sorts probes oldest first, which is the order retention deletes them in.
 
@@ -26,6 +26,7 @@ from exporter.fetch.response import FetchResult, Response
 
 PROBE_ID = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{4,32}$")
 HAR_FILE, HTML_FILE, SCREENSHOT_FILE = "probe.har", "page.html", "screenshot.png"
+CHANGE_DIFF = "change.diff"  # how the page differs from the one fetched without Tor
 
 _retention_lock = threading.Lock()
 
@@ -36,6 +37,7 @@ def save_evidence(
     result: FetchResult,
     screenshot_png: bytes | None,
     limits: Evidence,
+    diff: str | None = None,
 ) -> Path:
     """Write the probe's evidence and apply retention; returns the probe's directory.
 
@@ -54,6 +56,8 @@ def save_evidence(
     (directory / HTML_FILE).write_text(result.final.body, encoding="utf-8")
     if screenshot_png:
         (directory / SCREENSHOT_FILE).write_bytes(screenshot_png)
+    if diff:
+        (directory / CHANGE_DIFF).write_text(diff, encoding="utf-8")
     with _retention_lock:
         enforce_retention(store, limits, keep=probe_id)
     return directory

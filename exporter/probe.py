@@ -43,6 +43,12 @@ class ProbeResult:
     error_message: str | None = None
     change: Change | None = None  # vs the direct baseline; only for `ok` pages, when a baseline exists
     onion: frozenset[str] = frozenset()  # onion-service announcements: alt_svc, onion_location
+    evidence: str | None = None  # directory of the saved evidence, for probes that met something
+
+    @property
+    def needs_evidence(self) -> bool:
+        """Anything but a plain, unchanged normal page is worth keeping evidence of."""
+        return self.fetch is not None and (self.verdict.kind != "ok" or bool(self.change and self.change.kind))
 
     @property
     def answered(self) -> bool:

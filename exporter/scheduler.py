@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -74,7 +75,8 @@ class Prober:
     def __init__(self, lanes: Sequence[Lane], pin: Callable[[Lane, ExitRelay], None],
                  fetchers: dict[str, Fetcher], timeouts: dict[str, float], classify: Classify,
                  on_result: Callable[[ProbeResult], None], backoff: Backoff | None = None,
-                 baseline: Callable[[str], Baseline | None] = lambda target: None):
+                 baseline: Callable[[str], Baseline | None] = lambda target: None,
+                 keep_evidence: Callable[[ProbeResult, bytes | None], str | None] | None = None):
         self._free: queue.Queue[Lane] = queue.Queue()
         for lane in lanes:
             self._free.put(lane)
@@ -86,6 +88,7 @@ class Prober:
         self._on_result = on_result
         self.backoff = backoff or Backoff()
         self._baseline = baseline
+        self._keep_evidence = keep_evidence
         self._lock = threading.Lock()
         self._queued: dict[str, dict[str, Target]] = {}  # exit fingerprint → targets waiting for it
         self._running: dict[str, set[str]] = {}  # exit fingerprint → targets being probed on it
@@ -155,8 +158,12 @@ class Prober:
                 if fetcher is None:
                     self._on_result(error_result(target, name, exit, "browser", f"fetcher {name} is not available"))
                     continue
-                self._on_result(run_probe(target, exit, fetcher, lane, self._classify, self._timeouts[name],
-                                          self._baseline(target.name)))
+                result = run_probe(target, exit, fetcher, lane, self._classify, self._timeouts[name],
+                                   self._baseline(target.name))
+                if self._keep_evidence and result.needs_evidence:
+                    # the screenshot must be taken now, before the lane's browser loads another page
+                    result = replace(result, evidence=self._keep_evidence(result, fetcher.screenshot(lane)))
+                self._on_result(result)
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=True)

@@ -28,7 +28,13 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
 from exporter.config import ConfigError
-from exporter.evidence import HAR_FILE, HTML_FILE, PROBE_ID, SCREENSHOT_FILE
+from exporter.evidence import (
+    CHANGE_DIFF,
+    HAR_FILE,
+    HTML_FILE,
+    PROBE_ID,
+    SCREENSHOT_FILE,
+)
 from exporter.probe import ProbeResult
 from exporter.store import probe_record
 from exporter.webconfig import WebConfig, WebConfigFile
@@ -50,6 +56,7 @@ EVIDENCE_FILES = {
     HTML_FILE: (TEXT, False),
     SCREENSHOT_FILE: ("image/png", False),
     HAR_FILE: ("application/json", True),
+    CHANGE_DIFF: (TEXT, False),
 }
 _PROBE_PATH = re.compile(r"/probe/([^/]+)")
 _EVIDENCE_PATH = re.compile(r"/evidence/([^/]+)/([^/]+)")

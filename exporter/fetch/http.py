@@ -97,6 +97,10 @@ class HttpFetcher:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def screenshot(self, lane: Lane) -> None:
+        """A plain HTTP client renders nothing."""
+        return None
+
     def close(self) -> None:
         """Nothing to release: every fetch has its own session."""
 

@@ -94,5 +94,8 @@ class Fetcher(Protocol):
     def fetch(self, url: str, lane: Lane, timeout: float) -> FetchResult:
         """Load ``url`` through ``lane``; raise FetchError when there is no answer."""
 
+    def screenshot(self, lane: Lane) -> bytes | None:
+        """A PNG of the last page fetched on ``lane`` (browsers), or None."""
+
     def close(self) -> None:
         """Release browsers and connections."""

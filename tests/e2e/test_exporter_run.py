@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import calendar
+import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -57,7 +59,8 @@ def consensus_weights(data_directory: str) -> tuple[float, dict[str, float]]:
         if {"Running", "Exit"} <= flags and "BadExit" not in flags:
             factor = int(weights["Wed"] if "Guard" in flags else weights["Wee"]) / 10000
             raw[fingerprint] = bandwidth * factor
-    return valid_after, {fp: w / sum(raw.values()) for fp, w in raw.items()}
+    total = sum(raw.values())  # 0 in the first consensuses, before the exits' bandwidths are voted
+    return valid_after, {fp: w / total for fp, w in raw.items()} if total else {}
 
 
 def test_run_counts_what_each_exit_gets(testbed, staged_policy, run_exporter, tmp_path):
@@ -101,7 +104,7 @@ def test_run_counts_what_each_exit_gets(testbed, staged_policy, run_exporter, tm
     for _ in range(20):
         samples = exporter.samples()
         valid_after, expected_weights = consensus_weights(state["client"]["data_directory"])
-        if value(samples, "captcha_consensus_valid_after_timestamp_seconds") == valid_after:
+        if value(samples, "captcha_consensus_valid_after_timestamp_seconds") == valid_after and expected_weights:
             break
         time.sleep(1)
     else:
@@ -170,3 +173,29 @@ def test_a_restart_keeps_coverage_the_weighted_ratio_and_recent_probes(testbed, 
         assert value(after, name, target="news", fetcher="http") == pytest.approx(
             value(before, name, target="news", fetcher="http")), name
     assert "challenge" in second.get("/").text, "recent probes survive the restart"
+
+
+def test_evidence_of_a_challenge_is_saved_linked_served_inert_and_reclassifiable(testbed, staged_policy,
+                                                                                  run_exporter, tmp_path):
+    state = testbed.state()
+    config = exporter_config(state, free_ports(1)[0], tmp_path / "data")
+    config["targets"] = config["targets"][:1]
+    exporter = run_exporter(config)
+    deadline = time.monotonic() + 60
+    while not (links := re.findall(r'href="/evidence/([^/"]+)/probe\.har"', exporter.get("/").text)):
+        assert time.monotonic() < deadline, "no evidence linked from the landing page"
+        time.sleep(1)
+    evidence = exporter.get(f"/evidence/{links[0]}/page.html")
+    assert evidence.status_code == 200
+    assert evidence.headers["Content-Security-Policy"].startswith("sandbox")
+    assert evidence.headers["Content-Type"].startswith("text/plain"), "captured HTML never renders as HTML"
+    assert exporter.get(f"/evidence/{links[0]}/..%2Fstate.db").status_code == 404
+    saved = tmp_path / "data" / "evidence" / links[0] / "probe.har"
+    classify = subprocess.run([sys.executable, "-m", "exporter", "classify", "--json", str(saved)],
+                              capture_output=True, text=True, timeout=60)
+    assert classify.returncode == 0
+    verdict = json.loads(classify.stdout.splitlines()[0])
+    assert (verdict["verdict"], verdict["provider"]) in {("challenge", "cloudflare"), ("block", "cloudflare"),
+                                                         ("challenge", "datadome")}
+    # only gated probes keep evidence: news through the first exit is a normal page
+    assert len(links) <= 3 * len({r["exit"] for r in testbed.edge.requests()})
