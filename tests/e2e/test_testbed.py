@@ -11,11 +11,12 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import geoip2.database
 import pytest
 import requests
-from stem import InvalidArguments, InvalidRequest, StreamStatus
+from stem import InvalidArguments, InvalidRequest, StreamPurpose, StreamStatus
 from stem.control import EventType
 
 from exporter.testbed import processes
@@ -45,13 +46,14 @@ def close_circuit(controller, circuit_id):
 
 
 @contextmanager
-def streams_attached_to(controller, circuit_id):
-    """Attach every new stream to ``circuit_id`` (the exits' policy summaries say "reject 1-65535",
-    so the client never picks an exit by itself)."""
+def streams_attached_to(controller, circuit_id, host):
+    """Attach new user streams to ``host`` to ``circuit_id`` (the exits' policy summaries say
+    "reject 1-65535", so the client never picks an exit by itself).  Tor's own directory
+    fetches show up as streams too: attaching one of those would get our circuit closed."""
     attached = []
 
     def attach(event):
-        if event.status == StreamStatus.NEW:
+        if event.status == StreamStatus.NEW and event.purpose == StreamPurpose.USER and event.target_address == host:
             controller.attach_stream(event.id, circuit_id)
             attached.append(event.target_address)
 
@@ -73,14 +75,15 @@ def fetch_via(testbed, exit_node, url):
     """GET ``url`` through the client's SocksPort on a [middle, ``exit_node``] circuit."""
     middles = testbed.network.middles
     middle = middles[testbed.network.exits.index(exit_node) % len(middles)]
+    host = urlsplit(url).hostname
     with testbed.network.controller() as controller:
         circuit_id = extend_circuit(controller, [middle.fingerprint, exit_node.fingerprint])
         try:
-            with streams_attached_to(controller, circuit_id) as attached:
+            with streams_attached_to(controller, circuit_id, host) as attached:
                 response = get_through_tor(testbed.state(), url)
         finally:
             close_circuit(controller, circuit_id)
-    assert attached == [url.split("/")[2].split(":")[0]]
+    assert attached == [host]
     return response
 
 
