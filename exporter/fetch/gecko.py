@@ -1,0 +1,361 @@
+"""Warm, exit-pinned Firefox-family browsers (Firefox ESR, Tor Browser), driven by geckodriver.
+
+Shared by the ``firefox`` and ``tor-browser`` fetchers; they differ only in how
+the browser is started.  Facts behind the code:
+
+- every request goes to the lane's SocksPort with names resolved by tor
+  (``socks_remote_dns``); Firefox would send loopback hosts around the proxy
+  unless ``network.proxy.allow_hijacking_localhost`` is set;
+- the first document response comes from WebDriver BiDi
+  (``network.responseStarted``, see ``bidilog``), for which the session asks
+  for a ``webSocketUrl``;
+- between probes the caller re-pins the lane to another exit, so each probe
+  first wipes the browser the way Tor Browser's New Identity does, in chrome
+  context: cache, cookies, every site's data, HTTP auth, TLS sessions, and the
+  keep-alive connections (``net:prune-all-connections``), which would still run
+  over the previous exit's circuit;
+- Firefox trusts the certificates of its profile's NSS database, so a
+  ``ca_file`` goes into the ``cert9.db`` of the profile every browser starts from;
+- geckodriver starts as the leader of a new session with ``TMPDIR`` set to the
+  browser's private directory, so the browser (its child) shares the session
+  and its profile copy lives in that directory, which names it on its command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import urllib3
+from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.webdriver.common.bidi.common import command_builder
+from selenium.webdriver.firefox.firefox_profile import FirefoxProfile
+from selenium.webdriver.firefox.service import Service
+from selenium.webdriver.firefox.webdriver import WebDriver
+
+from exporter.config import BrowserFetcherConfig
+from exporter.detect.verdict import Verdict
+from exporter.fetch import browser_pool
+from exporter.fetch.bidilog import EVENTS, BidiLog
+from exporter.fetch.browser_pool import BrowserPool
+from exporter.fetch.chromium import (
+    HANG_GRACE_SECONDS,
+    NAVIGATION_TIMING_JS,
+    _phases,
+    _seconds,
+    trusted_nss_db,
+)
+from exporter.fetch.outcome import CLEARED, settle
+from exporter.fetch.response import FetchError, FetchResult, Lane, Response
+
+log = logging.getLogger(__name__)
+
+# How long after a navigation returns its BiDi events may still be on their way.
+EVENT_GRACE_SECONDS = 2.0
+
+
+def proxy_prefs(lane: Lane) -> dict[str, object]:
+    """Everything through the lane's SocksPort, names resolved by tor, loopback included."""
+    return {
+        "network.proxy.type": 1,  # manual
+        "network.proxy.socks": lane.socks_host,
+        "network.proxy.socks_port": lane.socks_port,
+        "network.proxy.socks_version": 5,
+        "network.proxy.socks_remote_dns": True,
+        "network.proxy.no_proxies_on": "",
+        "network.proxy.allow_hijacking_localhost": True,
+        "network.dns.disabled": True,  # no name lookup outside the proxy
+        "network.http.http3.enable": False,  # QUIC is UDP, which SOCKS through tor cannot carry
+    }
+
+
+# Prefs both browsers get besides the proxy: no phoning home, and the target's URL is loaded as
+# configured (HTTPS-Only would turn a plain-http target into an upgrade attempt or an interstitial).
+QUIET_PREFS: dict[str, object] = {
+    "app.update.auto": False,
+    "app.update.enabled": False,
+    "extensions.update.enabled": False,
+    "network.captive-portal-service.enabled": False,
+    "network.connectivity-service.enabled": False,
+    "browser.safebrowsing.update.enabled": False,
+    "browser.startup.page": 0,
+    "browser.startup.homepage": "about:blank",
+    "dom.security.https_only_mode": False,
+    "dom.security.https_only_mode_pbm": False,
+}
+
+
+def browser_prefs(lane: Lane) -> dict[str, object]:
+    return {**QUIET_PREFS, **proxy_prefs(lane)}
+
+
+# Chrome-context script (Marionette runs it in the browser window, where Services, Cc and Ci are
+# globals); the last argument is the async callback.  The same steps as New Identity.
+WIPE_SCRIPT = """
+const done = arguments[arguments.length - 1];
+Services.cache2.clear();
+Services.cookies.removeAll();
+Cc["@mozilla.org/network/http-auth-manager;1"].getService(Ci.nsIHttpAuthManager).clearAll();
+Cc["@mozilla.org/security/sdr;1"].getService(Ci.nsISecretDecoderRing).logoutAndTeardown();
+Services.obs.notifyObservers(null, "net:prune-all-connections");
+Services.clearData.deleteData(Ci.nsIClearDataService.CLEAR_ALL, {
+  onDataDeleted(failedFlags) { done(failedFlags); },
+});
+"""
+
+# Fragments of Firefox's error text (BiDi errorText, or the about:neterror ``e=`` code that
+# geckodriver reports as "Reached error page") → FetchError reason.
+NET_ERROR_REASONS = (
+    ("NS_ERROR_NET_TIMEOUT", "timeout"),
+    ("e=netTimeout", "timeout"),
+    ("NS_ERROR_PROXY_", "circuit"),  # tor answered the SOCKS request with a failure
+    ("e=proxyConnectFailure", "circuit"),
+    ("SEC_ERROR_", "tls"),
+    ("SSL_ERROR_", "tls"),
+    ("MOZILLA_PKIX_ERROR_", "tls"),
+    ("e=nssFailure", "tls"),
+    ("about:certerror", "tls"),
+)
+
+
+def net_error_reason(error_text: str) -> str:
+    """The FetchError reason for a Firefox network error text."""
+    for fragment, reason in NET_ERROR_REASONS:
+        if fragment in error_text:
+            return reason
+    return "connection"
+
+
+def driver_service(driver_path: str | None, env: dict[str, str], cwd: Path | None = None) -> Service:
+    """A geckodriver service leading a session of its own (see the module docstring)."""
+    path = driver_path or shutil.which("geckodriver")
+    if path is None:
+        raise FetchError("browser", "geckodriver is not on PATH (and no driver: is configured)")
+    popen_kw = {"start_new_session": True, **({"cwd": str(cwd)} if cwd else {})}
+    return Service(path, log_output=subprocess.DEVNULL, env=env, popen_kw=popen_kw)
+
+
+class GeckoBrowser:
+    """One geckodriver and its browser, proxied through one lane."""
+
+    def __init__(self, lane: Lane, home: Path, start: Callable[[], WebDriver]):
+        """``start`` launches the driver; it runs with ``home`` as the private directory."""
+        self.lane = lane
+        self.probes = 0
+        self.home = home
+        self.driver: WebDriver | None = None
+        try:
+            self.driver = start()
+            self.tab = self.driver.current_window_handle
+            self.events = BidiLog(self.tab)
+            self._subscribe()
+        except Exception as exc:
+            self.kill()
+            if isinstance(exc, FetchError):
+                raise
+            raise FetchError("browser", f"the browser did not start: {getattr(exc, 'msg', None) or exc}") from exc
+
+    def _subscribe(self) -> None:
+        """Collect the BiDi network events of the session (selenium 4.39 has no public API for
+        passive response events; its websocket connection dispatches any method to callbacks)."""
+        self.driver.script  # noqa: B018 - opens the BiDi websocket
+        connection = self.driver._websocket_connection
+        for method in EVENTS:
+            connection.add_callback(_event_type(method), lambda params, m=method: self.events.add(m, params))
+        connection.execute(command_builder("session.subscribe", {"events": list(EVENTS)}))
+
+    @property
+    def _process(self):
+        return self.driver.service.process if self.driver is not None else None
+
+    def alive(self) -> bool:
+        """geckodriver runs and so does a browser process in its session."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            return False
+        return any(pid != process.pid for pid in browser_pool.live_processes(process.pid, str(self.home)))
+
+    def resident_bytes(self) -> int:
+        process = self._process
+        session = process.pid if process is not None else -1
+        return browser_pool.resident_bytes(browser_pool.live_processes(session, str(self.home)))
+
+    def kill(self) -> None:
+        process = self._process
+        browser_pool.kill_tree(process.pid if process is not None else -1, str(self.home))
+        if process is not None:
+            process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def screenshot(self) -> bytes | None:
+        try:
+            return self.driver.get_screenshot_as_png()
+        except WebDriverException:
+            return None
+
+    def probe(self, url: str, timeout: float, classify: Callable[[Response], Verdict], challenge_wait: float) -> FetchResult:
+        """Load ``url`` in a wiped browser and follow any challenge to its outcome."""
+        self.probes += 1
+        self._wipe()
+        driver = self.driver
+        driver.set_page_load_timeout(timeout)
+        self.events.clear()
+        started = time.monotonic()
+        try:
+            driver.get(url)
+        except TimeoutException as exc:
+            raise FetchError("timeout", f"page did not load within {timeout:g} s") from exc
+        except WebDriverException as exc:
+            if "Reached error page" not in (exc.msg or ""):
+                raise
+            failure = _wait_for(self.events.failure)
+            error = failure.error if failure is not None else exc.msg
+            raise FetchError(net_error_reason(f"{error} {exc.msg}"), f"{url}: {error}") from exc
+        documents = _wait_for(self.events.documents)
+        if not documents:
+            raise FetchError("browser", f"no document response for {url} among the BiDi events")
+        landing_doc = next((doc for doc in documents if not doc.is_redirect), documents[-1])
+        landing_timing = driver.execute_script(NAVIGATION_TIMING_JS) or {}
+        landing = Response(landing_doc.url, landing_doc.status, landing_doc.headers, driver.page_source)
+        first = documents[0]
+        first_response = landing if first is landing_doc else Response(first.url, first.status, first.headers, "")
+
+        def read_page() -> Response:
+            latest = [doc for doc in self.events.documents() if not doc.is_redirect][-1]
+            return Response(driver.current_url, latest.status, latest.headers, driver.page_source)
+
+        outcome = settle(landing, read_page, classify, challenge_wait, lambda: time.monotonic() - started)
+        if outcome.outcome == CLEARED:
+            outcome = dataclasses.replace(outcome, clear_seconds=self._clear_seconds(landing_timing, outcome.clear_seconds))
+        return FetchResult(
+            first=first_response,
+            final=outcome.final,
+            redirects=tuple(doc.url for doc in documents if doc.is_redirect),
+            load_seconds=_seconds(landing_timing.get("loadEventEnd") or landing_timing.get("duration")),
+            phases=_phases(landing_timing),
+            outcome=outcome.outcome,
+            clear_seconds=outcome.clear_seconds,
+        )
+
+    def _clear_seconds(self, landing_timing: dict, polled: float) -> float:
+        """Navigation start → the cleared document's DOMContentLoaded when the challenge loaded a
+        new document (``polled`` otherwise).  Tor Browser coarsens these times (resistFingerprinting)."""
+        final_timing = self.driver.execute_script(NAVIGATION_TIMING_JS) or {}
+        start, origin = landing_timing.get("timeOrigin"), final_timing.get("timeOrigin")
+        ready = final_timing.get("domContentLoadedEventEnd")
+        if start is None or origin is None or origin == start or not ready:
+            return polled
+        return _seconds(origin + ready - start)
+
+    def _wipe(self) -> None:
+        """Leave no connection, cookie, cache entry or site data from the previous probe."""
+        driver = self.driver
+        for handle in driver.window_handles:
+            if handle != self.tab:  # pop-ups the last page opened
+                driver.switch_to.window(handle)
+                driver.close()
+        driver.switch_to.window(self.tab)
+        driver.get("about:blank")
+        with driver.context(driver.CONTEXT_CHROME):
+            failed = driver.execute_async_script(WIPE_SCRIPT)
+        if failed:
+            log.warning("the browser of lane %d could not clear data of kinds %#x", self.lane.index, failed)
+
+
+def _event_type(method: str) -> type:
+    """The shape selenium's websocket connection wants for a callback: ``event_class`` names the
+    BiDi method and ``from_json`` turns its params into what the callback receives."""
+    return type("BidiEvent", (), {"event_class": method, "from_json": staticmethod(lambda params: params)})
+
+
+def _wait_for(read: Callable, seconds: float = EVENT_GRACE_SECONDS):
+    """``read()`` once it returns something truthy, or its last value after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not (value := read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+class GeckoFetcher:
+    """``fetch(url, lane, timeout)`` with a warm Firefox-family browser per lane.
+
+    Subclasses say how a browser starts: ``_start_driver(lane, home, profile)``.
+    """
+
+    name = "gecko"
+
+    def __init__(self, cfg: BrowserFetcherConfig, classify: Callable[[Response], Verdict]):
+        self._cfg = cfg
+        self._classify = classify
+        self._profile: FirefoxProfile | None = None
+        self._profile_dir: Path | None = None
+        self._profile_lock = threading.Lock()
+        self._pool = BrowserPool(self._launch, cfg.recycle_after, cfg.memory_limit_bytes)
+
+    @property
+    def pool(self) -> BrowserPool:
+        return self._pool
+
+    def fetch(self, url: str, lane: Lane, timeout: float) -> FetchResult:
+        browser = self._pool.acquire(lane)
+        watchdog = threading.Timer(timeout + self._cfg.challenge_wait + HANG_GRACE_SECONDS, browser.kill)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return browser.probe(url, timeout, self._classify, self._cfg.challenge_wait)
+        except FetchError as exc:
+            if exc.reason == "timeout":  # a stuck content process looks the same as a slow site
+                self._pool.discard(lane)
+            raise
+        except (WebDriverException, urllib3.exceptions.HTTPError) as exc:  # the latter: geckodriver is gone
+            message = getattr(exc, "msg", None) or str(exc)
+            if not browser.alive():
+                self._pool.discard(lane)
+                raise FetchError("browser", f"{self.name} died during the probe: {message}") from exc
+            raise FetchError("browser", f"{self.name}: {message}") from exc
+        finally:
+            watchdog.cancel()
+
+    def screenshot(self, lane: Lane) -> bytes | None:
+        """PNG of the page the lane's browser shows now: the last probe's final page."""
+        browser = self._pool.peek(lane)
+        return browser.screenshot() if browser is not None and browser.alive() else None
+
+    def close(self) -> None:
+        self._pool.close()
+        if self._profile_dir is not None:
+            shutil.rmtree(self._profile_dir, ignore_errors=True)
+
+    def _launch(self, lane: Lane) -> GeckoBrowser:
+        profile = self._shared_profile()
+        home = Path(tempfile.mkdtemp(prefix=f"captcha-{self.name}-"))
+        return GeckoBrowser(lane, home, lambda: self._start_driver(lane, home, profile))
+
+    def _shared_profile(self) -> FirefoxProfile | None:
+        """The profile every browser of this fetcher starts from (made once), or None."""
+        with self._profile_lock:
+            if self._profile is None and self._needs_profile():
+                self._profile_dir = Path(tempfile.mkdtemp(prefix=f"captcha-{self.name}-profile-"))
+                directory = self._profile_dir / "profile"
+                self._fill_profile(directory)
+                if self._cfg.ca_file is not None:
+                    trusted_nss_db(self._cfg.ca_file, directory)
+                self._profile = FirefoxProfile(str(directory))
+        return self._profile
+
+    def _needs_profile(self) -> bool:
+        return self._cfg.ca_file is not None
+
+    def _fill_profile(self, directory: Path) -> None:
+        """Put the profile's starting files in ``directory`` (the NSS database comes after)."""
+        directory.mkdir(parents=True)
+
+    def _start_driver(self, lane: Lane, home: Path, profile: FirefoxProfile | None) -> WebDriver:
+        raise NotImplementedError
