@@ -3,7 +3,12 @@
 import pytest
 
 from exporter.fetch.firefox import firefox_options
-from exporter.fetch.gecko import browser_prefs, driver_service, net_error_reason, proxy_prefs
+from exporter.fetch.gecko import (
+    browser_prefs,
+    driver_service,
+    net_error_reason,
+    proxy_prefs,
+)
 from exporter.fetch.response import FetchError, Lane
 
 LANE = Lane(2, "127.0.0.1", 19052, 3)
