@@ -1,111 +1,158 @@
-"""Chromium probes per minute: the warm pool against a new browser per probe (a benchmark, not a test).
+"""Chromium probes per minute: the exporter's Prober against the 2020 method (a benchmark, not a test).
 
-    unshare --net sh -c 'ip link set lo up && python bench/browser_throughput.py [--probes 20]'
+    unshare --net sh -c 'ip link set lo up && python bench/browser_throughput.py [--rounds 2] [--lanes 1 2 3]'
 
-Boots the private Tor network with every site answering its real page (or
-uses a running one: ``--state FILE`` from ``captcha-exporter testbed up``, run
-inside that test bed's network namespace), then loads the same URLs through
-one lane, pinned to the next exit before each probe, twice: with one warm
-Chromium that is wiped between probes, and with a Chromium started, used and
-quit for every probe.  Both runs pin circuits the same way, so the difference
-is the browser's start and quit.  Wall-clock times: other work on the machine
-slows both runs, so compare the ratio, and read the load average printed with it.
+Boots a test bed whose sites answer their real pages (``--default-policy``:
+the spread of challenges and blocks instead) and runs the same probes, every
+site through every exit ``--rounds`` times, in two ways:
+
+- the 2020 method (CAPTCHA Monitor): one probe at a time, each on a new
+  circuit, in a Chromium started for it and quit after;
+- ours: the exporter's ``Prober`` with N lanes and a warm Chromium per lane
+  (recycled as configured, every 100 probes by default), one circuit per exit
+  serving every target due on it; once for each N in ``--lanes``.
+
+Both judge each page with ``run_probe`` and the real detector.  Prints
+probes per minute, the ratio to the 2020 method, and where the 2020 method's
+time goes (circuit, browser start, page, browser quit).  Wall-clock times on a
+shared machine: compare ratios within one run, and read the load printed with them.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import shlex
+import statistics
 import sys
+import threading
 import time
-from pathlib import Path
+from collections import Counter, defaultdict
 
-from exporter.config import BrowserFetcherConfig
+from bench_bed import BedProcess, PinnedLanes, command_line, load_average
+
+from exporter.config import BrowserFetcherConfig, Target
 from exporter.detect import classify
 from exporter.fetch.chromium import ChromiumFetcher
-from exporter.fetch.response import FetchError
-from exporter.testbed.bed import TestBed
-from exporter.testbed.policy import load_policy
+from exporter.probe import ProbeResult, run_probe
+from exporter.scheduler import Prober
+from exporter.tor.relay import ExitRelay
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
-from test_chromium_testbed import PinnedLane
-
-
-class RunningBed:
-    """The parts of TestBed this benchmark needs, read from a state file."""
-
-    def __init__(self, state_file: Path):
-        self._state = json.loads(state_file.read_text())
-
-    def state(self) -> dict:
-        return self._state
-
-    @property
-    def ca_file(self) -> Path:
-        return Path(self._state["edge"]["ca_file"])
-
-    def hostnames(self) -> list[str]:
-        return [url.split("//", 1)[1].split(":")[0].rstrip("/") for url in self._state["edge"]["sites"].values()]
+TIMEOUT = 60.0
 
 
-def probe_plan(state: dict, probes: int) -> list[tuple[str, str]]:
-    """(exit nickname, URL) pairs: every exit in turn, every site in turn."""
-    exits = [exit["nickname"] for exit in state["exits"]]
-    sites = sorted(state["edge"]["sites"].values())
-    return [(exits[n % len(exits)], sites[n % len(sites)]) for n in range(probes)]
+def targets_of(bed: BedProcess) -> list[Target]:
+    return [Target(name=site, url=url, interval=600.0, fetchers=("chromium",), exits_per_run=len(bed.state["exits"]))
+            for site, url in sorted(bed.state["edge"]["sites"].items())]
 
 
-def run(plan, lane: PinnedLane, new_fetcher, warm: bool) -> tuple[float, int]:
-    """Seconds for the whole plan, and how many probes failed."""
-    failures = 0
-    fetcher = new_fetcher() if warm else None
-    started = time.monotonic()
-    try:
-        for nickname, url in plan:
-            pinned = lane.pin(nickname)
-            current = fetcher or new_fetcher()
-            try:
-                current.fetch(url, pinned, timeout=30)
-            except FetchError as exc:
-                failures += 1
-                print(f"  {nickname} {url}: {exc.reason}: {exc}", file=sys.stderr)
-            finally:
-                if not warm:
-                    current.close()
-        return time.monotonic() - started, failures
-    finally:
-        if fetcher is not None:
+def tally(results: list[ProbeResult]) -> str:
+    kinds = Counter(r.verdict.kind if r.verdict else f"error:{r.error_reason}" for r in results)
+    return ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
+
+
+def run_2020_method(lanes: PinnedLanes, cfg: BrowserFetcherConfig, plan: list[tuple[Target, ExitRelay]],
+                    phases: dict[str, list[float]]) -> list[ProbeResult]:
+    """One probe at a time: new circuit, new browser, probe, quit."""
+    lane, results = lanes.lanes[0], []
+    for target, exit in plan:
+        clock = time.perf_counter()
+        lanes.pin(lane, exit)
+        phases["circuit"].append(time.perf_counter() - clock)
+        fetcher = ChromiumFetcher(cfg, classify)
+        clock = time.perf_counter()
+        fetcher.pool.acquire(lane)  # the start, timed apart from the page
+        phases["browser start"].append(time.perf_counter() - clock)
+        try:
+            clock = time.perf_counter()
+            results.append(run_probe(target, exit, fetcher, lane, classify, TIMEOUT))
+            phases["page (wipe, load, judge)"].append(time.perf_counter() - clock)
+        finally:
+            clock = time.perf_counter()
             fetcher.close()
+            phases["browser quit"].append(time.perf_counter() - clock)
+    return results
+
+
+def run_prober(lanes: PinnedLanes, count: int, cfg: BrowserFetcherConfig, targets: list[Target], rounds: int,
+               phases: dict[str, list[float]]) -> list[ProbeResult]:
+    """Every target on every exit, ``rounds`` times, through the Prober on ``count`` lanes."""
+    results: list[ProbeResult] = []
+    done = threading.Condition()
+
+    def record(result: ProbeResult) -> None:
+        with done:
+            results.append(result)
+            done.notify()
+
+    def timed_pin(lane, exit) -> None:
+        clock = time.perf_counter()
+        lanes.pin(lane, exit)
+        phases["circuit"].append(time.perf_counter() - clock)
+
+    fetcher = ChromiumFetcher(cfg, classify)
+    prober = Prober(lanes.lanes[:count], timed_pin, {"chromium": fetcher}, {"chromium": TIMEOUT}, classify, record)
+    try:
+        for _ in range(rounds):
+            expected = len(results) + sum(
+                prober.submit(target, exit)  # as the scheduler does: each target run queues it on its exits
+                for target in targets for exit in lanes.exits)
+            with done:
+                done.wait_for(lambda: len(results) >= expected)
+    finally:
+        prober.shutdown()
+        fetcher.close()
+    phases["page (wipe, load, judge)"] = [r.duration for r in results]
+    phases["browsers started"] = [float(count + fetcher.pool.recycled)]
+    return results
+
+
+def describe(phases: dict[str, list[float]]) -> str:
+    return "; ".join(f"{name} {statistics.median(values):.2f} s median × {len(values)}"
+                     if name != "browsers started" else f"{name} {values[0]:.0f}"
+                     for name, values in phases.items() if values)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--probes", type=int, default=20, help="probes per run (default 20)")
-    parser.add_argument("--state", type=Path, help="use a running test bed's state file instead of booting one")
+    parser.add_argument("--rounds", type=int, default=2, help="times every site is probed through every exit")
+    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 3], help="lane counts to measure ours with")
+    parser.add_argument("--exits", type=int, default=4, help="test-bed exits (default 4)")
+    parser.add_argument("--default-policy", action="store_true",
+                        help="the test bed's spread of challenges and blocks instead of real pages everywhere")
     args = parser.parse_args()
-    with contextlib.ExitStack() as stack:
-        if args.state:
-            bed = RunningBed(args.state)
-            state, ca_file, hostnames = bed.state(), bed.ca_file, bed.hostnames()
-        else:
-            booted = stack.enter_context(TestBed(exits=4, policy=load_policy({})))
-            state, ca_file, hostnames = booted.state(), booted.edge.ca_file, booted.edge.hostnames()
-        lane = PinnedLane(state, hostnames)
-        stack.callback(lane.close)
-        cfg = BrowserFetcherConfig(ca_file=ca_file, challenge_wait=6.0, recycle_after=10**6)
-        plan = probe_plan(state, args.probes)
-        results = {}
-        for name, warm in (("warm pool", True), ("new browser per probe", False)):
-            seconds, failures = run(plan, lane, lambda: ChromiumFetcher(cfg, classify), warm)
-            results[name] = args.probes * 60 / seconds
-            print(f"{name:>22}: {args.probes} probes in {seconds:6.1f} s = {results[name]:6.1f} probes/min"
-                  f" ({failures} failed)")
-    print(f"{'ratio':>22}: {results['warm pool'] / results['new browser per probe']:.2f}× "
-          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print(f"{'command':>22}: {shlex.join([sys.executable, *sys.argv])}")
+    policy = None if args.default_policy else "{}\n"
+    bed = BedProcess(exits=args.exits, policy=policy)
+    rows: list[tuple[str, float, int, str, str]] = []
+    try:
+        lanes = PinnedLanes(bed, max(args.lanes))
+        try:
+            cfg = BrowserFetcherConfig(ca_file=bed.ca_file)
+            targets = targets_of(bed)
+            plan = [(target, exit) for _ in range(args.rounds) for exit in lanes.exits for target in targets]
+            for name, run in [
+                ("2020 method", lambda phases: run_2020_method(lanes, cfg, plan, phases)),
+                *((f"Prober, {n} lane{'s' * (n > 1)}", lambda phases, n=n: run_prober(lanes, n, cfg, targets,
+                                                                                       args.rounds, phases))
+                  for n in args.lanes),
+            ]:
+                phases: dict[str, list[float]] = defaultdict(list)
+                clock = time.perf_counter()
+                results = run(phases)
+                seconds = time.perf_counter() - clock
+                rows.append((name, seconds, len(results), tally(results), describe(phases)))
+                print(f"{name}: {len(results)} probes in {seconds:.1f} s ({load_average()})", flush=True)
+        finally:
+            lanes.close()
+    finally:
+        bed.stop()
+
+    print(f"\ncommand: {command_line()}")
+    print(f"{args.rounds} rounds × {len(targets)} sites × {args.exits} exits = {len(plan)} probes per method, "
+          f"{'default policy' if args.default_policy else 'real pages everywhere'}; {load_average()}")
+    baseline = rows[0][2] * 60 / rows[0][1]
+    for name, seconds, probes, verdicts, where in rows:
+        rate = probes * 60 / seconds
+        print(f"{name:>17}: {seconds:6.1f} s, {rate:6.1f} probes/min, {rate / baseline:5.2f}× (goal >= 15); "
+              f"{verdicts}\n{'':>19}{where}")
     return 0
 
 

@@ -1,0 +1,157 @@
+"""Memory after 100 and after 1,000 Chromium probes, warm pool (a benchmark, not a test).
+
+    unshare --net sh -c 'ip link set lo up && python bench/browser_memory.py [--probes 1000] [--recycle-after 100]'
+
+Boots a test bed whose sites answer their real pages and runs the exporter's
+``Prober`` (``--lanes`` lanes, one warm Chromium each, recycled after
+``--recycle-after`` probes; 0 turns recycling off) over every site through
+every exit, round after round.  Every ``--every`` probes it prints the
+resident memory of this process (which plays the exporter) and of every
+browser process it started: RSS summed, and PSS (shared pages split between
+the processes sharing them, so the sum is what they hold together).  The test
+bed runs in a session of its own and is not counted; this process is made a
+child subreaper, so Chromium helpers that leave its session are still its
+descendants.  At the end it closes the fetcher and counts the browser
+processes left (goal: none).  Goal: total PSS after 1,000 probes within 10 %
+of the total after 100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bench_bed import BedProcess, PinnedLanes, command_line, load_average
+from browser_throughput import TIMEOUT, targets_of
+
+from exporter.config import BrowserFetcherConfig
+from exporter.detect import classify
+from exporter.fetch.browser_pool import resident_bytes
+from exporter.fetch.chromium import ChromiumFetcher
+from exporter.probe import ProbeResult
+from exporter.scheduler import Prober
+
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>: orphaned descendants are reparented to us, not to init
+MIB = 2**20
+
+
+def become_subreaper() -> None:
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def _stat(pid: int) -> tuple[str, int, int]:
+    """State, parent PID and session of a process (/proc/PID/stat, fields 3, 4 and 6)."""
+    state, ppid, _pgrp, session = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:4]
+    return state, int(ppid), int(session)
+
+
+def browser_processes(bed_session: int) -> list[int]:
+    """Live descendants of this process outside the test bed's session."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                state, ppid, session = _stat(int(entry))
+            except (OSError, ValueError):
+                continue  # ended while we looked
+            if state != "Z" and session != bed_session:
+                children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def measure(bed_session: int) -> dict[str, float]:
+    browsers = browser_processes(bed_session)
+    own = [os.getpid()]
+    return {"browser processes": len(browsers),
+            "exporter RSS": rss_bytes(own) / MIB, "exporter PSS": resident_bytes(own) / MIB,
+            "browsers RSS": rss_bytes(browsers) / MIB, "browsers PSS": resident_bytes(browsers) / MIB}
+
+
+def line(probes: int, figures: dict[str, float]) -> str:
+    total = figures["exporter PSS"] + figures["browsers PSS"]
+    return (f"after {probes:5d} probes: exporter RSS {figures['exporter RSS']:6.0f} MiB PSS "
+            f"{figures['exporter PSS']:6.0f} MiB; browsers ({figures['browser processes']:.0f} processes) RSS "
+            f"{figures['browsers RSS']:6.0f} MiB PSS {figures['browsers PSS']:6.0f} MiB; total PSS {total:6.0f} MiB")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--probes", type=int, default=1000)
+    parser.add_argument("--every", type=int, default=100, help="measure every this many probes (default 100)")
+    parser.add_argument("--lanes", type=int, default=2)
+    parser.add_argument("--recycle-after", type=int, default=BrowserFetcherConfig.recycle_after,
+                        help="probes per browser before it is replaced; 0: never (default %(default)s)")
+    args = parser.parse_args()
+    become_subreaper()
+    bed = BedProcess()
+    totals: dict[int, float] = {}
+    results: list[ProbeResult] = []
+    try:
+        lanes = PinnedLanes(bed, args.lanes)
+        try:
+            cfg = BrowserFetcherConfig(ca_file=bed.ca_file, recycle_after=args.recycle_after or 10**9)
+            targets = targets_of(bed)
+            fetcher = ChromiumFetcher(cfg, classify)
+            done = threading.Condition()
+
+            def record(result: ProbeResult) -> None:
+                with done:
+                    results.append(result)
+                    done.notify()
+
+            prober = Prober(lanes.lanes, lanes.pin, {"chromium": fetcher}, {"chromium": TIMEOUT}, classify, record)
+            print(f"command: {command_line()}", flush=True)
+            next_mark = args.every
+            try:
+                while len(results) < args.probes:
+                    expected = len(results) + sum(
+                        prober.submit(target, exit)  # as the scheduler does: each target run queues it on its exits
+                        for target in targets for exit in lanes.exits)
+                    with done:
+                        done.wait_for(lambda: len(results) >= expected)
+                    if len(results) >= next_mark:
+                        figures = measure(bed.process.pid)
+                        totals[len(results)] = figures["exporter PSS"] + figures["browsers PSS"]
+                        print(f"{line(len(results), figures)}; {load_average()}", flush=True)
+                        next_mark += args.every
+            finally:
+                prober.shutdown()
+                fetcher.close()
+            time.sleep(1)  # killed browsers are reaped by their parents
+            left = browser_processes(bed.process.pid)
+        finally:
+            lanes.close()
+    finally:
+        bed.stop()
+    errors = sum(1 for r in results if r.verdict is None)
+    first, last = min(totals), max(totals)
+    print(f"{len(results)} probes ({errors} errors) on {args.lanes} lanes, recycle_after "
+          f"{args.recycle_after or 'off'}, {fetcher.pool.recycled} browsers recycled; "
+          f"browser processes left after close: {len(left)}")
+    print(f"total PSS after {last} probes / after {first}: {totals[last] / totals[first]:.3f} (goal <= 1.10)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
