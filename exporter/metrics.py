@@ -95,6 +95,10 @@ class ProbeMetrics:
         self._targets: set[str] = set()
 
     def observe(self, result: ProbeResult) -> None:
+        """Count one probe's result.  A probe still running when a reload removed its target is
+        not counted: the target's series are gone and must stay gone."""
+        if result.target not in self._targets:
+            return
         exemplar = {"probe_id": result.probe_id}
         target, fetcher, country = result.target, result.fetcher, result.exit.country
         if result.verdict is None:
@@ -143,10 +147,11 @@ class ProbeMetrics:
                 for change in CHANGE_KINDS:
                     self.changed.labels(target, fetcher, country, change)
             self.load.labels(target, fetcher)
-        for gone in self._targets - {t for t, _ in pairs}:
+        # the new set first, so a probe ending meanwhile cannot bring back a series removed here
+        gone, self._targets = self._targets - {t for t, _ in pairs}, {t for t, _ in pairs}
+        for target in gone:
             for metric in self._per_target:
-                metric.remove_by_labels({"target": gone})
-        self._targets = {t for t, _ in pairs}
+                metric.remove_by_labels({"target": target})
         fingerprints = {e.fingerprint for e in exits}
         for fingerprint in fingerprints:
             for metric in self._per_exit:
