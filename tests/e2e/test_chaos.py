@@ -1,0 +1,298 @@
+"""Chaos on the test bed: things break around a running exporter, and it keeps its promises.
+
+Each case breaks one thing (an exit, our tor client, a browser, a target that
+hangs, sends 50 MB or sends garbage, a broken config, an unwritable evidence
+directory) and then checks the invariants of ``invariants.py``: the process
+stays up, /metrics stays valid, every attempt is accounted, a removed target
+leaves no series, and no process outlives the exporter.  Each case prints its
+figures (attempts, accounted, recovery time) on one ``chaos:`` line.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from exporter_process import exporter_config, total, value
+from invariants import (
+    assert_invariants,
+    attempts_logged,
+    check_metrics,
+    cmdline,
+    comm,
+    config_path,
+    descendants,
+    reload,
+    rewrite_config,
+    stop_without_leaks,
+    wait_for,
+)
+
+from exporter.testbed import processes
+from exporter.testbed.network import TOR_ENV
+from exporter.testbed.policy import load_policy
+from exporter.testbed.ports import free_ports
+
+pytestmark = pytest.mark.e2e
+
+_DONE = re.compile(r'\bmsg="probe done"')
+
+
+@pytest.fixture
+def edge_policy(testbed):
+    """Set the edge's policy from a YAML-shaped mapping; the bed's policy is restored afterwards."""
+    previous = testbed.edge.policy
+    yield lambda sites: testbed.edge.set_policy(load_policy({"sites": sites}))
+    testbed.edge.set_policy(previous)
+
+
+@pytest.fixture
+def figures(request):
+    """Print a case's figures on one line, even though output is captured."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def report(**numbers):
+        with capture.global_and_fixture_disabled():
+            print(f"\nchaos: case={request.node.name} " + " ".join(f"{k}={v}" for k, v in numbers.items()))
+
+    return report
+
+
+def chaos_config(testbed, tmp_path, **http) -> dict:
+    """news and shop every 5 s through every exit, two lanes, short timeouts."""
+    state = testbed.state()
+    config = exporter_config(state, free_ports(1)[0], tmp_path / "data")
+    config["schedule"]["interval"] = "5s"
+    config["fetchers"]["http"].update({"timeout": "8s", **http})
+    return config
+
+
+def probes_done(exporter, target: str | None = None) -> int:
+    return sum(1 for line in exporter.log.read_text(errors="replace").splitlines()
+               if _DONE.search(line) and (target is None or f" target={target} " in line))
+
+
+def restart_tor(testbed, nickname: str) -> None:
+    """Start test-bed tor ``nickname`` again from its torrc and data directory (same ports, same keys),
+    registered with the bed so the edge still recognises it and the bed stops it at the end.
+    TorNetwork has no restart of its own; this uses its process table."""
+    network = testbed.network
+    node = next(n for n in network.nodes if n.nickname == nickname)
+    network._procs[nickname] = processes.spawn([network.tor, "-f", str(node.torrc_path)], env=TOR_ENV,
+                                               log=node.data_dir / "stdout.log")
+
+
+def kill_tor(testbed, nickname: str) -> None:
+    """SIGKILL one test-bed tor (its process group) and reap it."""
+    proc = testbed.network._procs[nickname]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def test_an_exit_killed_mid_sweep(testbed, edge_policy, run_exporter, tmp_path, figures):
+    names = [e["nickname"] for e in testbed.state()["exits"]]
+    victim = names[-1]
+    edge_policy({"news": {"default": {"behaviour": "slow", "seconds": 2}}, "shop": "nonce"})
+    config = chaos_config(testbed, tmp_path)
+    exporter = run_exporter(config)
+    wait_for(lambda: value(exporter.samples(), "captcha_probes_in_flight") > 0 and probes_done(exporter) > 0,
+             60, "a sweep in progress")
+    kill_tor(testbed, victim)
+    killed_at, done_before = time.monotonic(), probes_done(exporter, "news")
+    try:
+        check_metrics(exporter)
+        # the other exits go on answering; the dead one costs failed attempts, not the exporter
+        wait_for(lambda: probes_done(exporter, "news") >= done_before + 2 * (len(names) - 1), 90,
+                 "probes through the surviving exits")
+        assert exporter.process.poll() is None
+    finally:
+        restart_tor(testbed, victim)
+    failed = total(exporter.samples(), "captcha_probe_errors_total", target="news")
+    figures(**assert_invariants(exporter, config, kept="news", removed="shop"),
+            errors=int(failed), seconds_after_kill=round(time.monotonic() - killed_at, 1))
+    stop_without_leaks(exporter)
+
+
+def test_our_tor_client_killed_and_restarted(testbed, edge_policy, run_exporter, tmp_path, figures):
+    edge_policy({"news": "ok", "shop": "nonce"})
+    config = chaos_config(testbed, tmp_path)
+    exporter = run_exporter(config)
+    wait_for(lambda: probes_done(exporter, "news") > 0, 60, "a first probe")
+    kill_tor(testbed, "client")
+    try:
+        wait_for(lambda: exporter.get("/-/ready").status_code == 503, 30, "/-/ready to report the lost tor")
+        check_metrics(exporter)
+        assert exporter.process.poll() is None
+        time.sleep(3)  # let a reconnect attempt or two fail
+        done_before = probes_done(exporter)
+    finally:
+        restart_tor(testbed, "client")
+    restarted_at = time.monotonic()
+    wait_for(lambda: probes_done(exporter) > done_before, 120, "a successful probe after the restart", 0.2)
+    recovery = time.monotonic() - restarted_at
+    assert "lost tor" in exporter.log.read_text()
+    figures(**assert_invariants(exporter, config, kept="news", removed="shop"), recovery_seconds=round(recovery, 1))
+    stop_without_leaks(exporter)
+
+
+def browsers(exporter) -> list[int]:
+    """PIDs of the exporter's browser processes (the Chromium main processes, not their helpers)."""
+    return [pid for pid in descendants(exporter.process.pid)
+            if comm(pid).startswith("chrom") and "chromedriver" not in comm(pid) and "--type=" not in cmdline(pid)]
+
+
+@pytest.mark.browser
+def test_a_browser_killed_mid_run(testbed, edge_policy, run_exporter, tmp_path, figures):
+    edge_policy({"news": "ok", "shop": "nonce"})
+    config = chaos_config(testbed, tmp_path)
+    config["targets"][0]["fetchers"] = ["chromium"]
+    config["fetchers"]["chromium"] = {"ca_file": testbed.state()["edge"]["ca_file"], "timeout": "30s"}
+    exporter = run_exporter(config)
+    wait_for(lambda: probes_done(exporter, "news") > 0, 90, "a first Chromium probe")
+    victims = wait_for(lambda: browsers(exporter), 10, "the browser processes")
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    killed_at, done_before = time.monotonic(), probes_done(exporter, "news")
+    wait_for(lambda: probes_done(exporter, "news") >= done_before + 2, 120, "Chromium probes after the kill")
+    recovery = time.monotonic() - killed_at
+    fresh = browsers(exporter)
+    assert fresh and not set(fresh) & set(victims), "later probes ran in a fresh browser"
+    figures(**assert_invariants(exporter, config, kept="news", removed="shop"), killed=len(victims),
+            recovery_seconds=round(recovery, 1))
+    stop_without_leaks(exporter)
+
+
+@pytest.mark.parametrize("behaviour, reason", [
+    ("hang", "timeout"),
+    ({"behaviour": "huge", "size": 50_000_000}, "too_large"),
+], ids=["hanging target", "50 MB body"])
+def test_a_target_that_hangs_or_floods(testbed, edge_policy, run_exporter, tmp_path, figures, behaviour, reason):
+    edge_policy({"news": behaviour, "shop": "nonce"})
+    config = chaos_config(testbed, tmp_path, timeout="4s")
+    exporter = run_exporter(config)
+    wait_for(lambda: total(exporter.samples(), "captcha_probe_errors_total", target="news", reason=reason) >= 4,
+             90, f"{reason} errors")
+    check_metrics(exporter)
+    assert total(exporter.samples(), "captcha_probes_total", target="shop") > 0, "other targets go on"
+    figures(**assert_invariants(exporter, config, kept="news", removed="shop"),
+            errors=int(total(exporter.samples(), "captcha_probe_errors_total", target="news", reason=reason)))
+    stop_without_leaks(exporter)
+
+
+def garbage(seed: int) -> bytes:
+    """Bytes no browser or parser expects: invalid UTF-8, NULs, unclosed and 5000-deep tags,
+    a script that never ends."""
+    rng = random.Random(seed)
+    return b"".join([
+        b"\xff\xfe<html<<head><title>\x00\xc3(</tit", bytes(rng.randrange(256) for _ in range(20000)),
+        b"<div>" * 5000, b"<a href='", b"\xed\xa0\x80" * 100, b"<script>var x = '", b"\x00" * 1000,
+    ])
+
+
+@pytest.fixture
+def garbage_site(testbed):
+    """A loopback server (garbage.test) answering every GET with garbage labelled text/html."""
+
+    class Garbage(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = garbage(random.randrange(1000))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    testbed.dns.add("garbage.test", "127.0.0.1")
+    yield f"http://garbage.test:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_garbage_html(testbed, edge_policy, garbage_site, run_exporter, tmp_path, figures):
+    edge_policy({"news": "ok", "shop": "nonce"})
+    config = chaos_config(testbed, tmp_path)
+    config["targets"] = [{"name": "garbage", "url": garbage_site}, config["targets"][0]]
+    config["baseline"]["resolve"]["garbage.test"] = "127.0.0.1"
+    exporter = run_exporter(config)
+    wait_for(lambda: attempts_logged(exporter.log, "garbage") >= 8, 90, "probes of the garbage site")
+    check_metrics(exporter)
+    figures(**assert_invariants(exporter, config, kept="garbage", removed="news"),
+            answered=int(total(exporter.samples(), "captcha_probes_total", target="garbage")))
+    stop_without_leaks(exporter)
+
+
+def test_evidence_directory_unwritable(testbed, edge_policy, run_exporter, tmp_path, figures):
+    names = [e["nickname"] for e in testbed.state()["exits"]]
+    edge_policy({"news": {"default": "challenge", "exits": {names[0]: "block"}}, "shop": "nonce"})
+    config = chaos_config(testbed, tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "evidence").write_text("a file where the evidence directory should be\n")
+    exporter = run_exporter(config)
+    wait_for(lambda: total(exporter.samples(), "captcha_challenges_total", target="news") >= 3, 90,
+             "challenges counted")
+    assert "evidence not saved" in exporter.log.read_text()
+    assert exporter.get("/").status_code == 200
+    figures(**assert_invariants(exporter, config, kept="news", removed="shop"),
+            challenges=int(total(exporter.samples(), "captcha_challenges_total", target="news")))
+    stop_without_leaks(exporter)
+
+
+def test_reload_rejects_broken_yaml_and_drops_removed_targets(testbed, edge_policy, run_exporter, tmp_path,
+                                                             figures):
+    # shop answers slowly, so a shop probe is likely running when shop is removed
+    edge_policy({"news": "ok", "shop": {"default": {"behaviour": "slow", "seconds": 2}}})
+    config = chaos_config(testbed, tmp_path)
+    exporter = run_exporter(config)
+    wait_for(lambda: probes_done(exporter, "shop") > 0 and probes_done(exporter, "news") > 0, 60, "both targets")
+    first_success = value(exporter.samples(), "captcha_config_last_reload_success_timestamp_seconds")
+
+    # broken YAML, by POST then by SIGHUP: rejected with the parser's message, the old config stays
+    config_path(exporter).write_text("targets:\n  - name: news\n\turl: x\n")  # a tab on line 3
+    status, body = reload(exporter, "post")
+    assert status == 500 and "invalid YAML" in body and f"{config_path(exporter).name}:3" in body, body
+    assert "invalid YAML" in exporter.log.read_text().split("reload rejected", 1)[1], "the error is logged"
+    samples = exporter.samples()
+    assert value(samples, "captcha_config_last_reload_successful") == 0
+    assert value(samples, "captcha_config_last_reload_success_timestamp_seconds") == first_success
+    reload(exporter, "sighup")
+    wait_for(lambda: exporter.log.read_text().count("reload rejected") >= 2, 10, "the SIGHUP reload to be rejected")
+    shop_before = attempts_logged(exporter.log, "shop")
+    wait_for(lambda: attempts_logged(exporter.log, "shop") > shop_before, 30, "probing with the old config")
+    assert value(exporter.samples(), "captcha_config_last_reload_successful") == 0
+    check_metrics(exporter)
+
+    # a good config without shop, by SIGHUP: accepted, shop's series gone, the timestamp advanced
+    wait_for(lambda: value(exporter.samples(), "captcha_probes_in_flight") > 0, 30, "probes in flight")
+    without_shop = {**config, "targets": config["targets"][:1]}
+    rewrite_config(exporter, without_shop)
+    reload(exporter, "sighup")
+    wait_for(lambda: value(exporter.samples(), "captcha_config_last_reload_successful") == 1, 10,
+             "the SIGHUP reload to succeed")
+    assert value(exporter.samples(), "captcha_config_last_reload_success_timestamp_seconds") > first_success
+    time.sleep(6)  # probes running at the reload finish (and are logged) meanwhile
+    samples = exporter.samples()
+    stale = sorted({n for (n, labels), _ in samples.items() if ("target", "shop") in labels})
+    assert not stale, f"series of the removed target remain: {stale}"
+    news_before = attempts_logged(exporter.log, "news")
+    wait_for(lambda: attempts_logged(exporter.log, "news") > news_before, 30, "news probed after the reload")
+
+    # the same by POST: shop comes back, then goes again in the final check
+    shop_before = probes_done(exporter, "shop")
+    rewrite_config(exporter, config)
+    status, body = reload(exporter, "post")
+    assert status == 200 and "2 targets" in body, body
+    wait_for(lambda: probes_done(exporter, "shop") > shop_before, 30, "shop probed again")
+    figures(**assert_invariants(exporter, config, kept="news", removed="shop"),
+            rejected=exporter.log.read_text().count("reload rejected"))
+    stop_without_leaks(exporter)
