@@ -42,7 +42,8 @@ class TestBed:
         )
         self.countries = assign_countries([n.address for n in self.network.exits])
         self.geoip_db = self.workdir / "testbed-country.mmdb"
-        self.identify = peer_identifier(self.network.pids)
+        self.identify = peer_identifier(self.network.pids,
+                                        edge_ports=lambda: {self.edge.http_port, self.edge.https_port})
         self.edge = Edge(
             policy or default_policy([n.nickname for n in self.network.exits]),
             self.identify,

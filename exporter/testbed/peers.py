@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from pathlib import Path
 
 _PROC = Path("/proc")
 
 
-def socket_inode(peer: tuple[str, int], proc: Path = _PROC) -> int | None:
-    """Inode of the local TCP socket bound to ``peer`` (address, port), or None if there is none."""
+def socket_inode(peer: tuple[str, int], proc: Path = _PROC, remote_ports: Set[int] = frozenset()) -> int | None:
+    """Inode of the local TCP socket bound to ``peer`` (address, port), or None if there is none.
+
+    Linux lets two sockets share a local address and port when their remote ends
+    differ (two tors can each hold 127.0.0.1:40000, one to the edge, one to a
+    relay), so with ``remote_ports`` only a socket connected to one of them counts.
+    """
     address, port = peer[0], peer[1]
     ip = ipaddress.ip_address(address)
     if ip.version == 6 and ip.ipv4_mapped:
@@ -34,8 +39,11 @@ def socket_inode(peer: tuple[str, int], proc: Path = _PROC) -> int | None:
     for line in lines:
         fields = line.split()
         # sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-        if fields[1] == wanted and fields[9] != "0":
-            return int(fields[9])
+        if fields[1] != wanted or fields[9] == "0":
+            continue
+        if remote_ports and int(fields[2].rsplit(":", 1)[1], 16) not in remote_ports:
+            continue
+        return int(fields[9])
     return None
 
 
@@ -68,17 +76,20 @@ def owner_pid(inode: int, pids, proc: Path = _PROC) -> int | None:
     return None
 
 
-def peer_identifier(nicknames_by_pid: Callable[[], Mapping[int, str]], proc: Path = _PROC):
+def peer_identifier(nicknames_by_pid: Callable[[], Mapping[int, str]], proc: Path = _PROC,
+                    edge_ports: Callable[[], Set[int]] = frozenset):
     """Make ``identify(peer) -> nickname | "direct" | None`` for the edge.
 
     ``nicknames_by_pid`` returns the live test-bed tors ({pid: nickname}); it is
     called on each lookup so that a restarted tor is still recognised.
+    ``edge_ports`` returns the edge's listening ports: the peer socket must be
+    connected to one of them.
     Returns the nickname of the tor owning the peer socket, ``"direct"`` if no
     test-bed tor owns it, None if the socket is not (or no longer) listed.
     """
 
     def identify(peer: tuple[str, int]) -> str | None:
-        inode = socket_inode(peer, proc)
+        inode = socket_inode(peer, proc, edge_ports())
         if inode is None:
             return None
         nicknames = nicknames_by_pid()

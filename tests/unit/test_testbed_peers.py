@@ -71,3 +71,15 @@ def test_identify_on_real_loopback_sockets_of_this_process():
     finally:
         for sock in (accepted, client, server):
             sock.close()
+
+
+def test_a_shared_local_port_is_told_apart_by_the_remote_port(tmp_path):
+    # two sockets on 127.0.0.1:40000: one to a relay's ORPort 9001 (inode 1), one to the edge on 8080 (inode 2)
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "tcp").write_text(PROC_NET_TCP.splitlines()[0] + """
+   0: 0100007F:9C40 0100007F:2329 01 00000000:00000000 00:00000000 00000000     0        0 1 1 0
+   1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0
+""")
+    assert socket_inode(("127.0.0.1", 40000), tmp_path) == 1, "without the edge's ports: the first row"
+    assert socket_inode(("127.0.0.1", 40000), tmp_path, remote_ports={8080}) == 2
+    assert socket_inode(("127.0.0.1", 40000), tmp_path, remote_ports={8443}) is None
