@@ -84,11 +84,15 @@ def _pss_bytes(pid: int) -> int:
 
 
 def kill_tree(session_id: int, marker: str) -> None:
-    """SIGKILL the session's process group and every straggler that names ``marker``."""
-    try:
-        os.killpg(session_id, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """SIGKILL the session's process group and every straggler that names ``marker``.
+
+    A ``session_id`` below 1 (the driver never started) kills by ``marker`` only.
+    """
+    if session_id > 0:
+        try:
+            os.killpg(session_id, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     for pid in live_processes(session_id, marker):
         try:
             os.kill(pid, signal.SIGKILL)
