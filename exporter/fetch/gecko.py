@@ -228,8 +228,10 @@ class GeckoBrowser:
         first_response = landing if first is landing_doc else Response(first.url, first.status, first.headers, "")
 
         def read_page() -> Response:
+            # the page first: a reloaded document's response event precedes its DOM
+            body, url = driver.page_source, driver.current_url
             latest = [doc for doc in self.events.documents() if not doc.is_redirect][-1]
-            return Response(driver.current_url, latest.status, latest.headers, driver.page_source)
+            return Response(url, latest.status, latest.headers, body)
 
         outcome = settle(landing, read_page, classify, challenge_wait, lambda: time.monotonic() - started)
         if outcome.outcome == CLEARED:
@@ -311,7 +313,7 @@ class GeckoFetcher:
         try:
             return browser.probe(url, timeout, self._classify, self._cfg.challenge_wait)
         except FetchError as exc:
-            if exc.reason == "timeout":  # a stuck content process looks the same as a slow site
+            if isinstance(exc.__cause__, TimeoutException):  # a hung page looks the same as a slow site
                 self._pool.discard(lane)
             raise
         except (WebDriverException, urllib3.exceptions.HTTPError) as exc:  # the latter: geckodriver is gone
