@@ -152,7 +152,8 @@ def test_a_browser_killed_mid_run(testbed, edge_policy, run_exporter, tmp_path, 
     edge_policy({"news": "ok", "shop": "nonce"})
     config = chaos_config(testbed, tmp_path)
     config["targets"][0]["fetchers"] = ["chromium"]
-    config["fetchers"]["chromium"] = {"ca_file": testbed.state()["edge"]["ca_file"], "timeout": "30s"}
+    config["fetchers"]["chromium"] = {"ca_file": testbed.state()["edge"]["ca_file"], "timeout": "30s",
+                                   "challenge_wait": "3s"}
     exporter = run_exporter(config)
     wait_for(lambda: probes_done(exporter, "news") > 0, 90, "a first Chromium probe")
     victims = wait_for(lambda: browsers(exporter), 10, "the browser processes")
@@ -173,7 +174,7 @@ def test_a_browser_killed_mid_run(testbed, edge_policy, run_exporter, tmp_path, 
     ({"behaviour": "huge", "size": 50_000_000}, "too_large"),
 ], ids=["hanging target", "50 MB body"])
 def test_a_target_that_hangs_or_floods(testbed, edge_policy, run_exporter, tmp_path, figures, behaviour, reason):
-    edge_policy({"news": behaviour, "shop": "nonce"})
+    edge_policy({"news": {"default": behaviour}, "shop": "nonce"})
     config = chaos_config(testbed, tmp_path, timeout="4s")
     exporter = run_exporter(config)
     wait_for(lambda: total(exporter.samples(), "captcha_probe_errors_total", target="news", reason=reason) >= 4,
