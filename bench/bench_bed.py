@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,8 +44,8 @@ class BedProcess:
         if policy is not None:
             (self._directory / "policy.yaml").write_text(policy)
             command += ["--policy", str(self._directory / "policy.yaml")]
-        self._log = open(self._directory / "testbed.log", "wb")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self._directory / "testbed.log", "wb") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.state = self._wait_for_state()
 
     def _wait_for_state(self) -> dict:
@@ -70,6 +71,12 @@ class BedProcess:
 
     def stop(self) -> None:
         """SIGTERM (the test bed stops its tors and edge), then SIGKILL its session if it lingers."""
+        try:
+            self._stop_process()
+        finally:
+            shutil.rmtree(self._directory, ignore_errors=True)
+
+    def _stop_process(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -77,7 +84,6 @@ class BedProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self._log.close()
 
 
 class PinnedLanes:

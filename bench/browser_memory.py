@@ -35,6 +35,7 @@ from exporter.fetch.browser_pool import resident_bytes
 from exporter.fetch.chromium import ChromiumFetcher
 from exporter.probe import ProbeResult
 from exporter.scheduler import Prober
+from exporter.testbed.processes import exit_on_termination_signals
 
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>: orphaned descendants are reparented to us, not to init
 MIB = 2**20
@@ -103,6 +104,7 @@ def main() -> int:
     parser.add_argument("--recycle-after", type=int, default=BrowserFetcherConfig.recycle_after,
                         help="probes per browser before it is replaced; 0: never (default %(default)s)")
     args = parser.parse_args()
+    exit_on_termination_signals()  # a SIGTERM (e.g. from timeout) still stops the test bed and browsers
     become_subreaper()
     bed = BedProcess()
     totals: dict[int, float] = {}
@@ -129,7 +131,7 @@ def main() -> int:
                         prober.submit(target, exit)  # as the scheduler does: each target run queues it on its exits
                         for target in targets for exit in lanes.exits)
                     with done:
-                        done.wait_for(lambda: len(results) >= expected)
+                        done.wait_for(lambda expected=expected: len(results) >= expected)
                     if len(results) >= next_mark:
                         figures = measure(bed.process.pid)
                         totals[len(results)] = figures["exporter PSS"] + figures["browsers PSS"]

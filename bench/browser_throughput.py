@@ -28,12 +28,14 @@ import time
 from collections import Counter, defaultdict
 
 from bench_bed import BedProcess, PinnedLanes, command_line, load_average
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from exporter.config import BrowserFetcherConfig, Target
 from exporter.detect import classify
 from exporter.fetch.chromium import ChromiumFetcher
 from exporter.probe import ProbeResult, run_probe
 from exporter.scheduler import Prober
+from exporter.testbed.processes import exit_on_termination_signals
 from exporter.tor.relay import ExitRelay
 
 TIMEOUT = 60.0
@@ -96,13 +98,44 @@ def run_prober(lanes: PinnedLanes, count: int, cfg: BrowserFetcherConfig, target
                 prober.submit(target, exit)  # as the scheduler does: each target run queues it on its exits
                 for target in targets for exit in lanes.exits)
             with done:
-                done.wait_for(lambda: len(results) >= expected)
+                done.wait_for(lambda expected=expected: len(results) >= expected)
     finally:
         prober.shutdown()
         fetcher.close()
     phases["page (wipe, load, judge)"] = [r.duration for r in results]
     phases["browsers started"] = [float(count + fetcher.pool.recycled)]
     return results
+
+
+class DriverCommandTimes:
+    """Wall time of every WebDriver command, by command name (wraps ``WebDriver.execute`` while entered)."""
+
+    def __init__(self):
+        self.times: dict[str, list[float]] = defaultdict(list)
+
+    def __enter__(self):
+        self._execute = original = WebDriver.execute
+        times = self.times
+
+        def timed(driver, command, params=None):
+            clock = time.perf_counter()
+            try:
+                return original(driver, command, params)
+            finally:
+                name = (params or {}).get("cmd") or command  # CDP commands by their CDP name
+                times[name].append(time.perf_counter() - clock)
+
+        WebDriver.execute = timed
+        return self
+
+    def __exit__(self, *exc):
+        WebDriver.execute = self._execute
+
+    def report(self, probes: int) -> str:
+        rows = sorted(self.times.items(), key=lambda item: -sum(item[1]))
+        return "\n".join(f"{'':>19}{name:<28} {sum(values) / probes * 1000:7.1f} ms per probe "
+                         f"({len(values) / probes:.1f} calls, median {statistics.median(values) * 1000:.1f} ms)"
+                         for name, values in rows)
 
 
 def describe(phases: dict[str, list[float]]) -> str:
@@ -116,9 +149,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="times every site is probed through every exit")
     parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2, 3], help="lane counts to measure ours with")
     parser.add_argument("--exits", type=int, default=4, help="test-bed exits (default 4)")
+    parser.add_argument("--driver-profile", action="store_true",
+                        help="also print the time spent in each WebDriver command, per probe")
     parser.add_argument("--default-policy", action="store_true",
                         help="the test bed's spread of challenges and blocks instead of real pages everywhere")
     args = parser.parse_args()
+    exit_on_termination_signals()  # a SIGTERM (e.g. from timeout) still stops the test bed and browsers
     policy = None if args.default_policy else "{}\n"
     bed = BedProcess(exits=args.exits, policy=policy)
     rows: list[tuple[str, float, int, str, str]] = []
@@ -135,10 +171,12 @@ def main() -> int:
                   for n in args.lanes),
             ]:
                 phases: dict[str, list[float]] = defaultdict(list)
-                clock = time.perf_counter()
-                results = run(phases)
-                seconds = time.perf_counter() - clock
-                rows.append((name, seconds, len(results), tally(results), describe(phases)))
+                with DriverCommandTimes() as commands:
+                    clock = time.perf_counter()
+                    results = run(phases)
+                    seconds = time.perf_counter() - clock
+                where = describe(phases) + ("\n" + commands.report(len(results)) if args.driver_profile else "")
+                rows.append((name, seconds, len(results), tally(results), where))
                 print(f"{name}: {len(results)} probes in {seconds:.1f} s ({load_average()})", flush=True)
         finally:
             lanes.close()

@@ -29,6 +29,7 @@ from bench_bed import BedProcess, PinnedLanes, command_line, load_average
 
 from exporter.config import HttpFetcherConfig
 from exporter.fetch.http import HttpFetcher
+from exporter.testbed.processes import exit_on_termination_signals
 
 SOCKS_VERSION = 5
 NO_AUTHENTICATION = 0
@@ -47,7 +48,7 @@ def bare_fetch(socks: tuple[str, int], url: str, timeout: float = 30.0) -> bytes
             raise ConnectionError("SOCKS server refused no-authentication")
         name = host.encode("idna")
         conn.sendall(bytes([SOCKS_VERSION, CONNECT, 0, DOMAIN_NAME, len(name)]) + name + struct.pack("!H", port))
-        version, reply, _reserved, address_type = _read_exactly(conn, 4)
+        _version, reply, _reserved, address_type = _read_exactly(conn, 4)
         if reply != 0:
             raise ConnectionError(f"SOCKS CONNECT failed with reply {reply}")
         length = ADDRESS_LENGTHS.get(address_type) or _read_exactly(conn, 1)[0]
@@ -90,6 +91,7 @@ def main() -> int:
     parser.add_argument("--fetches", type=int, default=60, help="fetches each way (default 60)")
     parser.add_argument("--site", default="news", help="test-bed site to load (default news)")
     args = parser.parse_args()
+    exit_on_termination_signals()  # a SIGTERM (e.g. from timeout) still stops the test bed and browsers
     bed = BedProcess()
     try:
         lanes = PinnedLanes(bed, 1)
