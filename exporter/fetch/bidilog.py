@@ -11,7 +11,8 @@ facts this module relies on:
 - a redirect hop is its own ``responseStarted`` with a 3xx status; the request
   id stays the same across the hops and ``redirectCount`` counts them;
 - headers arrive as ``[{"name": …, "value": {"type": "string", "value": …}}]``
-  in wire order, one entry per repeated header;
+  in wire order; Firefox joins the values of a repeated header with ``\\n``
+  into one entry (two ``Set-Cookie`` lines arrive as ``"a=1\\nb=2"``);
 - a request that got no response ends in ``network.fetchError`` with Firefox's
   ``errorText`` (``NS_ERROR_…`` or an NSS ``SEC_ERROR_…``/``SSL_ERROR_…`` name).
 """
@@ -80,8 +81,9 @@ class BidiLog:
 
 
 def bidi_headers(headers: list[dict]) -> tuple[tuple[str, str], ...]:
-    """BiDi header list → wire-order pairs (a ``base64`` value is kept encoded)."""
-    return tuple((header["name"], header["value"]["value"]) for header in headers)
+    """BiDi header list → wire-order pairs, one pair per repeated value (a ``base64`` value is
+    kept encoded)."""
+    return tuple((header["name"], value) for header in headers for value in header["value"]["value"].split("\n"))
 
 
 def _has_location(response: dict) -> bool:

@@ -14,7 +14,12 @@ from selenium.webdriver.firefox.firefox_profile import FirefoxProfile
 from selenium.webdriver.firefox.options import Options
 from selenium.webdriver.firefox.webdriver import WebDriver
 
-from exporter.fetch.gecko import GeckoFetcher, browser_prefs, driver_service
+from exporter.fetch.gecko import (
+    SYSTEM_ACCESS_ARGUMENT,
+    GeckoFetcher,
+    browser_prefs,
+    driver_service,
+)
 from exporter.fetch.response import Lane
 
 
@@ -25,6 +30,7 @@ def firefox_options(binary: str | None, headless: bool, lane: Lane, profile: Fir
     if headless:
         options.add_argument("-headless")
     options.enable_bidi = True
+    options.add_argument(SYSTEM_ACCESS_ARGUMENT)
     if profile is not None:
         options.profile = profile
     for name, value in browser_prefs(lane).items():

@@ -81,6 +81,9 @@ def proxy_prefs(lane: Lane) -> dict[str, object]:
 QUIET_PREFS: dict[str, object] = {
     "app.update.auto": False,
     "app.update.enabled": False,
+    "app.update.disabledForTesting": True,
+    "services.settings.server": "data:,#remote-settings-dummy/v1",  # remote settings sync
+    "media.gmp-manager.updateEnabled": False,  # media plugin (OpenH264, Widevine) downloads
     "extensions.update.enabled": False,
     "network.captive-portal-service.enabled": False,
     "network.connectivity-service.enabled": False,
@@ -90,6 +93,11 @@ QUIET_PREFS: dict[str, object] = {
     "dom.security.https_only_mode": False,
     "dom.security.https_only_mode_pbm": False,
 }
+
+
+# Recent Firefox (measured: ESR 153) refuses chrome-context scripts, so the wipe, unless started
+# with this flag; Firefox ignores flags it does not know.
+SYSTEM_ACCESS_ARGUMENT = "-remote-allow-system-access"
 
 
 def browser_prefs(lane: Lane) -> dict[str, object]:
@@ -111,12 +119,19 @@ Services.clearData.deleteData(Ci.nsIClearDataService.CLEAR_ALL, {
 """
 
 # Fragments of Firefox's error text (BiDi errorText, or the about:neterror ``e=`` code that
-# geckodriver reports as "Reached error page") → FetchError reason.
+# geckodriver reports as "Reached error page") → FetchError reason.  Through a SOCKS proxy the
+# browser never connects to the site itself, so these come from tor's SOCKS5 reply; Firefox reports
+# replies 1, 2, 3, 5 and 7 as NS_ERROR_CONNECTION_REFUSED, 4 and 8 as NS_ERROR_UNKNOWN_HOST and
+# 6 (TTL expired) as NS_ERROR_NET_TIMEOUT (measured with Firefox ESR 153).  Chromium's fetcher
+# counts the same replies as ``circuit``.  Anything else (tor's SocksPort itself unreachable, a
+# reset mid-response) is ``connection``.
 NET_ERROR_REASONS = (
     ("NS_ERROR_NET_TIMEOUT", "timeout"),
     ("e=netTimeout", "timeout"),
-    ("NS_ERROR_PROXY_", "circuit"),  # tor answered the SOCKS request with a failure
-    ("e=proxyConnectFailure", "circuit"),
+    ("NS_ERROR_CONNECTION_REFUSED", "circuit"),
+    ("e=connectionFailure", "circuit"),
+    ("NS_ERROR_UNKNOWN_HOST", "circuit"),
+    ("e=dnsNotFound", "circuit"),
     ("SEC_ERROR_", "tls"),
     ("SSL_ERROR_", "tls"),
     ("MOZILLA_PKIX_ERROR_", "tls"),

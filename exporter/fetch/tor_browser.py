@@ -31,7 +31,12 @@ from tbselenium import common as tbb
 from tbselenium.tbdriver import TorBrowserDriver
 
 from exporter.config import BrowserFetcherConfig
-from exporter.fetch.gecko import GeckoFetcher, browser_prefs, driver_service
+from exporter.fetch.gecko import (
+    SYSTEM_ACCESS_ARGUMENT,
+    GeckoFetcher,
+    browser_prefs,
+    driver_service,
+)
 from exporter.fetch.response import Lane
 
 SECURITY_SLIDER = {"standard": 4, "safer": 2, "safest": 1}
@@ -100,6 +105,7 @@ class RunningTorBrowserDriver(TorBrowserDriver):
         self.options.profile = profile
         self.options.binary_location = self.tbb_fx_binary_path
         self.options.enable_bidi = True
+        self.options.add_argument(SYSTEM_ACCESS_ARGUMENT)
         if headless:
             self.options.add_argument("-headless")
         self.init_ports(tbb.USE_RUNNING_TOR, socks_port, None)

@@ -206,10 +206,10 @@ def test_block_page_is_blocked(fetchers):
 
 
 @pytest.mark.parametrize("error_text, page, reason", [
-    ("NS_ERROR_PROXY_CONNECTION_REFUSED", "about:neterror?e=proxyConnectFailure", "circuit"),
+    ("NS_ERROR_CONNECTION_REFUSED", "about:neterror?e=connectionFailure", "circuit"),
     ("NS_ERROR_NET_TIMEOUT", "about:neterror?e=netTimeout", "timeout"),
     ("SEC_ERROR_UNKNOWN_ISSUER", "about:certerror?e=nssBadCert", "tls"),
-    ("NS_ERROR_UNKNOWN_HOST", "about:neterror?e=dnsNotFound", "connection"),
+    ("NS_ERROR_NET_RESET", "about:neterror?e=netReset", "connection"),
 ])
 def test_error_page_becomes_a_fetch_error_with_its_reason(fetchers, error_text, page, reason):
     failed = (FETCH_ERROR, {"context": TAB, "navigation": "n1", "errorText": error_text,

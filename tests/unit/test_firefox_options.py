@@ -29,6 +29,7 @@ def test_proxy_prefs_send_everything_to_the_lane_with_remote_dns_and_loopback_in
 def test_browser_prefs_turn_off_updates_and_https_only_and_keep_the_proxy():
     prefs = browser_prefs(LANE)
     assert prefs["app.update.auto"] is False and prefs["app.update.enabled"] is False
+    assert prefs["app.update.disabledForTesting"] is True and prefs["media.gmp-manager.updateEnabled"] is False
     assert prefs["dom.security.https_only_mode"] is False and prefs["dom.security.https_only_mode_pbm"] is False
     assert prefs["network.proxy.socks_port"] == 19052
 
@@ -39,7 +40,7 @@ def test_firefox_options_carry_prefs_bidi_headless_and_binary():
     moz = caps["moz:firefoxOptions"]
     assert caps["webSocketUrl"] is True
     assert moz["binary"] == "/opt/firefox/firefox"
-    assert "-headless" in moz["args"]
+    assert "-headless" in moz["args"] and "-remote-allow-system-access" in moz["args"]
     assert moz["prefs"]["network.proxy.socks_port"] == 19052
     assert moz["prefs"]["network.proxy.allow_hijacking_localhost"] is True
     assert "profile" not in moz
@@ -53,15 +54,17 @@ def test_firefox_options_without_headless_have_no_headless_flag():
 @pytest.mark.parametrize("text, reason", [
     ("NS_ERROR_NET_TIMEOUT", "timeout"),
     ("Reached error page: about:neterror?e=netTimeout&u=http%3A//news.test/", "timeout"),
-    ("NS_ERROR_PROXY_CONNECTION_REFUSED", "circuit"),
-    ("Reached error page: about:neterror?e=proxyConnectFailure&u=x", "circuit"),
+    ("NS_ERROR_CONNECTION_REFUSED", "circuit"),  # tor's SOCKS5 replies 1, 2, 3, 5, 7
+    ("NS_ERROR_UNKNOWN_HOST", "circuit"),  # replies 4, 8
+    ("Reached error page: about:neterror?e=connectionFailure&u=x", "circuit"),
+    ("Reached error page: about:neterror?e=dnsNotFound&u=x", "circuit"),
+    ("NS_ERROR_PROXY_CONNECTION_REFUSED", "connection"),  # our tor's SocksPort is not there
+    ("NS_ERROR_NET_RESET", "connection"),
     ("SEC_ERROR_UNKNOWN_ISSUER", "tls"),
     ("SSL_ERROR_NO_CYPHER_OVERLAP", "tls"),
     ("MOZILLA_PKIX_ERROR_SELF_SIGNED_CERT", "tls"),
     ("Reached error page: about:certerror?e=nssBadCert&u=x", "tls"),
     ("Reached error page: about:neterror?e=nssFailure2&u=x", "tls"),
-    ("NS_ERROR_UNKNOWN_HOST", "connection"),
-    ("Reached error page: about:neterror?e=connectionFailure&u=x", "connection"),
 ])
 def test_firefox_error_texts_map_to_fetch_error_reasons(text, reason):
     assert net_error_reason(text) == reason

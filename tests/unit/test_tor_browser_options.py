@@ -111,6 +111,7 @@ def test_running_tor_driver_has_tbselenium_prefs_then_ours_and_no_process_side_e
     assert prefs["network.proxy.socks_port"] == socks_port and prefs["network.proxy.socks"] == "127.0.0.1"
     assert prefs["browser.security_level.security_slider"] == 2
     assert moz["binary"] == str(tbb / "Browser/firefox") and "-headless" in moz["args"]
+    assert "-remote-allow-system-access" in moz["args"]
     assert seen["options"].to_capabilities()["webSocketUrl"] is True
     assert seen["service"] is service and service.popen_kw["cwd"] == str(tbb / "Browser")
     assert seen["cwd"] == cwd == os.getcwd()
