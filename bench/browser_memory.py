@@ -8,11 +8,13 @@ Boots a test bed whose sites answer their real pages and runs the exporter's
 every exit, round after round.  Every ``--every`` probes it prints the
 resident memory of this process (which plays the exporter) and of every
 browser process it started: RSS summed, and PSS (shared pages split between
-the processes sharing them, so the sum is what they hold together).  The test
+the processes sharing them, so the sum is what they hold together) and USS
+(pages only they map: PSS moves when other users' Chromium processes, which
+share the binary's pages, come and go).  The test
 bed runs in a session of its own and is not counted; this process is made a
 child subreaper, so Chromium helpers that leave its session are still its
 descendants.  At the end it closes the fetcher and counts the browser
-processes left (goal: none).  Goal: total PSS after 1,000 probes within 10 %
+processes left (goal: none).  Goal: total PSS and USS after 1,000 probes within 10 %
 of the total after 100.
 """
 
@@ -81,19 +83,39 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
+def private_bytes(pids: list[int]) -> int:
+    """USS: pages only these processes map (Private_Clean + Private_Dirty in smaps_rollup).
+
+    Unlike PSS it does not move when unrelated processes sharing the same
+    Chromium binary and libraries (other users' browsers) start or stop.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total += sum(int(row.split()[1]) * 1024 for row in rollup.splitlines() if row.startswith("Private_"))
+    return total
+
+
 def measure(bed_session: int) -> dict[str, float]:
     browsers = browser_processes(bed_session)
-    own = [os.getpid()]
-    return {"browser processes": len(browsers),
-            "exporter RSS": rss_bytes(own) / MIB, "exporter PSS": resident_bytes(own) / MIB,
-            "browsers RSS": rss_bytes(browsers) / MIB, "browsers PSS": resident_bytes(browsers) / MIB}
+    figures: dict[str, float] = {"browser processes": len(browsers)}
+    for who, pids in (("exporter", [os.getpid()]), ("browsers", browsers)):
+        figures.update({f"{who} RSS": rss_bytes(pids) / MIB, f"{who} PSS": resident_bytes(pids) / MIB,
+                        f"{who} USS": private_bytes(pids) / MIB})
+    return figures
 
 
 def line(probes: int, figures: dict[str, float]) -> str:
-    total = figures["exporter PSS"] + figures["browsers PSS"]
-    return (f"after {probes:5d} probes: exporter RSS {figures['exporter RSS']:6.0f} MiB PSS "
-            f"{figures['exporter PSS']:6.0f} MiB; browsers ({figures['browser processes']:.0f} processes) RSS "
-            f"{figures['browsers RSS']:6.0f} MiB PSS {figures['browsers PSS']:6.0f} MiB; total PSS {total:6.0f} MiB")
+    def of(who: str) -> str:
+        return " ".join(f"{kind} {figures[f'{who} {kind}']:5.0f}" for kind in ("RSS", "PSS", "USS"))
+
+    return (f"after {probes:5d} probes (MiB): exporter {of('exporter')}; "
+            f"browsers ({figures['browser processes']:.0f} processes) {of('browsers')}; "
+            f"total PSS {figures['exporter PSS'] + figures['browsers PSS']:5.0f} "
+            f"USS {figures['exporter USS'] + figures['browsers USS']:5.0f}")
 
 
 def main() -> int:
@@ -107,7 +129,7 @@ def main() -> int:
     exit_on_termination_signals()  # a SIGTERM (e.g. from timeout) still stops the test bed and browsers
     become_subreaper()
     bed = BedProcess()
-    totals: dict[int, float] = {}
+    totals: dict[int, tuple[float, float]] = {}  # probes → (total PSS, total USS)
     results: list[ProbeResult] = []
     try:
         lanes = PinnedLanes(bed, args.lanes)
@@ -134,7 +156,8 @@ def main() -> int:
                         done.wait_for(lambda expected=expected: len(results) >= expected)
                     if len(results) >= next_mark:
                         figures = measure(bed.process.pid)
-                        totals[len(results)] = figures["exporter PSS"] + figures["browsers PSS"]
+                        totals[len(results)] = (figures["exporter PSS"] + figures["browsers PSS"],
+                                                figures["exporter USS"] + figures["browsers USS"])
                         print(f"{line(len(results), figures)}; {load_average()}", flush=True)
                         next_mark += args.every
             finally:
@@ -151,7 +174,8 @@ def main() -> int:
     print(f"{len(results)} probes ({errors} errors) on {args.lanes} lanes, recycle_after "
           f"{args.recycle_after or 'off'}, {fetcher.pool.recycled} browsers recycled; "
           f"browser processes left after close: {len(left)}")
-    print(f"total PSS after {last} probes / after {first}: {totals[last] / totals[first]:.3f} (goal <= 1.10)")
+    print(f"after {last} probes / after {first}: total PSS {totals[last][0] / totals[first][0]:.3f}, "
+          f"total USS {totals[last][1] / totals[first][1]:.3f} (goal <= 1.10)")
     return 0
 
 
