@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+from collections import Counter
 import sys
 import threading
 import time
@@ -130,7 +131,7 @@ def main() -> int:
     become_subreaper()
     bed = BedProcess()
     totals: dict[int, tuple[float, float]] = {}  # probes → (total PSS, total USS)
-    results: list[ProbeResult] = []
+    results: Counter[str] = Counter()  # verdict kinds only: keeping results (with page bodies) would grow us
     try:
         lanes = PinnedLanes(bed, args.lanes)
         try:
@@ -141,24 +142,24 @@ def main() -> int:
 
             def record(result: ProbeResult) -> None:
                 with done:
-                    results.append(result)
+                    results[result.verdict.kind if result.verdict else "error"] += 1
                     done.notify()
 
             prober = Prober(lanes.lanes, lanes.pin, {"chromium": fetcher}, {"chromium": TIMEOUT}, classify, record)
             print(f"command: {command_line()}", flush=True)
             next_mark = args.every
             try:
-                while len(results) < args.probes:
-                    expected = len(results) + sum(
+                while results.total() < args.probes:
+                    expected = results.total() + sum(
                         prober.submit(target, exit)  # as the scheduler does: each target run queues it on its exits
                         for target in targets for exit in lanes.exits)
                     with done:
-                        done.wait_for(lambda expected=expected: len(results) >= expected)
-                    if len(results) >= next_mark:
+                        done.wait_for(lambda expected=expected: results.total() >= expected)
+                    if results.total() >= next_mark:
                         figures = measure(bed.process.pid)
-                        totals[len(results)] = (figures["exporter PSS"] + figures["browsers PSS"],
+                        totals[results.total()] = (figures["exporter PSS"] + figures["browsers PSS"],
                                                 figures["exporter USS"] + figures["browsers USS"])
-                        print(f"{line(len(results), figures)}; {load_average()}", flush=True)
+                        print(f"{line(results.total(), figures)}; {load_average()}", flush=True)
                         next_mark += args.every
             finally:
                 prober.shutdown()
@@ -169,9 +170,8 @@ def main() -> int:
             lanes.close()
     finally:
         bed.stop()
-    errors = sum(1 for r in results if r.verdict is None)
     first, last = min(totals), max(totals)
-    print(f"{len(results)} probes ({errors} errors) on {args.lanes} lanes, recycle_after "
+    print(f"{results.total()} probes ({results['error']} errors) on {args.lanes} lanes, recycle_after "
           f"{args.recycle_after or 'off'}, {fetcher.pool.recycled} browsers recycled; "
           f"browser processes left after close: {len(left)}")
     print(f"after {last} probes / after {first}: total PSS {totals[last][0] / totals[first][0]:.3f}, "
