@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
-from collections import Counter
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from bench_bed import BedProcess, PinnedLanes, command_line, load_average
