@@ -126,6 +126,8 @@ def main() -> int:
     parser.add_argument("--lanes", type=int, default=2)
     parser.add_argument("--recycle-after", type=int, default=BrowserFetcherConfig.recycle_after,
                         help="probes per browser before it is replaced; 0: never (default %(default)s)")
+    parser.add_argument("--minutes", type=float, default=float("inf"),
+                        help="stop starting rounds after this long and report what was measured")
     args = parser.parse_args()
     exit_on_termination_signals()  # a SIGTERM (e.g. from timeout) still stops the test bed and browsers
     become_subreaper()
@@ -147,9 +149,9 @@ def main() -> int:
 
             prober = Prober(lanes.lanes, lanes.pin, {"chromium": fetcher}, {"chromium": TIMEOUT}, classify, record)
             print(f"command: {command_line()}", flush=True)
-            next_mark = args.every
+            next_mark, stop_at = args.every, time.monotonic() + args.minutes * 60
             try:
-                while results.total() < args.probes:
+                while results.total() < args.probes and time.monotonic() < stop_at:
                     expected = results.total() + sum(
                         prober.submit(target, exit)  # as the scheduler does: each target run queues it on its exits
                         for target in targets for exit in lanes.exits)
