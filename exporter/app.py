@@ -106,7 +106,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=exporter.reload, name="reload").start())
     host, port = exporter.web.address
     log.info("listening", extra={"address": f"http://{host}:{port}/"})
-    stop.wait()
+    # A process signal may land on any thread, and CPython runs its handler only when the main
+    # thread executes bytecode: a wait without timeout would hold SIGHUP until the next SIGTERM.
+    while not stop.wait(1.0):
+        pass
     log.info("shutting down")
     exporter.stop()
     return 0
