@@ -278,7 +278,7 @@ def test_reload_rejects_broken_yaml_and_drops_removed_targets(testbed, edge_poli
     without_shop = {**config, "targets": config["targets"][:1]}
     rewrite_config(exporter, without_shop)
     reload(exporter, "sighup")
-    wait_for(lambda: value(exporter.samples(), "captcha_config_last_reload_successful") == 1, 10,
+    wait_for(lambda: value(exporter.samples(), "captcha_config_last_reload_successful") == 1, 20,
              "the SIGHUP reload to succeed")
     assert value(exporter.samples(), "captcha_config_last_reload_success_timestamp_seconds") > first_success
     time.sleep(6)  # probes running at the reload finish (and are logged) meanwhile
