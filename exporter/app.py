@@ -23,7 +23,7 @@ from exporter.baselines import Baselines
 from exporter.config import Config, ConfigError, config_yaml, load_config
 from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
-from exporter.fetch.factory import make_fetcher
+from exporter.fetch.factory import fetcher_label, make_fetcher
 from exporter.fetch.response import Fetcher, Lane
 from exporter.logs import setup_logging
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
@@ -176,7 +176,8 @@ class Exporter:
         """Make ``config`` the one in force (the parts that do not need tor)."""
         self.config = config
         self.detector = Detector(load_signatures(list(config.detect_signatures)))
-        self.pairs = tuple((t.name, f) for t in config.targets for f in t.fetchers)
+        self.pairs = tuple((t.name, fetcher_label(kind, config.fetchers))
+                           for t in config.targets for kind in t.fetchers)
         self.metrics.prepare(self.pairs, self.shard.owned(self._consensus.exits) if self._consensus else [])
         self.state.forget_targets(t.name for t in config.targets)
         self.store.forget_targets(t.name for t in config.targets)
@@ -266,8 +267,9 @@ class Exporter:
         self._pinner.start()
         self._unwatch = watch_consensus(tor.controller, self.refresh_consensus)
         self._fetchers, timeouts = build_fetchers(self.config, self.detector.classify)
+        labels = {kind: fetcher_label(kind, self.config.fetchers) for kind in self._fetchers}
         self._prober = Prober(tor.lanes, self._pin, self._fetchers, timeouts, self.detector.classify, self.record,
-                              baseline=self.baselines.get, keep_evidence=self.keep_evidence)
+                              baseline=self.baselines.get, keep_evidence=self.keep_evidence, labels=labels)
         self._scheduler = Scheduler(self.config.schedule, self._prober, self.candidates, self.state.last_attempted,
                                     learn_baseline=lambda target: self.baselines.learn(target, self.config))
         self._scheduler.start(self.config.targets)

@@ -13,9 +13,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Callable, Sequence
+from datetime import UTC
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -76,7 +77,8 @@ class Prober:
                  fetchers: dict[str, Fetcher], timeouts: dict[str, float], classify: Classify,
                  on_result: Callable[[ProbeResult], None], backoff: Backoff | None = None,
                  baseline: Callable[[str], Baseline | None] = lambda target: None,
-                 keep_evidence: Callable[[ProbeResult, bytes | None], str | None] | None = None):
+                 keep_evidence: Callable[[ProbeResult, bytes | None], str | None] | None = None,
+                 labels: dict[str, str] | None = None):
         self._free: queue.Queue[Lane] = queue.Queue()
         for lane in lanes:
             self._free.put(lane)
@@ -89,6 +91,7 @@ class Prober:
         self.backoff = backoff or Backoff()
         self._baseline = baseline
         self._keep_evidence = keep_evidence
+        self._labels = labels or {}  # fetcher kind → its `fetcher` label, for probes that could not start
         self._lock = threading.Lock()
         self._queued: dict[str, dict[str, Target]] = {}  # exit fingerprint → targets waiting for it
         self._running: dict[str, set[str]] = {}  # exit fingerprint → targets being probed on it
@@ -149,14 +152,15 @@ class Prober:
             self.backoff.failed(exit.fingerprint, time.time())
             for target in targets:
                 for name in target.fetchers:
-                    self._on_result(error_result(target, name, exit, exc.reason, str(exc)))
+                    self._on_result(error_result(target, self._labels.get(name, name), exit, exc.reason, str(exc)))
             return
         self.backoff.succeeded(exit.fingerprint)
         for target in targets:
             for name in target.fetchers:
                 fetcher = self._fetchers.get(name)
                 if fetcher is None:
-                    self._on_result(error_result(target, name, exit, "browser", f"fetcher {name} is not available"))
+                    self._on_result(error_result(target, self._labels.get(name, name), exit, "browser",
+                                                 f"fetcher {name} is not available"))
                     continue
                 result = run_probe(target, exit, fetcher, lane, self._classify, self._timeouts[name],
                                    self._baseline(target.name))
@@ -216,8 +220,8 @@ class Scheduler:
     def run_target(self, target: Target) -> int:
         """Queue probes of the target's next exits; returns how many were queued."""
         now = time.time()
-        candidates = [e for e in self._candidates(target)
-                      if not self._prober.is_pending(target, e) and not self._prober.backoff.waiting(e.fingerprint, now)]
+        candidates = [e for e in self._candidates(target) if not self._prober.is_pending(target, e)
+                      and not self._prober.backoff.waiting(e.fingerprint, now)]
         chosen = next_exits(candidates, target.exits_per_run, self._last_attempted(target.name))
         queued = sum(self._prober.submit(target, exit) for exit in chosen)
         log.debug("target run", extra={"target": target.name, "exits": len(chosen), "queued": queued})
@@ -229,6 +233,6 @@ class Scheduler:
 
 
 def _now():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
