@@ -11,8 +11,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -88,7 +89,7 @@ class Value:
     def kind(self) -> str:
         """The YAML type name: str, int, float, bool, null, seq, map, timestamp…"""
         tag = self.node.tag
-        return tag[len(_TAG):] if tag.startswith(_TAG) else tag
+        return tag.removeprefix(_TAG)
 
     def describe(self) -> str:
         names = {"seq": "a list", "map": "a mapping", "null": "nothing"}

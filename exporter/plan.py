@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 from exporter.config import ExitSelection
 from exporter.tor.relay import ExitRelay

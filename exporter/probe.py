@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from exporter.change import Baseline, Change, compare, onion_facts
 from exporter.config import Target

@@ -8,8 +8,8 @@ answered probe of each exit within the window, weighted by exit probability.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from exporter.probe import ProbeResult
 

@@ -13,7 +13,7 @@ from exporter.fetch.response import Response
 # Gate markers sit in the head or near the top; a page can be megabytes.
 BODY_SCAN_CHARS = 1_000_000
 TITLE_SCAN_CHARS = 64 * 1024
-TITLE_RE = re.compile(r"<title\b[^>]*>(.*?)</title\s*>", re.I | re.S)
+TITLE_RE = re.compile(r"<title\b[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 SPACE_RE = re.compile(r"\s+")
 
 

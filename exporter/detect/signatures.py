@@ -239,9 +239,9 @@ def _build_rule(rule: dict) -> Rule:
     if field_name == "max_body":
         return Rule(field_name, marker, limit=value)
     if field_name == "header":
-        pattern = re.compile(rule["value"], re.I) if "value" in rule else None
+        pattern = re.compile(rule["value"], re.IGNORECASE) if "value" in rule else None
         return Rule(field_name, marker, pattern=pattern, header_name=value.strip().lower())
-    pattern = re.compile(value, re.I)
+    pattern = re.compile(value, re.IGNORECASE)
     if field_name != "body":
         return Rule(field_name, marker, pattern=pattern)
     return Rule(field_name, marker, pattern=pattern, literals=required_literals(value), prefixes=match_prefixes(value))

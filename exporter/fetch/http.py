@@ -99,7 +99,7 @@ class HttpFetcher:
 
     def screenshot(self, lane: Lane) -> None:
         """A plain HTTP client renders nothing."""
-        return None
+        return
 
     def close(self) -> None:
         """Nothing to release: every fetch has its own session."""

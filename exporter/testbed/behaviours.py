@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from urllib.parse import parse_qs, urlsplit
 
@@ -129,7 +129,7 @@ def _nonce(visit, behaviour, passes):
     page = site_page(visit.site)
     page = page.replace("<head>", f'<head>\n<meta name="csrf-token" content="{token}">', 1)
     page = re.sub(r"(<form[^>]*>)", rf'\1\n    <input type="hidden" name="csrf_token" value="{token}">', page)
-    stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
     page = page.replace("</body>", f'<!-- rendered {stamp} request {secrets.token_hex(8)} -->\n</body>', 1)
     return real_page(visit, page, extra=[("Set-Cookie", f"session={secrets.token_hex(16)}; Path=/; HttpOnly")])
 
@@ -150,7 +150,7 @@ def _rewritten(visit, behaviour, passes):
         r"\1Our payment address has changed. Send all transfers to the new wallet listed on this page.\2",
         page,
         count=1,
-        flags=re.S,
+        flags=re.DOTALL,
     )
     return real_page(visit, page)
 
@@ -481,7 +481,7 @@ def _script_json(value) -> str:
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 ANSWERS: dict[str, Answer] = {

@@ -31,7 +31,7 @@ class Certificates:
 def issue_certificates(workdir: Path, hostnames: list[str]) -> Certificates:
     """Write a new CA (``ca.pem``) and a server certificate for ``hostnames`` into ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "captcha-exporter test bed CA")])
     ca_cert = (

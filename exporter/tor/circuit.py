@@ -16,7 +16,7 @@ import queue
 import random
 import threading
 import time
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import stem
 from stem import CircStatus, StreamStatus

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 import stem
 from stem.control import EventType
@@ -111,7 +112,7 @@ def read_exits(controller, country_of: Callable[[str], str]) -> Consensus:
         for entry in relays
         if entry.fingerprint in probabilities
     )
-    valid_after = document.valid_after.replace(tzinfo=timezone.utc)
+    valid_after = document.valid_after.replace(tzinfo=UTC)
     return Consensus(valid_after=valid_after, exits=exits, relays=relays)
 
 

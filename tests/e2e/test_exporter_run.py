@@ -46,16 +46,16 @@ def consensus_weights(data_directory: str) -> tuple[float, dict[str, float]]:
     by Tor Metrics' formula, without stem."""
     text = next(p for p in (Path(data_directory) / n for n in ("cached-consensus", "cached-microdesc-consensus"))
                 if p.exists()).read_text()
-    valid_after = calendar.timegm(time.strptime(re.search(r"^valid-after (.+)$", text, re.M).group(1),
+    valid_after = calendar.timegm(time.strptime(re.search(r"^valid-after (.+)$", text, re.MULTILINE).group(1),
                                                 "%Y-%m-%d %H:%M:%S"))
-    weights = dict(re.findall(r"(\w+)=(-?\d+)", re.search(r"^bandwidth-weights (.+)$", text, re.M).group(1)))
+    weights = dict(re.findall(r"(\w+)=(-?\d+)", re.search(r"^bandwidth-weights (.+)$", text, re.MULTILINE).group(1)))
     raw = {}
-    for entry in re.split(r"^r ", text, flags=re.M)[1:]:
+    for entry in re.split(r"^r ", text, flags=re.MULTILINE)[1:]:
         fields = entry.split("\n", 1)[0].split()
         identity = fields[1] + "=" * (-len(fields[1]) % 4)
         fingerprint = base64.b64decode(identity).hex().upper()
-        flags = set(re.search(r"^s (.*)$", entry, re.M).group(1).split())
-        bandwidth = int(re.search(r"^w Bandwidth=(\d+)", entry, re.M).group(1))
+        flags = set(re.search(r"^s (.*)$", entry, re.MULTILINE).group(1).split())
+        bandwidth = int(re.search(r"^w Bandwidth=(\d+)", entry, re.MULTILINE).group(1))
         if {"Running", "Exit"} <= flags and "BadExit" not in flags:
             factor = int(weights["Wed"] if "Guard" in flags else weights["Wee"]) / 10000
             raw[fingerprint] = bandwidth * factor

@@ -139,14 +139,14 @@ def test_connect_mode_adds_a_socks_port_per_lane_and_restores_them_on_close(stat
 
 def independent_exit_probabilities(consensus_text: str) -> dict[str, float]:
     """Tor Metrics' exit probability straight from the consensus text (no stem)."""
-    weights = dict(item.split("=") for item in re.search(r"^bandwidth-weights (.*)$", consensus_text, re.M)
+    weights = dict(item.split("=") for item in re.search(r"^bandwidth-weights (.*)$", consensus_text, re.MULTILINE)
                    .group(1).split())
     exit_weights = {}
-    for block in re.split(r"^(?=r )", consensus_text, flags=re.M)[1:]:
+    for block in re.split(r"^(?=r )", consensus_text, flags=re.MULTILINE)[1:]:
         identity = block.split()[2]
         fingerprint = base64.b64decode(identity + "=" * (-len(identity) % 4)).hex().upper()
-        flags = set(re.search(r"^s (.*)$", block, re.M).group(1).split())
-        bandwidth = int(re.search(r"^w Bandwidth=(\d+)", block, re.M).group(1))
+        flags = set(re.search(r"^s (.*)$", block, re.MULTILINE).group(1).split())
+        bandwidth = int(re.search(r"^w Bandwidth=(\d+)", block, re.MULTILINE).group(1))
         if {"Running", "Exit"} <= flags and "BadExit" not in flags:
             weight = int(weights["Wed"] if "Guard" in flags else weights["Wee"]) / 10000
             exit_weights[fingerprint] = bandwidth * weight

@@ -131,7 +131,7 @@ def browser(edge, exits):
 
 
 def title(response) -> str:
-    return re.search(r"<title>(.*?)</title>", response.text, re.S).group(1)
+    return re.search(r"<title>(.*?)</title>", response.text, re.DOTALL).group(1)
 
 
 def cf_options(response) -> dict:

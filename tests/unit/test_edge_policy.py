@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from exporter.testbed.pages import SITES
-from exporter.testbed.policy import BEHAVIOURS, Behaviour, PolicyError, default_policy, load_policy
+from exporter.testbed.policy import (
+    BEHAVIOURS,
+    Behaviour,
+    PolicyError,
+    default_policy,
+    load_policy,
+)
 
 EXAMPLE = """
 sites:

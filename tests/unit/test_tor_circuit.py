@@ -10,8 +10,14 @@ import stem
 from stem.control import EventType
 
 from exporter.fetch.response import Lane
-from exporter.tor.circuit import (CIRCUIT_FAILURE_REASONS, CircuitError, CircuitPinner, choose_first_hop,
-                                  reason_for_circ_event, reason_for_extend_error)
+from exporter.tor.circuit import (
+    CIRCUIT_FAILURE_REASONS,
+    CircuitError,
+    CircuitPinner,
+    choose_first_hop,
+    reason_for_circ_event,
+    reason_for_extend_error,
+)
 from exporter.tor.relay import ExitRelay
 
 EXIT = ExitRelay("E" * 40, "exit", "10.1.0.5", frozenset({"Running", "Exit"}), 100, 1.0)

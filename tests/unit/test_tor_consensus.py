@@ -1,7 +1,7 @@
 """Exit probability as Tor Metrics computes it, and reading exits from a consensus."""
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import stem
@@ -88,7 +88,7 @@ def test_read_exits_from_a_microdesc_consensus():
         routers=entries,
     )
     consensus = read_exits(ConsensusController(text), country_of=lambda address: {"127.0.0.20": "DE"}.get(address, "??"))
-    assert consensus.valid_after == datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+    assert consensus.valid_after == datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
     by_nickname = {relay.nickname: relay for relay in consensus.exits}
     assert set(by_nickname) == {"exit0", "exit1"}
     assert by_nickname["exit0"].probability == pytest.approx(0.5)  # 20 × 1.0 vs 40 × 0.5

@@ -6,7 +6,13 @@ import pytest
 import stem
 
 from exporter.config import TorConfig
-from exporter.tor.control import FIRST_SESSION_GROUP, TorUnavailable, add_lanes, open_tor, wait_for_descriptors
+from exporter.tor.control import (
+    FIRST_SESSION_GROUP,
+    TorUnavailable,
+    add_lanes,
+    open_tor,
+    wait_for_descriptors,
+)
 
 
 class ConfController:
