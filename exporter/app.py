@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import signal
 import sys
@@ -29,7 +30,7 @@ from exporter.logs import setup_logging
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
 from exporter.plan import select_exits
 from exporter.probe import ProbeResult
-from exporter.scheduler import PinError, Prober, Scheduler
+from exporter.scheduler import PinError, Prober, Scheduler, auto_lanes, available_memory
 from exporter.shard import Shard
 from exporter.state import State
 from exporter.store import Store, StoreError
@@ -223,7 +224,7 @@ class Exporter:
         delay = 1.0
         while not self._stopping.is_set():
             try:
-                tor = open_tor(self.config.tor, lanes=self.config.schedule.concurrency)
+                tor = open_tor(self.config.tor, lanes=self.lanes())
             except TorUnavailable as exc:
                 self._tor_error = str(exc)
                 log.error("tor unavailable", extra={"err": str(exc), "retry_seconds": delay})
@@ -253,6 +254,13 @@ class Exporter:
                                                            f"{self.config.tor.control_port}"})
                     self._teardown()
                     break
+
+    def lanes(self) -> int:
+        """schedule.concurrency, or the lanes this machine can run ("auto")."""
+        if self.config.schedule.concurrency:
+            return self.config.schedule.concurrency
+        browsers = any(kind != "http" for target in self.config.targets for kind in target.fetchers)
+        return auto_lanes(os.cpu_count() or 1, available_memory(), browsers)
 
     def _start_probing(self, tor: OurTor) -> None:
         self._tor = tor

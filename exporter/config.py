@@ -90,7 +90,7 @@ class Schedule:
     interval: float = 600.0
     cron: str | None = None
     jitter: float = 0.0
-    concurrency: int = 2
+    concurrency: int | None = None  # lanes; None ("auto"): chosen from CPUs and memory at start
     exits_per_run: int = 10
     window: float = 86400.0  # weighted ratio and coverage look this far back
 
@@ -321,10 +321,17 @@ def _schedule(section: Mapping) -> Schedule:
         interval=section.read("interval", _interval, default.interval),
         cron=section.read("cron", _cron, None),
         jitter=section.read("jitter", Value.duration, default.jitter),
-        concurrency=section.read("concurrency", lambda v: v.integer(1, 64), default.concurrency),
+        concurrency=section.read("concurrency", _lanes, default.concurrency),
         exits_per_run=section.read("exits_per_run", _at_least_one, default.exits_per_run),
         window=section.read("window", _positive_seconds, default.window),
     )
+
+
+def _lanes(value: Value) -> int | None:
+    """A number of lanes (1-64), or "auto"."""
+    if value.kind == "str" and value.string() == "auto":
+        return None
+    return value.integer(1, 64)
 
 
 def _interval(value: Value) -> float:

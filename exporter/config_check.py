@@ -36,7 +36,8 @@ def summary(config: Config) -> str:
         f"fetchers {'+'.join(fetchers)}",
         f"tor {config.tor.mode}",
         when,
-        f"{schedule.concurrency} lane{'s' if schedule.concurrency != 1 else ''}",
+        "lanes chosen from CPUs and memory" if schedule.concurrency is None
+        else f"{schedule.concurrency} lane{'s' if schedule.concurrency != 1 else ''}",
     ]
     if config.detect_signatures:
         parts.append(f"{len(config.detect_signatures)} custom signatures")

@@ -32,6 +32,30 @@ from exporter.tor.relay import ExitRelay
 log = logging.getLogger(__name__)
 
 
+BROWSER_LANE_BYTES = 600 * 2**20  # a warm Chromium and its driver: about 400 MiB PSS measured, plus headroom
+MAX_AUTO_LANES = 16
+
+
+def auto_lanes(cpus: int, available_bytes: int, browsers: bool) -> int:
+    """How many lanes this machine can run: a browser lane keeps about a CPU busy and holds
+    ~600 MiB; a plain HTTP lane mostly waits on tor, so four share a CPU."""
+    if browsers:
+        return max(1, min(cpus, available_bytes // BROWSER_LANE_BYTES, MAX_AUTO_LANES))
+    return max(1, min(4 * cpus, MAX_AUTO_LANES))
+
+
+def available_memory(meminfo: str = "/proc/meminfo") -> int:
+    """MemAvailable in bytes (0 when it cannot be read)."""
+    try:
+        with open(meminfo) as lines:
+            for line in lines:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class PinError(Exception):
     """The lane could not be pinned to the exit; ``reason`` is a probe error reason."""
 

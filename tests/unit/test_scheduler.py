@@ -5,7 +5,14 @@ from spine_values import LANE, fetched, page, relay, target
 
 from exporter.config import Schedule
 from exporter.detect.verdict import Verdict
-from exporter.scheduler import Backoff, PinError, Prober, Scheduler
+from exporter.scheduler import (
+    Backoff,
+    PinError,
+    Prober,
+    Scheduler,
+    auto_lanes,
+    available_memory,
+)
 
 
 class FakeFetcher:
@@ -115,3 +122,19 @@ def test_a_target_run_skips_exits_backing_off_and_takes_least_recently_tried():
     scheduler = Scheduler(Schedule(), prober, lambda t: exits, lambda name: last)
     assert scheduler.run_target(target(exits_per_run=2)) == 2
     assert submitted == ["exit4", "exit3"]
+
+
+def test_auto_lanes_follow_cpus_and_memory():
+    gib = 2**30
+    assert auto_lanes(cpus=2, available_bytes=20 * gib, browsers=True) == 2
+    assert auto_lanes(cpus=8, available_bytes=2 * gib, browsers=True) == 3, "memory bounds browser lanes"
+    assert auto_lanes(cpus=2, available_bytes=0, browsers=True) == 1, "never fewer than one"
+    assert auto_lanes(cpus=2, available_bytes=0, browsers=False) == 8
+    assert auto_lanes(cpus=64, available_bytes=512 * gib, browsers=True) == 16
+
+
+def test_available_memory_reads_meminfo(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   12345678 kB\n")
+    assert available_memory(str(meminfo)) == 12345678 * 1024
+    assert available_memory(str(tmp_path / "missing")) == 0
