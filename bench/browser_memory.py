@@ -14,7 +14,7 @@ share the binary's pages, come and go).  The test
 bed runs in a session of its own and is not counted; this process is made a
 child subreaper, so Chromium helpers that leave its session are still its
 descendants.  At the end it closes the fetcher and counts the browser
-processes left (goal: none).  Goal: total PSS and USS after 1,000 probes within 10 %
+processes left (goal: none).  Goal: total RSS, PSS and USS after 1,000 probes within 10 %
 of the total after 100.
 """
 
@@ -132,7 +132,7 @@ def main() -> int:
     exit_on_termination_signals()  # a SIGTERM (e.g. from timeout) still stops the test bed and browsers
     become_subreaper()
     bed = BedProcess()
-    totals: dict[int, tuple[float, float]] = {}  # probes → (total PSS, total USS)
+    totals: dict[int, dict[str, float]] = {}  # probes → total RSS, PSS and USS
     results: Counter[str] = Counter()  # verdict kinds only: keeping results (with page bodies) would grow us
     try:
         lanes = PinnedLanes(bed, args.lanes)
@@ -159,8 +159,8 @@ def main() -> int:
                         done.wait_for(lambda expected=expected: results.total() >= expected)
                     if results.total() >= next_mark:
                         figures = measure(bed.process.pid)
-                        totals[results.total()] = (figures["exporter PSS"] + figures["browsers PSS"],
-                                                figures["exporter USS"] + figures["browsers USS"])
+                        totals[results.total()] = {kind: figures[f"exporter {kind}"] + figures[f"browsers {kind}"]
+                                                   for kind in ("RSS", "PSS", "USS")}
                         print(f"{line(results.total(), figures)}; {load_average()}", flush=True)
                         next_mark += args.every
             finally:
@@ -176,8 +176,8 @@ def main() -> int:
     print(f"{results.total()} probes ({results['error']} errors) on {args.lanes} lanes, recycle_after "
           f"{args.recycle_after or 'off'}, {fetcher.pool.recycled} browsers recycled; "
           f"browser processes left after close: {len(left)}")
-    print(f"after {last} probes / after {first}: total PSS {totals[last][0] / totals[first][0]:.3f}, "
-          f"total USS {totals[last][1] / totals[first][1]:.3f} (goal <= 1.10)")
+    ratios = ", ".join(f"total {kind} {totals[last][kind] / totals[first][kind]:.3f}" for kind in totals[first])
+    print(f"after {last} probes / after {first}: {ratios} (goal <= 1.10)")
     return 0
 
 
