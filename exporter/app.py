@@ -390,7 +390,8 @@ class Exporter:
             return False, self._tor_error or "not connected to tor"
         if not self._consensus or not self._consensus.exits:
             return False, "no exits in the consensus"
-        return True, f"probing {len(self.config.targets)} targets through {len(self._selected)} exits"
+        targets, exits = _count(len(self.config.targets), "target"), _count(len(self._selected), "exit")
+        return True, f"probing {targets} through {exits}"
 
     def status(self) -> dict[str, str]:
         consensus, tor = self._consensus, self._tor
@@ -420,3 +421,7 @@ class Exporter:
 
 
 _STARTED = time.time()
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -322,7 +322,7 @@ def landing_page(view: View) -> str:
 <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
 <h2>Status: {"ready" if ready else "not ready"}</h2><p>{esc(why)}</p>
 <table>{status_rows}</table>
-<details><summary>Configuration in effect</summary><pre>{esc(view.config_text())}</pre></details>
+<details style="margin-top:1em"><summary>Configuration in effect</summary><pre>{esc(view.config_text())}</pre></details>
 <h2>Recent probes</h2>
 <table><tr><th>time (UTC)</th><th>target</th><th>exit</th><th>fingerprint</th><th>country</th>
 <th>fetcher</th><th>verdict</th><th>provider</th><th>outcome</th><th>load s</th><th>probe</th><th>evidence</th></tr>
