@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 RECONNECT_MAX_SECONDS = 60.0
 RECENT_PROBES = 200  # shown on the landing page
 WATCHDOG_SECONDS = 5.0
-BOOTSTRAP_SECONDS = 120.0  # probing waits for tor's bootstrap: circuits before it fail for nothing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,9 +263,6 @@ class Exporter:
 
     def _start_probing(self, tor: OurTor) -> None:
         self._tor = tor
-        if not tor.wait_bootstrapped(BOOTSTRAP_SECONDS):
-            raise TimeoutError(f"not bootstrapped after {BOOTSTRAP_SECONDS:.0f} s "
-                               f"({tor.controller.get_info('status/bootstrap-phase', 'no phase')})")
         self._geo = CountryLookup(self.config.geoip.country_db, tor.controller)
         self.refresh_consensus()
         hosts = {urlsplit(t.url).hostname for t in self.config.targets}

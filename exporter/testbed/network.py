@@ -10,7 +10,9 @@ every exit (so callers do not meet "No descriptor for ..." right after boot).
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -125,9 +127,7 @@ class TorNetwork:
             node.torrc_path.write_text(torrc(node, self.authorities, resolv_conf=self.resolv_conf, relays=relays))
         try:
             for node in self.nodes:
-                self._procs[node.nickname] = processes.spawn(
-                    [self.tor, "-f", str(node.torrc_path)], env=TOR_ENV, log=node.data_dir / "stdout.log"
-                )
+                self._spawn(node)
             self._wait_ready(started + timeout)
         except BaseException:
             self.stop()
@@ -147,6 +147,22 @@ class TorNetwork:
         """Stop every tor (SIGTERM to its process group, SIGKILL after 5 s)."""
         processes.stop(list(self._procs.values()))
         self._procs.clear()
+
+    def kill(self, nickname: str) -> None:
+        """SIGKILL one tor (its process group) and reap it, as a crash would end it."""
+        proc = self._procs[nickname]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def restart(self, nickname: str) -> None:
+        """Start tor ``nickname`` again from its torrc and data directory: same ports, same keys,
+        and known to ``pids()``, so the edge still recognises it."""
+        self._spawn(next(n for n in self.nodes if n.nickname == nickname))
+
+    def _spawn(self, node: TorNode) -> None:
+        self._procs[node.nickname] = processes.spawn(
+            [self.tor, "-f", str(node.torrc_path)], env=TOR_ENV, log=node.data_dir / "stdout.log"
+        )
 
     # -- readiness -------------------------------------------------------------
 

@@ -34,8 +34,6 @@ from invariants import (
     wait_for,
 )
 
-from exporter.testbed import processes
-from exporter.testbed.network import TOR_ENV
 from exporter.testbed.policy import load_policy
 from exporter.testbed.ports import free_ports
 
@@ -78,23 +76,6 @@ def probes_done(exporter, target: str | None = None) -> int:
                if _DONE.search(line) and (target is None or f" target={target} " in line))
 
 
-def restart_tor(testbed, nickname: str) -> None:
-    """Start test-bed tor ``nickname`` again from its torrc and data directory (same ports, same keys),
-    registered with the bed so the edge still recognises it and the bed stops it at the end.
-    TorNetwork has no restart of its own; this uses its process table."""
-    network = testbed.network
-    node = next(n for n in network.nodes if n.nickname == nickname)
-    network._procs[nickname] = processes.spawn([network.tor, "-f", str(node.torrc_path)], env=TOR_ENV,
-                                               log=node.data_dir / "stdout.log")
-
-
-def kill_tor(testbed, nickname: str) -> None:
-    """SIGKILL one test-bed tor (its process group) and reap it."""
-    proc = testbed.network._procs[nickname]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(10)
-
-
 def test_an_exit_killed_mid_sweep(testbed, edge_policy, run_exporter, tmp_path, figures):
     names = [e["nickname"] for e in testbed.state()["exits"]]
     victim = names[-1]
@@ -103,7 +84,7 @@ def test_an_exit_killed_mid_sweep(testbed, edge_policy, run_exporter, tmp_path, 
     exporter = run_exporter(config)
     wait_for(lambda: value(exporter.samples(), "captcha_probes_in_flight") > 0 and probes_done(exporter) > 0,
              60, "a sweep in progress")
-    kill_tor(testbed, victim)
+    testbed.network.kill(victim)
     killed_at, done_before = time.monotonic(), probes_done(exporter, "news")
     try:
         check_metrics(exporter)
@@ -112,7 +93,7 @@ def test_an_exit_killed_mid_sweep(testbed, edge_policy, run_exporter, tmp_path, 
                  "probes through the surviving exits")
         assert exporter.process.poll() is None
     finally:
-        restart_tor(testbed, victim)
+        testbed.network.restart(victim)
     failed = total(exporter.samples(), "captcha_probe_errors_total", target="news")
     figures(**assert_invariants(exporter, config, kept="news", removed="shop"),
             errors=int(failed), seconds_after_kill=round(time.monotonic() - killed_at, 1))
@@ -124,7 +105,7 @@ def test_our_tor_client_killed_and_restarted(testbed, edge_policy, run_exporter,
     config = chaos_config(testbed, tmp_path)
     exporter = run_exporter(config)
     wait_for(lambda: probes_done(exporter, "news") > 0, 60, "a first probe")
-    kill_tor(testbed, "client")
+    testbed.network.kill("client")
     try:
         wait_for(lambda: exporter.get("/-/ready").status_code == 503, 30, "/-/ready to report the lost tor")
         check_metrics(exporter)
@@ -132,7 +113,7 @@ def test_our_tor_client_killed_and_restarted(testbed, edge_policy, run_exporter,
         time.sleep(3)  # let a reconnect attempt or two fail
         done_before = probes_done(exporter)
     finally:
-        restart_tor(testbed, "client")
+        testbed.network.restart("client")
     restarted_at = time.monotonic()
     wait_for(lambda: probes_done(exporter) > done_before, 120, "a successful probe after the restart", 0.2)
     recovery = time.monotonic() - restarted_at
