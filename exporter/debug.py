@@ -117,7 +117,9 @@ def _choose_exit(controller, exits, config, target, fingerprint: str | None):
 
 def report(result: ProbeResult, log_lines: list[str], config, target, kind: str) -> str:
     registry = CollectorRegistry()
-    ProbeMetrics(registry).observe(result)
+    metrics = ProbeMetrics(registry)
+    metrics.prepare([(result.target, result.fetcher)], [result.exit])  # metrics count configured targets only
+    metrics.observe(result)
     added = [line for line in generate_latest(registry).decode().splitlines()
              if line and not line.startswith("#") and not line.endswith(" 0.0") and "_created" not in line]
     if result.verdict is not None:
