@@ -214,6 +214,7 @@ class Exporter:
     def stop(self) -> None:
         self._stopping.set()
         self._restart.set()
+        self.baselines.stop()
         self._teardown()
         self.web.stop()
         self.store.close()

@@ -28,6 +28,11 @@ class Baselines:
         self._store = store
         self._lock = threading.Lock()
         self._baselines: dict[str, Baseline] = {}
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        """Make running and later learning give up (the exporter is shutting down)."""
+        self._stopped.set()
 
     def get(self, target: str) -> Baseline | None:
         with self._lock:
@@ -53,8 +58,8 @@ class Baselines:
         """Fetch the target directly ``baseline_fetches`` times and learn from the 200 answers."""
         pages = []
         for attempt in range(target.change.baseline_fetches):
-            if attempt:
-                time.sleep(PAUSE_SECONDS)
+            if attempt and self._stopped.wait(PAUSE_SECONDS) or self._stopped.is_set():
+                return None
             try:
                 page = fetch_direct(target.url, config.fetchers.http, config.baseline_resolve or None)
             except FetchError as exc:
@@ -65,6 +70,8 @@ class Baselines:
                 pages.append(page)
         if len(pages) < 2:
             log.warning("no baseline: fewer than 2 direct fetches answered 200", extra={"target": target.name})
+            return None
+        if self._stopped.is_set():
             return None
         baseline = Baseline.learn(pages, mask_numbers=target.change.mask_numbers)
         with self._lock:

@@ -26,6 +26,7 @@ from exporter.fetch.response import Lane
 from exporter.tor.relay import ExitRelay
 
 log = logging.getLogger(__name__)
+ALIVE_CHECK_SECONDS = 0.5  # how often a circuit build checks that tor's control connection is still up
 
 # Why a circuit build failed: a small fixed set, used as the `reason` label of
 # captcha_circuit_failures_total.
@@ -251,8 +252,10 @@ class CircuitPinner:
                     self._close_circuit(circuit_id)
                     raise _BuildFailed("timeout", f"circuit {circuit_id} not built within {self.timeout:g} s")
                 try:
-                    event = events.get(timeout=remaining)
+                    event = events.get(timeout=min(remaining, ALIVE_CHECK_SECONDS))
                 except queue.Empty:
+                    if not self.controller.is_alive():  # no event will come: fail now, not at the deadline
+                        raise _BuildFailed("other", f"tor's control connection closed while building {circuit_id}")
                     continue
                 if event.id != circuit_id:
                     continue

@@ -94,6 +94,10 @@ class ScriptedController:
         self.calls = []
         self.conf = {"__LeaveStreamsUnattached": "0", "__DisablePredictedCircuits": "0"}
         self.next_id = 10
+        self.alive = True
+
+    def is_alive(self):
+        return self.alive
 
     def get_conf(self, name, default=None):
         return self.conf.get(name, default)
@@ -218,6 +222,17 @@ def test_a_build_that_never_completes_times_out_and_is_closed():
     circuit = pinner.pin(LANES[0], EXIT, RELAYS)
     assert failures == ["timeout"]
     assert ("close_circuit", "11") in controller.calls and circuit == "12"
+
+
+def test_a_build_fails_at_once_when_tor_goes_away():
+    failures = []
+    controller, pinner = started(["SILENT", "SILENT", "SILENT"], failures, timeout=30)
+    controller.alive = False
+    started_at = time.monotonic()
+    with pytest.raises(CircuitError):
+        pinner.pin(LANES[0], EXIT, RELAYS)
+    assert time.monotonic() - started_at < 5, "did not wait for the 30 s build timeout"
+    assert "other" in failures and "timeout" not in failures
 
 
 def test_streams_go_to_their_lanes_circuit_or_are_closed():
