@@ -52,8 +52,9 @@ class BedProcess:
         deadline = time.monotonic() + BOOT_TIMEOUT
         while not self._state_file.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"test bed did not come up; see {self._directory / 'testbed.log'}")
+                log_tail = (self._directory / "testbed.log").read_text(errors="replace")[-2000:]
+                self.stop()  # removes the directory, log included: show its end first
+                raise RuntimeError(f"test bed did not come up:\n{log_tail}")
             time.sleep(0.5)
         return json.loads(self._state_file.read_text())
 

@@ -55,8 +55,15 @@ CHROMIUM_ARGUMENTS = (
     "--no-default-browser-check",
     "--disable-quic",  # QUIC is UDP, which SOCKS5 through tor cannot carry
     "--disable-dev-shm-usage",
-    "--enable-net-benchmarking",  # chrome.benchmarking.closeConnections(): drop keep-alives
+    "--enable-net-benchmarking",  # chrome.benchmarking (CLOSE_CONNECTIONS_JS)
     "--window-size=1280,900",
+)
+
+# chrome.benchmarking exists with --enable-net-benchmarking: drop every pooled
+# connection (they run over the previous exit's circuit) and cached DNS answers.
+CLOSE_CONNECTIONS_JS = (
+    "if (!(window.chrome && chrome.benchmarking)) return false;"
+    "chrome.benchmarking.closeConnections(); chrome.benchmarking.clearHostResolverCache(); return true;"
 )
 
 NAVIGATION_TIMING_JS = (
@@ -174,7 +181,7 @@ class ChromiumBrowser:
     def probe(self, url: str, timeout: float, classify: Callable[[Response], Verdict], challenge_wait: float) -> FetchResult:
         """Load ``url`` in a wiped browser and follow any challenge to its outcome."""
         self.probes += 1
-        self._wipe()
+        self.wipe()
         driver = self.driver
         driver.set_page_load_timeout(timeout)
         netlog = NetworkLog(self.tab)
@@ -226,21 +233,31 @@ class ChromiumBrowser:
             return polled
         return _seconds(origin + ready - start)
 
-    def _wipe(self) -> None:
-        """Leave no connection, cookie, cache entry or storage from the previous probe."""
+    def wipe(self) -> None:
+        """Leave no connection, cookie, cache entry or storage from the previous probe.
+
+        The previous page is frozen first (Page Lifecycle "frozen": its timers
+        and callbacks stop), so none of its scripts can earn a cookie after the
+        clearing, such as a challenge still counting down when its probe gave
+        up.  Freezing costs far less than loading about:blank, which swaps
+        renderer processes; about:blank stays the fallback for pages without
+        ``chrome.benchmarking`` (error pages).
+        """
         driver = self.driver
         for handle in driver.window_handles:
             if handle != self.tab:  # pop-ups the last page opened
                 driver.switch_to.window(handle)
                 driver.close()
         driver.switch_to.window(self.tab)
-        driver.get("about:blank")
+        if not driver.execute_script(CLOSE_CONNECTIONS_JS):
+            driver.get("about:blank")
+            driver.execute_script(CLOSE_CONNECTIONS_JS)
+        driver.execute_cdp_cmd("Page.setWebLifecycleState", {"state": "frozen"})
         driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
         driver.execute_cdp_cmd("Network.clearBrowserCache", {})
         for origin in self._origins:
             driver.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
         self._origins.clear()
-        driver.execute_script("chrome.benchmarking.closeConnections(); chrome.benchmarking.clearHostResolverCache();")
 
 
 def _response(document: DocumentResponse, body: str) -> Response:

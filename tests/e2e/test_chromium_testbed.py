@@ -162,6 +162,20 @@ def test_clearance_cookie_does_not_survive_to_the_next_probe(bed, lane, fetcher)
     assert again.first.status == 403 and again.outcome == "cleared"
 
 
+def test_the_wipe_freezes_the_last_page_so_a_pending_challenge_cannot_clear_later(bed, lane):
+    """A challenge still counting down when its probe gave up would earn cf_clearance a moment
+    later, after the next probe's wipe, unless the wipe stops the page's scripts first."""
+    impatient = ChromiumFetcher(BrowserFetcherConfig(ca_file=bed.edge.ca_file, challenge_wait=0.0), classify)
+    try:
+        assert probe(bed, lane, impatient, "exit2").outcome == "interactive"  # gave up at once
+        browser = impatient.pool.peek(lane.lane)
+        browser.wipe()
+        time.sleep(CHALLENGE_DELAY + 2)  # the page's script would have cleared by now
+        assert browser.driver.execute_cdp_cmd("Network.getAllCookies", {})["cookies"] == []
+    finally:
+        impatient.close()
+
+
 def test_interactive_challenge_is_interactive(bed, lane, fetcher):
     result = probe(bed, lane, fetcher, "exit3")
     assert classify(result.first).kind == "challenge"
