@@ -55,6 +55,7 @@ CHROMIUM_ARGUMENTS = (
     "--no-default-browser-check",
     "--disable-quic",  # QUIC is UDP, which SOCKS5 through tor cannot carry
     "--disable-dev-shm-usage",
+    "--disable-features=BackForwardCache",  # a page left behind is unloaded, not kept (frozen) for Back
     "--enable-net-benchmarking",  # chrome.benchmarking (CLOSE_CONNECTIONS_JS)
     "--window-size=1280,900",
 )
