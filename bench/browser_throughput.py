@@ -3,8 +3,10 @@
     unshare --net sh -c 'ip link set lo up && python bench/browser_throughput.py [--rounds 2] [--lanes 1 2 3]'
 
 Boots a test bed whose sites answer their real pages (``--default-policy``:
-the spread of challenges and blocks instead) and runs the same probes, every
-site through every exit ``--rounds`` times, in two ways:
+the spread of challenges and blocks instead; ``--server-delay S``: every
+response S seconds late, as from a distant server over the real Tor network,
+where probes wait on the network rather than the CPU) and runs the same
+probes, every site through every exit ``--rounds`` times, in two ways:
 
 - the 2020 method (CAPTCHA Monitor): one probe at a time, each on a new
   circuit, in a Chromium started for it and quit after;
@@ -35,6 +37,7 @@ from exporter.detect import classify
 from exporter.fetch.chromium import ChromiumFetcher
 from exporter.probe import ProbeResult, run_probe
 from exporter.scheduler import Prober
+from exporter.testbed.pages import SITES
 from exporter.testbed.processes import exit_on_termination_signals
 from exporter.tor.relay import ExitRelay
 
@@ -144,6 +147,13 @@ def describe(phases: dict[str, list[float]]) -> str:
                      for name, values in phases.items() if values)
 
 
+def edge_policy(server_delay: float | None) -> str:
+    """Real pages everywhere, each response ``server_delay`` seconds late if given."""
+    if not server_delay:
+        return "{}\n"
+    return "sites:\n" + "".join(f"  {site}: {{default: {{behaviour: slow, seconds: {server_delay}}}}}\n" for site in SITES)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="times every site is probed through every exit")
@@ -153,9 +163,11 @@ def main() -> int:
                         help="also print the time spent in each WebDriver command, per probe")
     parser.add_argument("--default-policy", action="store_true",
                         help="the test bed's spread of challenges and blocks instead of real pages everywhere")
+    parser.add_argument("--server-delay", type=float, metavar="SECONDS",
+                        help="every site answers its real page this late (the edge's 'slow' behaviour)")
     args = parser.parse_args()
     exit_on_termination_signals()  # a SIGTERM (e.g. from timeout) still stops the test bed and browsers
-    policy = None if args.default_policy else "{}\n"
+    policy = None if args.default_policy else edge_policy(args.server_delay)
     bed = BedProcess(exits=args.exits, policy=policy)
     rows: list[tuple[str, float, int, str, str]] = []
     try:
@@ -185,7 +197,8 @@ def main() -> int:
 
     print(f"\ncommand: {command_line()}")
     print(f"{args.rounds} rounds × {len(targets)} sites × {args.exits} exits = {len(plan)} probes per method, "
-          f"{'default policy' if args.default_policy else 'real pages everywhere'}; {load_average()}")
+          f"{'default policy' if args.default_policy else 'real pages everywhere'}"
+          f"{f', every response {args.server_delay:g} s late' if args.server_delay else ''}; {load_average()}")
     baseline = rows[0][2] * 60 / rows[0][1]
     for name, seconds, probes, verdicts, where in rows:
         rate = probes * 60 / seconds
