@@ -22,11 +22,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from exporter.fetch.response import Lane
+import urllib3
+from selenium.common.exceptions import TimeoutException, WebDriverException
+
+from exporter.detect.verdict import Verdict
+from exporter.fetch.response import FetchError, FetchResult, Lane, Response
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+# Beyond the page-load timeout and the challenge wait, how long a probe may
+# take before the watchdog declares the browser hung and kills it.
+HANG_GRACE_SECONDS = 15.0
 
 
 def live_processes(session_id: int, marker: str) -> list[int]:
@@ -112,6 +120,11 @@ class Browser(Protocol):
 
     def kill(self) -> None: ...
 
+    def probe(self, url: str, timeout: float, classify: Callable[[Response], Verdict],
+              challenge_wait: float) -> FetchResult: ...
+
+    def screenshot(self) -> bytes | None: ...
+
 
 class BrowserPool:
     """One browser per lane (by index), started on first use and replaced when
@@ -119,11 +132,15 @@ class BrowserPool:
     - the lane's SocksPort changed,
     - it has served ``recycle_after`` probes,
     - its process tree's resident memory exceeds ``memory_limit_bytes``, or
-    - it died (crash, or killed by the fetcher's hang watchdog).
+    - it died (crash, or killed by the hang watchdog of ``probe``).
+
+    ``name`` names the browser in error messages.
     """
 
-    def __init__(self, launch: Callable[[Lane], Browser], recycle_after: int, memory_limit_bytes: int):
+    def __init__(self, launch: Callable[[Lane], Browser], recycle_after: int, memory_limit_bytes: int,
+                 name: str = "browser"):
         self._launch = launch
+        self._name = name
         self._recycle_after = recycle_after
         self._memory_limit = memory_limit_bytes
         self._browsers: dict[int, Browser] = {}
@@ -145,6 +162,35 @@ class BrowserPool:
         with self._lock:
             self._browsers[lane.index] = browser
         return browser
+
+    def probe(self, lane: Lane, url: str, timeout: float, classify: Callable[[Response], Verdict],
+              challenge_wait: float) -> FetchResult:
+        """One probe on the lane's warm browser, which is killed if it hangs and
+        replaced after a timeout or a crash; every failure is a ``FetchError``."""
+        browser = self.acquire(lane)
+        watchdog = threading.Timer(timeout + challenge_wait + HANG_GRACE_SECONDS, browser.kill)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return browser.probe(url, timeout, classify, challenge_wait)
+        except FetchError as exc:
+            if isinstance(exc.__cause__, TimeoutException):  # the page load hung: the renderer may be stuck
+                self.discard(lane)
+            raise
+        except (WebDriverException, urllib3.exceptions.HTTPError) as exc:  # the latter: the driver is gone
+            message = getattr(exc, "msg", None) or str(exc)
+            if not browser.alive():
+                self.discard(lane)
+                raise FetchError("browser", f"{self._name} died during the probe: {message}") from exc
+            raise FetchError("browser", f"{self._name}: {message}") from exc
+        finally:
+            watchdog.cancel()
+
+    def screenshot(self, lane: Lane) -> bytes | None:
+        """PNG of the page the lane's browser shows now (the last probe's final page
+        when called right after ``probe`` on that lane); None without a live browser."""
+        browser = self.peek(lane)
+        return browser.screenshot() if browser is not None and browser.alive() else None
 
     def peek(self, lane: Lane) -> Browser | None:
         """The lane's browser if one is running, without starting or recycling it."""

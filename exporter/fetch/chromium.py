@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import urllib3
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -40,10 +39,6 @@ from exporter.fetch.perflog import DocumentResponse, NetworkLog
 from exporter.fetch.response import FetchError, FetchResult, Lane, Response
 
 log = logging.getLogger(__name__)
-
-# Beyond the page-load timeout and the challenge wait, how long a probe may
-# take before the watchdog declares the browser hung and kills it.
-HANG_GRACE_SECONDS = 15.0
 
 CHROMIUM_ARGUMENTS = (
     "--disable-background-networking",
@@ -291,39 +286,18 @@ class ChromiumFetcher:
         self._classify = classify
         self._nss_db: Path | None = None
         self._nss_lock = threading.Lock()
-        self._pool = BrowserPool(self._launch, cfg.recycle_after, cfg.memory_limit_bytes)
+        self._pool = BrowserPool(self._launch, cfg.recycle_after, cfg.memory_limit_bytes, self.name)
 
     @property
     def pool(self) -> BrowserPool:
         return self._pool
 
     def fetch(self, url: str, lane: Lane, timeout: float) -> FetchResult:
-        browser = self._pool.acquire(lane)
-        watchdog = threading.Timer(timeout + self._cfg.challenge_wait + HANG_GRACE_SECONDS, browser.kill)
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            return browser.probe(url, timeout, self._classify, self._cfg.challenge_wait)
-        except FetchError as exc:
-            if exc.reason == "timeout":  # a stuck renderer looks the same as a slow site: start afresh
-                self._pool.discard(lane)
-            raise
-        except (WebDriverException, urllib3.exceptions.HTTPError) as exc:  # the latter: chromedriver is gone
-            message = getattr(exc, "msg", None) or str(exc)
-            if not browser.alive():
-                self._pool.discard(lane)
-                raise FetchError("browser", f"chromium died during the probe: {message}") from exc
-            raise FetchError("browser", f"chromium: {message}") from exc
-        finally:
-            watchdog.cancel()
+        return self._pool.probe(lane, url, timeout, self._classify, self._cfg.challenge_wait)
 
     def screenshot(self, lane: Lane) -> bytes | None:
-        """PNG of the page the lane's browser shows now: the last probe's final page.
-
-        Call it right after ``fetch`` on the same lane; None without a live browser.
-        """
-        browser = self._pool.peek(lane)
-        return browser.screenshot() if browser is not None and browser.alive() else None
+        """PNG of the lane's page now: call it right after ``fetch`` on the same lane."""
+        return self._pool.screenshot(lane)
 
     def close(self) -> None:
         self._pool.close()

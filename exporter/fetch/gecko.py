@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import urllib3
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.common.bidi.common import command_builder
 from selenium.webdriver.firefox.firefox_profile import FirefoxProfile
@@ -46,7 +45,6 @@ from exporter.fetch import browser_pool
 from exporter.fetch.bidilog import EVENTS, BidiLog
 from exporter.fetch.browser_pool import BrowserPool
 from exporter.fetch.chromium import (
-    HANG_GRACE_SECONDS,
     NAVIGATION_TIMING_JS,
     _phases,
     _seconds,
@@ -314,36 +312,18 @@ class GeckoFetcher:
         self._profile: FirefoxProfile | None = None
         self._profile_dir: Path | None = None
         self._profile_lock = threading.Lock()
-        self._pool = BrowserPool(self._launch, cfg.recycle_after, cfg.memory_limit_bytes)
+        self._pool = BrowserPool(self._launch, cfg.recycle_after, cfg.memory_limit_bytes, self.name)
 
     @property
     def pool(self) -> BrowserPool:
         return self._pool
 
     def fetch(self, url: str, lane: Lane, timeout: float) -> FetchResult:
-        browser = self._pool.acquire(lane)
-        watchdog = threading.Timer(timeout + self._cfg.challenge_wait + HANG_GRACE_SECONDS, browser.kill)
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            return browser.probe(url, timeout, self._classify, self._cfg.challenge_wait)
-        except FetchError as exc:
-            if isinstance(exc.__cause__, TimeoutException):  # a hung page looks the same as a slow site
-                self._pool.discard(lane)
-            raise
-        except (WebDriverException, urllib3.exceptions.HTTPError) as exc:  # the latter: geckodriver is gone
-            message = getattr(exc, "msg", None) or str(exc)
-            if not browser.alive():
-                self._pool.discard(lane)
-                raise FetchError("browser", f"{self.name} died during the probe: {message}") from exc
-            raise FetchError("browser", f"{self.name}: {message}") from exc
-        finally:
-            watchdog.cancel()
+        return self._pool.probe(lane, url, timeout, self._classify, self._cfg.challenge_wait)
 
     def screenshot(self, lane: Lane) -> bytes | None:
-        """PNG of the page the lane's browser shows now: the last probe's final page."""
-        browser = self._pool.peek(lane)
-        return browser.screenshot() if browser is not None and browser.alive() else None
+        """PNG of the lane's page now: call it right after ``fetch`` on the same lane."""
+        return self._pool.screenshot(lane)
 
     def close(self) -> None:
         self._pool.close()

@@ -4,13 +4,17 @@ import subprocess
 import sys
 import time
 
+import pytest
+from selenium.common.exceptions import TimeoutException, WebDriverException
+
+from exporter.fetch import browser_pool
 from exporter.fetch.browser_pool import (
     BrowserPool,
     kill_tree,
     live_processes,
     resident_bytes,
 )
-from exporter.fetch.response import Lane
+from exporter.fetch.response import FetchError, FetchResult, Lane
 
 LANE = Lane(0, "127.0.0.1", 9050, 1)
 
@@ -22,6 +26,7 @@ class FakeBrowser:
         self.memory = 100
         self.running = True
         self.killed = False
+        self.behaviour: object = FetchResult(first=None, final=None)
 
     def alive(self) -> bool:
         return self.running
@@ -33,15 +38,34 @@ class FakeBrowser:
         self.killed = True
         self.running = False
 
+    def probe(self, url, timeout, classify, challenge_wait):
+        """Plays a probe: ``self.behaviour`` is a FetchResult to return, an exception to
+        raise, "crash" (dies, then fails as a dead driver does) or "hang" (blocks until
+        killed, then fails the same way)."""
+        self.probes += 1
+        if self.behaviour == "crash":
+            self.running = False
+            raise WebDriverException("chromedriver gone")
+        if self.behaviour == "hang":
+            while self.running:
+                time.sleep(0.01)
+            raise WebDriverException("connection refused")
+        if isinstance(self.behaviour, BaseException):
+            raise self.behaviour
+        return self.behaviour
 
-def pool(recycle_after=3, memory_limit=1000):
+    def screenshot(self):
+        return b"png of " + str(id(self)).encode()
+
+
+def pool(recycle_after=3, memory_limit=1000, name="browser"):
     launched = []
 
     def launch(lane):
         launched.append(FakeBrowser(lane))
         return launched[-1]
 
-    return BrowserPool(launch, recycle_after, memory_limit), launched
+    return BrowserPool(launch, recycle_after, memory_limit, name), launched
 
 
 def use(the_pool, lane=LANE):
@@ -113,3 +137,66 @@ def test_kill_tree_ends_the_session_and_stragglers_that_escaped_it(tmp_path):
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def probe_with(the_pool, behaviour):
+    """Run one probe on LANE whose browser behaves as ``behaviour``."""
+    the_pool.acquire(LANE).behaviour = behaviour
+    return the_pool.probe(LANE, "http://news.test/", 1.0, classify=None, challenge_wait=0.0)
+
+
+def test_probe_returns_the_browsers_result_and_keeps_the_browser():
+    the_pool, launched = pool()
+    result = probe_with(the_pool, FetchResult(first=None, final=None))
+    assert isinstance(result, FetchResult) and the_pool.peek(LANE) is launched[0] and not launched[0].killed
+
+
+def test_a_hung_page_load_replaces_the_browser():
+    the_pool, launched = pool()
+    timeout = FetchError("timeout", "page did not load within 1 s")
+    timeout.__cause__ = TimeoutException("renderer stuck")
+    with pytest.raises(FetchError) as caught:
+        probe_with(the_pool, timeout)
+    assert caught.value.reason == "timeout" and launched[0].killed and the_pool.peek(LANE) is None
+
+
+@pytest.mark.parametrize("reason, error", [("connection", "net::ERR_CONNECTION_REFUSED"),
+                                           ("timeout", "net::ERR_TIMED_OUT")])
+def test_a_site_failure_keeps_the_browser(reason, error):
+    the_pool, launched = pool()
+    with pytest.raises(FetchError) as caught:
+        probe_with(the_pool, FetchError(reason, f"http://news.test/: {error}"))  # the browser's error page
+    assert caught.value.reason == reason and the_pool.peek(LANE) is launched[0]
+
+
+def test_a_driver_error_from_a_live_browser_is_a_browser_error_and_keeps_it():
+    the_pool, launched = pool(name="chromium")
+    with pytest.raises(FetchError, match="^chromium: no such window$") as caught:
+        probe_with(the_pool, WebDriverException("no such window"))
+    assert caught.value.reason == "browser" and the_pool.peek(LANE) is launched[0]
+
+
+def test_a_browser_that_died_during_the_probe_is_named_and_replaced():
+    the_pool, launched = pool()
+    with pytest.raises(FetchError, match="^browser died during the probe: chromedriver gone$"):
+        probe_with(the_pool, "crash")
+    assert launched[0].killed and the_pool.peek(LANE) is None
+
+
+def test_the_watchdog_kills_a_hung_browser(monkeypatch):
+    monkeypatch.setattr(browser_pool, "HANG_GRACE_SECONDS", 0.2)
+    the_pool, launched = pool()
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="died during the probe"):
+        probe_with(the_pool, "hang")  # 1 s page timeout + 0.2 s grace, then killed
+    assert 1.0 <= time.monotonic() - started < 5.0
+    assert launched[0].killed and the_pool.peek(LANE) is None
+
+
+def test_screenshot_is_of_the_lanes_live_browser_only():
+    the_pool, launched = pool()
+    assert the_pool.screenshot(LANE) is None  # no browser yet: none is started for a screenshot
+    browser = the_pool.acquire(LANE)
+    assert the_pool.screenshot(LANE) == browser.screenshot()
+    browser.running = False
+    assert the_pool.screenshot(LANE) is None and len(launched) == 1
