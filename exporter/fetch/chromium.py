@@ -15,7 +15,6 @@ gets a private ``HOME`` whose NSS database trusts ``ca_file`` (made with
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -34,9 +33,10 @@ from exporter.config import BrowserFetcherConfig
 from exporter.detect.verdict import Verdict
 from exporter.fetch import browser_pool
 from exporter.fetch.browser_pool import BrowserPool
-from exporter.fetch.outcome import CLEARED, settle
+from exporter.fetch.outcome import settle
 from exporter.fetch.perflog import DocumentResponse, NetworkLog
 from exporter.fetch.response import FetchError, FetchResult, Lane, Response
+from exporter.fetch.timing import NAVIGATION_TIMING_JS, browser_result
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,6 @@ CHROMIUM_ARGUMENTS = (
 CLOSE_CONNECTIONS_JS = (
     "if (!(window.chrome && chrome.benchmarking)) return false;"
     "chrome.benchmarking.closeConnections(); chrome.benchmarking.clearHostResolverCache(); return true;"
-)
-
-NAVIGATION_TIMING_JS = (
-    "const e = performance.getEntriesByType('navigation')[0];"
-    "return e ? Object.assign(e.toJSON(), {timeOrigin: performance.timeOrigin}) : null;"
 )
 
 # net::ERR_… of a failed top-level document → FetchError reason.
@@ -207,27 +202,9 @@ class ChromiumBrowser:
 
         outcome = settle(landing, read_page, classify, challenge_wait, lambda: time.monotonic() - started)
         self._origins |= netlog.origins()
-        if outcome.outcome == CLEARED:
-            outcome = dataclasses.replace(outcome, clear_seconds=self._clear_seconds(landing_timing, outcome.clear_seconds))
-        return FetchResult(
-            first=first,
-            final=outcome.final,
-            redirects=tuple(doc.url for doc in documents if doc.is_redirect),
-            load_seconds=_seconds(landing_timing.get("loadEventEnd") or landing_timing.get("duration")),
-            phases=_phases(landing_timing),
-            outcome=outcome.outcome,
-            clear_seconds=outcome.clear_seconds,
-        )
-
-    def _clear_seconds(self, landing_timing: dict, polled: float) -> float:
-        """Navigation start → the cleared document's DOMContentLoaded, from Navigation
-        Timing when the challenge loaded a new document (``polled`` otherwise)."""
-        final_timing = self.driver.execute_script(NAVIGATION_TIMING_JS) or {}
-        start, origin = landing_timing.get("timeOrigin"), final_timing.get("timeOrigin")
-        ready = final_timing.get("domContentLoadedEventEnd")
-        if start is None or origin is None or origin == start or not ready:
-            return polled
-        return _seconds(origin + ready - start)
+        redirects = tuple(doc.url for doc in documents if doc.is_redirect)
+        return browser_result(first, redirects, landing_timing, outcome,
+                              lambda: driver.execute_script(NAVIGATION_TIMING_JS) or {})
 
     def wipe(self) -> None:
         """Leave no connection, cookie, cache entry or storage from the previous probe.
@@ -258,22 +235,6 @@ class ChromiumBrowser:
 
 def _response(document: DocumentResponse, body: str) -> Response:
     return Response(document.url, document.status, document.headers, body)
-
-
-def _seconds(milliseconds) -> float:
-    return round(max(float(milliseconds or 0.0), 0.0) / 1000.0, 6)
-
-
-def _phases(timing: dict) -> dict[str, float]:
-    """``connect``: TCP+SOCKS(+TLS) setup, 0 on a reused socket; ``ttfb`` and
-    ``dom_content_loaded``: from navigation start."""
-    if not timing:
-        return {}
-    return {
-        "connect": _seconds(timing.get("connectEnd", 0) - timing.get("connectStart", 0)),
-        "ttfb": _seconds(timing.get("responseStart")),
-        "dom_content_loaded": _seconds(timing.get("domContentLoadedEventEnd")),
-    }
 
 
 class ChromiumFetcher:

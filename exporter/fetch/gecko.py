@@ -23,7 +23,6 @@ the browser is started.  Facts behind the code:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import subprocess
@@ -44,14 +43,10 @@ from exporter.detect.verdict import Verdict
 from exporter.fetch import browser_pool
 from exporter.fetch.bidilog import EVENTS, BidiLog
 from exporter.fetch.browser_pool import BrowserPool
-from exporter.fetch.chromium import (
-    NAVIGATION_TIMING_JS,
-    _phases,
-    _seconds,
-    trusted_nss_db,
-)
-from exporter.fetch.outcome import CLEARED, settle
+from exporter.fetch.chromium import trusted_nss_db
+from exporter.fetch.outcome import settle
 from exporter.fetch.response import FetchError, FetchResult, Lane, Response
+from exporter.fetch.timing import NAVIGATION_TIMING_JS, browser_result
 
 log = logging.getLogger(__name__)
 
@@ -247,27 +242,9 @@ class GeckoBrowser:
             return Response(url, latest.status, latest.headers, body)
 
         outcome = settle(landing, read_page, classify, challenge_wait, lambda: time.monotonic() - started)
-        if outcome.outcome == CLEARED:
-            outcome = dataclasses.replace(outcome, clear_seconds=self._clear_seconds(landing_timing, outcome.clear_seconds))
-        return FetchResult(
-            first=first_response,
-            final=outcome.final,
-            redirects=tuple(doc.url for doc in documents if doc.is_redirect),
-            load_seconds=_seconds(landing_timing.get("loadEventEnd") or landing_timing.get("duration")),
-            phases=_phases(landing_timing),
-            outcome=outcome.outcome,
-            clear_seconds=outcome.clear_seconds,
-        )
-
-    def _clear_seconds(self, landing_timing: dict, polled: float) -> float:
-        """Navigation start → the cleared document's DOMContentLoaded when the challenge loaded a
-        new document (``polled`` otherwise).  Tor Browser coarsens these times (resistFingerprinting)."""
-        final_timing = self.driver.execute_script(NAVIGATION_TIMING_JS) or {}
-        start, origin = landing_timing.get("timeOrigin"), final_timing.get("timeOrigin")
-        ready = final_timing.get("domContentLoadedEventEnd")
-        if start is None or origin is None or origin == start or not ready:
-            return polled
-        return _seconds(origin + ready - start)
+        redirects = tuple(doc.url for doc in documents if doc.is_redirect)
+        return browser_result(first_response, redirects, landing_timing, outcome,
+                              lambda: driver.execute_script(NAVIGATION_TIMING_JS) or {})
 
     def _wipe(self) -> None:
         """Leave no connection, cookie, cache entry or site data from the previous probe."""
