@@ -81,6 +81,10 @@ def torrc(node: TorNode, authorities: list[TorNode], *, resolv_conf: Path, relay
             # switch to them (UseMicrodescriptors 0) is then a no-op instead of a refetch.
             ("UseMicrodescriptors", "0"),
             ("FetchUselessDescriptors", "1"),
+            # Fetch each new consensus as soon as it is published, as caches do, not at a random
+            # later time: boot often waits on the second consensus (the first lacks most relays).
+            ("FetchDirInfoEarly", "1"),
+            ("FetchDirInfoExtraEarly", "1"),
         ]
     else:
         lines += _relay_lines(node, resolv_conf)
