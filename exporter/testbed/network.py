@@ -22,6 +22,7 @@ from stem import ControllerError
 from stem.control import Controller
 
 from . import keys, processes
+from ..shard import Shard
 from .ports import free_ports
 from .torrc import LOOPBACK, TorNode, bandwidth_file, torrc
 
@@ -139,9 +140,18 @@ class TorNetwork:
             node.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for node in self.relays:
             node.fingerprint = keys.write_relay_identity(node.data_dir)
+        self._split_exits_over_two_shards()
         idents = keys.install_authority_keys([a.data_dir for a in self.authorities], self.key_cache)
         for auth, ident in zip(self.authorities, idents):
             auth.v3ident = ident
+
+    def _split_exits_over_two_shards(self) -> None:
+        """Give the last exit new keys until two replicas (``--shard 0/2`` and ``1/2``) each own
+        an exit, so sharding can be shown on the test bed: with random keys, all four exits
+        fall to one replica one boot in eight."""
+        first_half = Shard(0, 2)
+        while len(self.exits) > 1 and len({first_half.owns(e.fingerprint) for e in self.exits}) < 2:
+            self.exits[-1].fingerprint = keys.write_relay_identity(self.exits[-1].data_dir)
 
     def stop(self) -> None:
         """Stop every tor (SIGTERM to its process group, SIGKILL after 5 s)."""

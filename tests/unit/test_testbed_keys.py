@@ -39,3 +39,24 @@ def test_without_a_cache_each_boot_gets_new_authority_keys_beside_the_relay_key(
     assert (tmp_path / "a1" / "keys" / "secret_id_key").exists()
     assert write_relay_identity(tmp_path / "x") != relay_fingerprint
     assert install_authority_keys([tmp_path / "b1"], None) != [ident]
+
+
+def test_exit_keys_are_redrawn_until_two_shards_each_own_an_exit(tmp_path):
+    from exporter.shard import Shard
+    from exporter.testbed.keys import fingerprint
+    from exporter.testbed.network import TorNetwork
+
+    network = TorNetwork(tmp_path, resolv_conf=tmp_path / "resolv.conf", exits=4)
+    first_half = Shard(0, 2)
+    one_sided = [fp for fp in (f"{n:040X}" for n in range(200)) if first_half.owns(fp)][:4]
+    for exit, fp in zip(network.exits, one_sided):
+        exit.fingerprint = fp  # as if the random keys had all fallen into shard 0
+
+    network._split_exits_over_two_shards()
+
+    owners = {first_half.owns(e.fingerprint) for e in network.exits}
+    assert owners == {True, False}
+    assert [e.fingerprint for e in network.exits[:3]] == one_sided[:3]  # only the last exit was redrawn
+    pem = (network.exits[-1].data_dir / "keys" / "secret_id_key").read_bytes()
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert fingerprint(key.public_key()) == network.exits[-1].fingerprint  # tor reads the new key
