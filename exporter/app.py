@@ -7,6 +7,7 @@ reported (logs, /-/ready, the landing page) and retried, never fatal.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import random
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=exporter.reload, name="reload").start())
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # every thread's stack to stderr, for a hang
     host, port = exporter.web.address
     log.info("listening", extra={"address": f"http://{host}:{port}/"})
     # A process signal may land on any thread, and CPython runs its handler only when the main

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -27,4 +28,8 @@ def run_exporter(tmp_path):
 
     yield start
     for exporter in started:
-        assert exporter.stop() == 0, exporter.log.read_text()[-3000:]
+        try:
+            code = exporter.stop()
+        except subprocess.TimeoutExpired as exc:  # stop() has killed it: show what it was doing
+            raise AssertionError(f"exporter did not stop on SIGTERM:\n{exporter.log.read_text()[-6000:]}") from exc
+        assert code == 0, exporter.log.read_text()[-3000:]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -52,6 +54,8 @@ class RunningExporter:
             return self.process.wait(20)
         finally:
             if self.process.poll() is None:
+                self.process.send_signal(signal.SIGUSR1)  # the exporter dumps its threads' stacks to the log
+                time.sleep(1)
                 self.process.kill()
 
 
