@@ -27,6 +27,7 @@ from exporter.tor.relay import ExitRelay
 
 log = logging.getLogger(__name__)
 ALIVE_CHECK_SECONDS = 0.5  # how often a circuit build checks that tor's control connection is still up
+STREAM_WORKER_JOIN_SECONDS = 5.0  # how long stop() waits for the stream worker to finish its event
 
 # Why a circuit build failed: a small fixed set, used as the `reason` label of
 # captcha_circuit_failures_total.
@@ -152,6 +153,8 @@ class CircuitPinner:
         self._waiters: set[queue.Queue] = set()  # CIRC event queues of pin() calls in progress
         self._lock = threading.Lock()
         self._saved: dict[str, str | None] = {}
+        self._stream_events: queue.Queue = queue.Queue()
+        self._stream_worker: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -159,15 +162,21 @@ class CircuitPinner:
         """Take over stream attachment (and stop tor building circuits of its own)."""
         self._saved = {name: self.controller.get_conf(name, None) for name in _SETTINGS}
         self.controller.set_options({name: "1" for name in _SETTINGS})
+        self._stream_worker = threading.Thread(target=self._attach_streams, name="stream-attacher", daemon=True)
+        self._stream_worker.start()
         self.controller.add_event_listener(self._on_circ, EventType.CIRC)
-        self.controller.add_event_listener(self._on_stream, EventType.STREAM)
+        self.controller.add_event_listener(self._queue_stream, EventType.STREAM)
 
     def stop(self) -> None:
         """Close our circuits, stop listening, and give stream attachment back to tor."""
         for group in list(self._circuits):
             self.release(self._lanes[group])
-        self.controller.remove_event_listener(self._on_stream)
+        self.controller.remove_event_listener(self._queue_stream)
         self.controller.remove_event_listener(self._on_circ)
+        if self._stream_worker is not None:
+            self._stream_events.put(None)
+            self._stream_worker.join(STREAM_WORKER_JOIN_SECONDS)
+            self._stream_worker = None
         try:
             self.controller.set_options([(name, value or "0") for name, value in self._saved.items()])
         except stem.ControllerError as exc:
@@ -285,6 +294,22 @@ class CircuitPinner:
                         del self._circuits[group]
         for waiter in waiters:
             waiter.put(event)
+
+    def _queue_stream(self, event) -> None:
+        """STREAM events are handled on a thread of our own, never on stem's event thread: a
+        controller command sent from that thread deadlocks when tor's control connection closes
+        (stem's reader, holding the socket's send lock, joins the event thread, which waits for
+        the message lock, which a thread waiting for the send lock holds)."""
+        self._stream_events.put(event)
+
+    def _attach_streams(self) -> None:
+        while (event := self._stream_events.get()) is not None:
+            try:
+                self._on_stream(event)
+            except Exception:  # one bad event must not end stream attachment
+                log.exception("handling stream event %s", getattr(event, "id", "?"))
+            finally:
+                self._stream_events.task_done()
 
     def _on_stream(self, event) -> None:
         if event.status in (StreamStatus.CLOSED, StreamStatus.FAILED):

@@ -1,6 +1,7 @@
 """First-hop choice, failure reasons, and the pinner's circuit/stream handling against a scripted controller."""
 
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -155,6 +156,11 @@ LANES = [Lane(0, "127.0.0.1", 9150, 1000), Lane(1, "127.0.0.1", 9151, 1001)]
 RELAYS = [Relay("1" * 40, "10.2.0.1"), Relay("2" * 40, "10.3.0.1"), Relay("F" * 40, "10.4.0.1")]
 
 
+def handled(pinner):
+    """Wait until the pinner's stream worker has handled every STREAM event fired so far."""
+    pinner._stream_events.join()
+
+
 def started(outcomes, failures=None, timeout=5.0):
     controller = ScriptedController(outcomes)
     failures = [] if failures is None else failures
@@ -246,6 +252,7 @@ def test_streams_go_to_their_lanes_circuit_or_are_closed():
     controller.stream("4", "NEW", "news.test", 7)  # another session group: not ours
     controller.stream("5", "NEW", "news.test", None)  # no session group at all
     controller.stream("6", "SUCCEEDED", "news.test", 1000)  # nothing to do
+    handled(pinner)
     assert controller.calls == [("attach", "1", c0), ("attach", "2", c1), ("close_stream", "3")]
 
 
@@ -256,6 +263,7 @@ def test_detached_streams_are_reattached_once_unless_the_exit_ended_them():
     controller.stream("1", "DETACHED", "news.test", 1000, reason="TIMEOUT")
     controller.stream("1", "DETACHED", "news.test", 1000, reason="TIMEOUT")
     controller.stream("2", "DETACHED", "news.test", 1000, reason="END")
+    handled(pinner)
     assert controller.calls == [("attach", "1", circuit), ("close_stream", "1"), ("close_stream", "2")]
 
 
@@ -267,6 +275,7 @@ def test_streams_of_a_lane_whose_circuit_closed_are_closed():
     controller.calls.clear()
     controller.stream("1", "NEW", "news.test", 1000)
     controller.stream("2", "NEW", "news.test", 1001)  # lane 1 was never pinned
+    handled(pinner)
     assert controller.calls == [("close_stream", "1"), ("close_stream", "2")]
 
 
@@ -280,4 +289,27 @@ def test_a_failed_attach_closes_the_stream():
     controller.attach_stream = refuse
     controller.calls.clear()
     controller.stream("1", "NEW", "news.test", 1000)
+    handled(pinner)
     assert controller.calls == [("close_stream", "1")]
+
+
+def test_stream_events_are_handled_off_stems_event_thread():
+    """The STREAM listener returns at once even while a controller command blocks: stem's event
+    thread must never wait on the control connection, or closing it deadlocks."""
+    controller, pinner = started(["BUILT"])
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    release = threading.Event()
+
+    def slow_attach(stream_id, circuit_id):
+        release.wait(10)
+        controller.calls.append(("attach", stream_id, circuit_id))
+
+    controller.attach_stream = slow_attach
+    controller.calls.clear()
+    started_at = time.monotonic()
+    controller.stream("1", "NEW", "news.test", 1000)
+    assert time.monotonic() - started_at < 1.0 and controller.calls == []
+    release.set()
+    handled(pinner)
+    assert controller.calls == [("attach", "1", circuit)]
+    pinner.stop()
