@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 
 from exporter.config import TorConfig
-from exporter.fetch.response import Lane
 from exporter.scheduler import PinError
 from exporter.tor.circuit import CircuitError, CircuitPinner
 from exporter.tor.consensus import read_exits
 from exporter.tor.control import open_tor
 from exporter.tor.relay import ExitRelay
+from exporter.values import Lane
 
 NORMAL_PAGES = "{}\n"  # an edge policy without rules: every site answers its real page
 BOOT_TIMEOUT = 180.0

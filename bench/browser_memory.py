@@ -38,7 +38,7 @@ from exporter.fetch.browser_pool import resident_bytes
 from exporter.fetch.chromium import ChromiumFetcher
 from exporter.probe import ProbeResult
 from exporter.scheduler import Prober
-from exporter.testbed.processes import exit_on_termination_signals
+from testbed.processes import exit_on_termination_signals
 
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>: orphaned descendants are reparented to us, not to init
 MIB = 2**20

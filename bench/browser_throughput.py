@@ -37,9 +37,9 @@ from exporter.detect import classify
 from exporter.fetch.chromium import ChromiumFetcher
 from exporter.probe import ProbeResult, run_probe
 from exporter.scheduler import Prober
-from exporter.testbed.pages import SITES
-from exporter.testbed.processes import exit_on_termination_signals
 from exporter.tor.relay import ExitRelay
+from testbed.pages import SITES
+from testbed.processes import exit_on_termination_signals
 
 TIMEOUT = 60.0
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from exporter.detect import classify
 from exporter.detect.saved import SavedResponseError, load_saved
-from exporter.detect.verdict import KINDS
+from exporter.values import VerdictKind
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ok pages called challenge/block: {rate:.3f} ({ok_gated}/{ok_pages})")
     print()
     print("confusion (rows: label, columns: verdict)")
-    print(f"{'':>10}" + "".join(f"{kind:>10}" for kind in KINDS))
-    for want in KINDS:
-        print(f"{want:>10}" + "".join(f"{confusion[(want, got)]:>10}" for got in KINDS))
+    print(f"{'':>10}" + "".join(f"{kind:>10}" for kind in VerdictKind))
+    for want in VerdictKind:
+        print(f"{want:>10}" + "".join(f"{confusion[(want, got)]:>10}" for got in VerdictKind))
     if args.verbose and misses:
         print()
         for name, want, got, markers in misses:

@@ -15,7 +15,7 @@ import argparse
 import time
 
 from exporter.detect import classify, load_signatures
-from exporter.fetch.response import Response
+from exporter.values import Response
 
 HEADERS = (("Server", "cloudflare"), ("CF-RAY", "8f1a2b3c4d5e6f70-FRA"),
            ("Set-Cookie", "__cf_bm=abc; path=/"), ("Content-Type", "text/html; charset=utf-8"))

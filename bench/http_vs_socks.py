@@ -29,7 +29,7 @@ from bench_bed import BedProcess, PinnedLanes, command_line, load_average
 
 from exporter.config import HttpFetcherConfig
 from exporter.fetch.http import HttpFetcher
-from exporter.testbed.processes import exit_on_termination_signals
+from testbed.processes import exit_on_termination_signals
 
 SOCKS_VERSION = 5
 NO_AUTHENTICATION = 0

@@ -32,12 +32,11 @@ from prometheus_client.openmetrics.exposition import (
     generate_latest as generate_openmetrics,
 )
 
-from exporter.detect.verdict import Verdict
-from exporter.fetch.response import FetchResult, Response
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
 from exporter.probe import ProbeResult
 from exporter.state import State
 from exporter.tor.relay import ExitRelay
+from exporter.values import FetchResult, Response, Verdict
 
 COUNTRIES = ("DE", "US", "NL", "FR", "SE", "CH", "GB", "CA", "FI", "AT", "RO", "PL", "LU", "NO", "CZ", "ES",
              "IT", "BG", "DK", "UA", "LT", "LV", "EE", "IS", "IE", "BE", "PT", "HU", "SK", "SI", "HR", "RS",

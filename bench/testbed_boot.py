@@ -16,8 +16,8 @@ import sys
 
 from bench_bed import command_line, load_average
 
-from exporter.testbed.bed import TestBed
-from exporter.testbed.processes import exit_on_termination_signals
+from testbed.bed import TestBed
+from testbed.processes import exit_on_termination_signals
 
 
 def main() -> int:

@@ -26,7 +26,6 @@ from exporter.config import Config, ConfigError, config_yaml, load_config
 from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
 from exporter.fetch.factory import fetcher_label, make_fetcher
-from exporter.fetch.response import Fetcher, Lane
 from exporter.logs import setup_logging
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
 from exporter.plan import select_exits
@@ -35,11 +34,12 @@ from exporter.scheduler import PinError, Prober, Scheduler, auto_lanes, availabl
 from exporter.shard import Shard
 from exporter.state import State
 from exporter.store import Store, StoreError
-from exporter.tor.circuit import CircuitError, CircuitPinner
+from exporter.tor.circuit import CircuitPinner
 from exporter.tor.consensus import Consensus, allows_port, read_exits, watch_consensus
 from exporter.tor.control import OurTor, TorUnavailable, open_tor
 from exporter.tor.geo import CountryLookup
 from exporter.tor.relay import ExitRelay
+from exporter.values import CircuitError, Fetcher, Lane
 from exporter.web import WebServer
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import time
 from exporter.change import Baseline
 from exporter.change.direct import fetch_direct
 from exporter.config import Config, Target
-from exporter.fetch.response import FetchError
 from exporter.store import Store
+from exporter.values import FetchError
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,11 @@ from exporter.logs import LogfmtFormatter
 from exporter.metrics import ProbeMetrics
 from exporter.plan import next_exits, select_exits
 from exporter.probe import ProbeResult, error_result, run_probe
-from exporter.tor.circuit import CircuitError, CircuitPinner
+from exporter.tor.circuit import CircuitPinner
 from exporter.tor.consensus import allows_port, read_exits
 from exporter.tor.control import TorUnavailable, open_tor
 from exporter.tor.geo import CountryLookup
+from exporter.values import CircuitError
 
 log = logging.getLogger(__name__)
 

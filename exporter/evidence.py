@@ -22,7 +22,7 @@ from pathlib import Path
 
 from exporter import __version__
 from exporter.config import Evidence
-from exporter.fetch.response import FetchResult, Response
+from exporter.values import FetchResult, Response
 
 PROBE_ID = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{4,32}$")
 HAR_FILE, HTML_FILE, SCREENSHOT_FILE = "probe.har", "page.html", "screenshot.png"

@@ -21,10 +21,10 @@ from prometheus_client.core import GaugeMetricFamily
 from exporter import __version__
 from exporter.change import KINDS as CHANGE_KINDS
 from exporter.change.onion import KINDS as ONION_KINDS
-from exporter.fetch.response import ERROR_REASONS
 from exporter.probe import ProbeResult
 from exporter.state import State, weighted_ratio
 from exporter.tor.relay import ExitRelay
+from exporter.values import ErrorReason
 
 LOAD_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60)
 CLEAR_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60)
@@ -141,7 +141,7 @@ class ProbeMetrics:
         for target, fetcher in pairs:
             for country in countries:
                 self.probes.labels(target, fetcher, country)
-            for reason in ERROR_REASONS:
+            for reason in ErrorReason:
                 self.errors.labels(target, fetcher, reason)
             for country in countries:
                 for change in CHANGE_KINDS:

@@ -16,15 +16,10 @@ from dataclasses import dataclass
 
 from exporter.change import Baseline, Change, compare, onion_facts
 from exporter.config import Target
-from exporter.detect.verdict import Verdict
-from exporter.fetch.response import Fetcher, FetchError, FetchResult, Lane, Response
 from exporter.tor.relay import ExitRelay
+from exporter.values import Fetcher, FetchError, FetchResult, Lane, Response, Verdict
 
 log = logging.getLogger(__name__)
-
-# When the first response and the final page disagree, the user met the stronger one:
-# a challenge that cleared by itself was still a challenge.
-SEVERITY = {"challenge": 4, "block": 3, "error": 2, "widget": 1, "ok": 0}
 
 Classify = Callable[[Response], Verdict]
 
@@ -66,7 +61,7 @@ def judge(fetch: FetchResult, classify: Classify) -> Verdict:
     if fetch.final is fetch.first:
         return first
     final = classify(fetch.final)
-    return first if SEVERITY[first.kind] >= SEVERITY[final.kind] else final
+    return first if first.kind.severity >= final.kind.severity else final
 
 
 def run_probe(target: Target, exit: ExitRelay, fetcher: Fetcher, lane: Lane,

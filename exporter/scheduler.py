@@ -24,10 +24,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.change import Baseline
 from exporter.config import Schedule, Target
-from exporter.fetch.response import Fetcher, Lane
 from exporter.plan import next_exits
 from exporter.probe import Classify, ProbeResult, error_result, run_probe
 from exporter.tor.relay import ExitRelay
+from exporter.values import ErrorReason, Fetcher, Lane, ProbeError
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,10 @@ def available_memory(meminfo: str = "/proc/meminfo") -> int:
     return 0
 
 
-class PinError(Exception):
+class PinError(ProbeError):
     """The lane could not be pinned to the exit; ``reason`` is a probe error reason."""
 
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+    reasons = ErrorReason
 
 
 class Backoff:

@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def testbed(request):
     """The running ``TestBed`` (``.state()`` gives the state document); stopped after the session."""
-    from exporter.testbed.bed import TestBed
+    from testbed.bed import TestBed
 
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with TestBed() as bed:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
 
 from exporter.change.normalise import PageForm, normalise
-from exporter.fetch.response import Response
+from exporter.values import Response
 
 FORMAT_VERSION = 1
 ANY_WORDS = ".*?"

@@ -31,7 +31,7 @@ from itertools import pairwise
 
 from exporter.change.baseline import Baseline
 from exporter.change.normalise import PageForm, normalise
-from exporter.fetch.response import Response
+from exporter.values import Response
 
 KINDS = ("injected", "rewritten", "different")
 DEFAULT_THRESHOLD = 0.6

@@ -18,7 +18,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from exporter.config import HttpFetcherConfig
 from exporter.fetch.http import HttpFetcher
-from exporter.fetch.response import Response
+from exporter.values import Response
 
 
 def fetch_direct(url: str, config: HttpFetcherConfig, resolve: dict[str, str] | None = None) -> Response:

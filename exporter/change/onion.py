@@ -21,7 +21,7 @@ import hashlib
 import re
 from urllib.parse import urlsplit
 
-from exporter.fetch.response import Response
+from exporter.values import Response
 
 KINDS = ("alt_svc", "onion_location")
 V3_LABEL = re.compile(r"[a-z2-7]{56}")

@@ -10,8 +10,7 @@ from functools import lru_cache
 
 from exporter.detect.detector import Detector
 from exporter.detect.signatures import Signatures, load_signatures
-from exporter.detect.verdict import Verdict
-from exporter.fetch.response import Response
+from exporter.values import Response, Verdict
 
 __all__ = ["Detector", "Signatures", "Verdict", "classify", "load_signatures"]
 

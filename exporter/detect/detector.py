@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from exporter.detect.page import Page
 from exporter.detect.signatures import GATE_KINDS, Rule, Signature, Signatures
-from exporter.detect.verdict import Verdict
-from exporter.fetch.response import Response
+from exporter.values import Response, Verdict
 
 
 class Detector:

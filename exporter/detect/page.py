@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from exporter.detect.literals import fold
-from exporter.fetch.response import Response
+from exporter.values import Response
 
 # Gate markers sit in the head or near the top; a page can be megabytes.
 BODY_SCAN_CHARS = 1_000_000

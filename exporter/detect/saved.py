@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from urllib.parse import urljoin
 
-from exporter.fetch.response import Response
+from exporter.values import Response
 
 
 class SavedResponseError(Exception):

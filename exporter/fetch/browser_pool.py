@@ -25,8 +25,7 @@ from typing import Protocol
 import urllib3
 from selenium.common.exceptions import TimeoutException, WebDriverException
 
-from exporter.detect.verdict import Verdict
-from exporter.fetch.response import FetchError, FetchResult, Lane, Response
+from exporter.values import FetchError, FetchResult, Lane, Response, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,12 @@ from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 
 from exporter.config import BrowserFetcherConfig
-from exporter.detect.verdict import Verdict
 from exporter.fetch import browser_pool
 from exporter.fetch.browser_pool import BrowserPool
 from exporter.fetch.outcome import settle
 from exporter.fetch.perflog import DocumentResponse, NetworkLog
-from exporter.fetch.response import FetchError, FetchResult, Lane, Response
 from exporter.fetch.timing import NAVIGATION_TIMING_JS, browser_result
+from exporter.values import FetchError, FetchResult, Lane, Response, Verdict
 
 log = logging.getLogger(__name__)
 

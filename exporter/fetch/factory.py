@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from exporter.config import Fetchers
 from exporter.fetch.http import HttpFetcher
-from exporter.fetch.response import Fetcher
+from exporter.values import Fetcher
 
 
 def make_fetcher(kind: str, config: Fetchers, classify) -> tuple[Fetcher, float]:

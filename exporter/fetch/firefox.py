@@ -20,7 +20,7 @@ from exporter.fetch.gecko import (
     browser_prefs,
     driver_service,
 )
-from exporter.fetch.response import Lane
+from exporter.values import Lane
 
 
 def firefox_options(binary: str | None, headless: bool, lane: Lane, profile: FirefoxProfile | None) -> Options:

@@ -39,14 +39,13 @@ from selenium.webdriver.firefox.service import Service
 from selenium.webdriver.firefox.webdriver import WebDriver
 
 from exporter.config import BrowserFetcherConfig
-from exporter.detect.verdict import Verdict
 from exporter.fetch import browser_pool
 from exporter.fetch.bidilog import EVENTS, BidiLog
 from exporter.fetch.browser_pool import BrowserPool
 from exporter.fetch.chromium import trusted_nss_db
 from exporter.fetch.outcome import settle
-from exporter.fetch.response import FetchError, FetchResult, Lane, Response
 from exporter.fetch.timing import NAVIGATION_TIMING_JS, browser_result
+from exporter.values import FetchError, FetchResult, Lane, Response, Verdict
 
 log = logging.getLogger(__name__)
 

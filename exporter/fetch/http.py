@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 import requests
 
 from exporter.config import HttpFetcherConfig
-from exporter.fetch.response import FetchError, FetchResult, Lane, Response
+from exporter.values import FetchError, FetchResult, Lane, Response
 
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)

@@ -14,10 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.detect.verdict import Verdict
-from exporter.fetch.response import Response
-
-CLEARED, INTERACTIVE, BLOCKED = "cleared", "interactive", "blocked"
+from exporter.values import ChallengeOutcome, Response, Verdict
 
 
 @dataclass(frozen=True)
@@ -25,7 +22,7 @@ class Outcome:
     """``outcome`` is None when the first page was neither a challenge nor a block."""
 
     final: Response
-    outcome: str | None = None
+    outcome: ChallengeOutcome | None = None
     clear_seconds: float | None = None
 
 
@@ -46,17 +43,17 @@ def settle(
     """
     first_kind = classify(landing).kind
     if first_kind == "block":
-        return Outcome(read_page(), BLOCKED)
+        return Outcome(read_page(), ChallengeOutcome.BLOCKED)
     if first_kind != "challenge":
         page = read_page()
-        return Outcome(page, BLOCKED if classify(page).kind == "block" else None)
+        return Outcome(page, ChallengeOutcome.BLOCKED if classify(page).kind == "block" else None)
     while True:
         page = read_page()
         kind = classify(page).kind
         if kind == "block":
-            return Outcome(page, BLOCKED)
+            return Outcome(page, ChallengeOutcome.BLOCKED)
         if kind != "challenge":
-            return Outcome(page, CLEARED, elapsed())
+            return Outcome(page, ChallengeOutcome.CLEARED, elapsed())
         if elapsed() >= wait:
-            return Outcome(page, INTERACTIVE)
+            return Outcome(page, ChallengeOutcome.INTERACTIVE)
         sleep(poll_interval)

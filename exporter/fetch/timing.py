@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from exporter.fetch.outcome import CLEARED, Outcome
-from exporter.fetch.response import FetchResult, Response
+from exporter.fetch.outcome import Outcome
+from exporter.values import ChallengeOutcome, FetchResult, Response
 
 NAVIGATION_TIMING_JS = (
     "const e = performance.getEntriesByType('navigation')[0];"
@@ -51,7 +51,7 @@ def browser_result(first: Response, redirects: tuple[str, ...], landing: dict, o
                    read_timing: Callable[[], dict]) -> FetchResult:
     """The FetchResult of a browser probe whose landing document had the timing
     entry ``landing``; ``read_timing`` reads the entry of the page shown now."""
-    if outcome.outcome == CLEARED:
+    if outcome.outcome == ChallengeOutcome.CLEARED:
         outcome = dataclasses.replace(outcome, clear_seconds=clear_seconds(landing, read_timing(),
                                                                            outcome.clear_seconds))
     return FetchResult(

@@ -37,7 +37,7 @@ from exporter.fetch.gecko import (
     browser_prefs,
     driver_service,
 )
-from exporter.fetch.response import Lane
+from exporter.values import Lane
 
 SECURITY_SLIDER = {"standard": 4, "safer": 2, "safest": 1}
 

@@ -22,56 +22,42 @@ import stem
 from stem import CircStatus, StreamStatus
 from stem.control import EventType
 
-from exporter.fetch.response import Lane
 from exporter.tor.relay import ExitRelay
+from exporter.values import CircuitError, CircuitFailure, Lane
 
 log = logging.getLogger(__name__)
 ALIVE_CHECK_SECONDS = 0.5  # how often a circuit build checks that tor's control connection is still up
 STREAM_WORKER_JOIN_SECONDS = 5.0  # how long stop() waits for the stream worker to finish its event
 
-# Why a circuit build failed: a small fixed set, used as the `reason` label of
-# captcha_circuit_failures_total.
-CIRCUIT_FAILURE_REASONS = ("timeout", "destroyed", "connect_failed", "no_descriptor", "no_first_hop", "other")
-
 # CIRC event REASON (control-spec "CIRC" event) → our failure reason.
 _CIRC_REASONS = {
-    "TIMEOUT": "timeout",
-    "MEASUREMENT_EXPIRED": "timeout",
-    "DESTROYED": "destroyed",
-    "CHANNEL_CLOSED": "destroyed",
-    "OR_CONN_CLOSED": "destroyed",
-    "FINISHED": "destroyed",
-    "REQUESTED": "destroyed",
-    "CONNECTFAILED": "connect_failed",
-    "OR_IDENTITY": "connect_failed",
-    "NOPATH": "connect_failed",
+    "TIMEOUT": CircuitFailure.TIMEOUT,
+    "MEASUREMENT_EXPIRED": CircuitFailure.TIMEOUT,
+    "DESTROYED": CircuitFailure.DESTROYED,
+    "CHANNEL_CLOSED": CircuitFailure.DESTROYED,
+    "OR_CONN_CLOSED": CircuitFailure.DESTROYED,
+    "FINISHED": CircuitFailure.DESTROYED,
+    "REQUESTED": CircuitFailure.DESTROYED,
+    "CONNECTFAILED": CircuitFailure.CONNECT_FAILED,
+    "OR_IDENTITY": CircuitFailure.CONNECT_FAILED,
+    "NOPATH": CircuitFailure.CONNECT_FAILED,
 }
 
 _SETTINGS = ("__LeaveStreamsUnattached", "__DisablePredictedCircuits")
 _ATTACHABLE = (StreamStatus.NEW, StreamStatus.NEWRESOLVE, StreamStatus.DETACHED)
 
 
-class CircuitError(Exception):
-    """No circuit could be built for a lane; ``reason`` is one of CIRCUIT_FAILURE_REASONS."""
-
-    def __init__(self, reason: str, message: str):
-        if reason not in CIRCUIT_FAILURE_REASONS:
-            raise ValueError(f"unknown circuit failure reason {reason!r}")
-        super().__init__(message)
-        self.reason = reason
-
-
-def reason_for_circ_event(circ_reason: str | None) -> str:
+def reason_for_circ_event(circ_reason: str | None) -> CircuitFailure:
     """Our failure reason for a CIRC FAILED/CLOSED event's REASON."""
-    return _CIRC_REASONS.get((circ_reason or "").upper(), "other")
+    return _CIRC_REASONS.get((circ_reason or "").upper(), CircuitFailure.OTHER)
 
 
-def reason_for_extend_error(error: stem.ControllerError) -> str:
+def reason_for_extend_error(error: stem.ControllerError) -> CircuitFailure:
     """Our failure reason for an EXTENDCIRCUIT refusal (552 "No descriptor for …", "Unknown router …")."""
     text = str(error).lower()
     if isinstance(error, stem.InvalidRequest) and ("descriptor" in text or "unknown router" in text):
-        return "no_descriptor"
-    return "other"
+        return CircuitFailure.NO_DESCRIPTOR
+    return CircuitFailure.OTHER
 
 
 def same_slash16(a: str, b: str) -> bool:
@@ -121,12 +107,6 @@ def choose_first_hop(exit: ExitRelay, exit_family: Iterable[str], relays: Iterab
         if tier:
             return rng.choice(tier)
     return None
-
-
-class _BuildFailed(Exception):
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 class CircuitPinner:
@@ -205,18 +185,18 @@ class CircuitPinner:
         for attempt in range(1, self.attempts + 1):
             first_hop = choose_first_hop(exit, family, relays, exclude=tried)
             if first_hop is None:
-                failure = _BuildFailed("no_first_hop", f"no first hop left for exit {exit.fingerprint}")
+                failure = CircuitError(CircuitFailure.NO_FIRST_HOP, f"no first hop left for exit {exit.fingerprint}")
                 self._on_failure(failure.reason)
                 break
             tried.add(first_hop.fingerprint)
             try:
                 circuit_id = self._build([first_hop.fingerprint, exit.fingerprint])
-            except _BuildFailed as exc:
+            except CircuitError as exc:
                 failure = exc
                 self._on_failure(exc.reason)
                 log.info("circuit via %s to exit %s failed (%s): %s", first_hop.fingerprint, exit.fingerprint,
                          exc.reason, exc)
-                if exc.reason == "no_descriptor" and attempt < self.attempts:
+                if exc.reason == CircuitFailure.NO_DESCRIPTOR and attempt < self.attempts:
                     time.sleep(self.descriptor_wait)  # descriptors are often moments away (fresh consensus)
                 continue
             with self._lock:
@@ -253,25 +233,25 @@ class CircuitPinner:
             try:
                 circuit_id = self.controller.extend_circuit("0", path)
             except stem.ControllerError as exc:
-                raise _BuildFailed(reason_for_extend_error(exc), str(exc)) from exc
+                raise CircuitError(reason_for_extend_error(exc), str(exc)) from exc
             deadline = time.monotonic() + self.timeout
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._close_circuit(circuit_id)
-                    raise _BuildFailed("timeout", f"circuit {circuit_id} not built within {self.timeout:g} s")
+                    raise CircuitError(CircuitFailure.TIMEOUT, f"circuit {circuit_id} not built within {self.timeout:g} s")
                 try:
                     event = events.get(timeout=min(remaining, ALIVE_CHECK_SECONDS))
                 except queue.Empty:
                     if not self.controller.is_alive():  # no event will come: fail now, not at the deadline
-                        raise _BuildFailed("other", f"tor's control connection closed while building {circuit_id}")
+                        raise CircuitError(CircuitFailure.OTHER, f"tor's control connection closed while building {circuit_id}")
                     continue
                 if event.id != circuit_id:
                     continue
                 if event.status == CircStatus.BUILT:
                     return circuit_id
                 if event.status in (CircStatus.FAILED, CircStatus.CLOSED):
-                    raise _BuildFailed(reason_for_circ_event(event.reason),
+                    raise CircuitError(reason_for_circ_event(event.reason),
                                        f"circuit {circuit_id} {event.status.lower()}: {event.reason}")
         finally:
             with self._lock:

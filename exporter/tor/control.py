@@ -25,7 +25,7 @@ import stem.process
 from stem.control import Controller
 
 from exporter.config import TorConfig
-from exporter.fetch.response import Lane
+from exporter.values import Lane
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import pytest
 from exporter.change import Baseline, compare, onion_facts
 from exporter.change.direct import fetch_direct
 from exporter.config import HttpFetcherConfig
-from exporter.testbed.edge import Edge
-from exporter.testbed.pages import SITES, hostname
-from exporter.testbed.policy import DIRECT, default_policy, load_policy
+from testbed.edge import Edge
+from testbed.pages import SITES, hostname
+from testbed.policy import DIRECT, default_policy, load_policy
 
 pytestmark = pytest.mark.e2e
 

@@ -34,8 +34,8 @@ from invariants import (
     wait_for,
 )
 
-from exporter.testbed.policy import load_policy
-from exporter.testbed.ports import free_ports
+from testbed.policy import load_policy
+from testbed.ports import free_ports
 
 pytestmark = pytest.mark.e2e
 

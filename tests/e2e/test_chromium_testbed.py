@@ -24,12 +24,12 @@ from exporter.config import BrowserFetcherConfig, TorConfig
 from exporter.detect import classify
 from exporter.fetch import browser_pool
 from exporter.fetch.chromium import ChromiumFetcher
-from exporter.fetch.response import FetchError
-from exporter.testbed.bed import TestBed
-from exporter.testbed.policy import load_policy
 from exporter.tor.circuit import CircuitPinner
 from exporter.tor.consensus import read_exits
 from exporter.tor.control import open_tor
+from exporter.values import FetchError
+from testbed.bed import TestBed
+from testbed.policy import load_policy
 
 pytestmark = [
     pytest.mark.e2e,

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from exporter.testbed.policy import load_policy
+from testbed.policy import load_policy
 
 pytestmark = pytest.mark.e2e
 

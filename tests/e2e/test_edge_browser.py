@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from exporter.testbed.edge import Edge
-from exporter.testbed.policy import load_policy
+from testbed.edge import Edge
+from testbed.policy import load_policy
 
 pytestmark = [
     pytest.mark.e2e,

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from exporter_process import exporter_config, total, value
 
-from exporter.testbed.policy import load_policy
-from exporter.testbed.ports import free_ports
+from testbed.policy import load_policy
+from testbed.ports import free_ports
 
 pytestmark = pytest.mark.e2e
 

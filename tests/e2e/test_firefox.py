@@ -42,7 +42,7 @@ from exporter.fetch.gecko import (
     browser_prefs,
     net_error_reason,
 )
-from exporter.fetch.response import Lane
+from exporter.values import Lane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 needs_firefox = pytest.mark.skipif(shutil.which("firefox-esr") is None, reason="needs Debian's firefox-esr")

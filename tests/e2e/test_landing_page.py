@@ -20,8 +20,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from exporter.testbed.policy import load_policy
-from exporter.testbed.ports import free_ports
+from testbed.policy import load_policy
+from testbed.ports import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -21,8 +21,8 @@ from exporter_process import exporter_config
 from prometheus_process import JOB, RunningPrometheus, backfill, write_test_config
 from promql_catalog import alert_exprs, catalog
 
-from exporter.testbed.policy import load_policy
-from exporter.testbed.ports import free_ports
+from testbed.policy import load_policy
+from testbed.ports import free_ports
 
 pytestmark = pytest.mark.e2e
 

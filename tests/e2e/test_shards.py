@@ -8,7 +8,7 @@ import pytest
 from exporter_process import exporter_config
 
 from exporter.shard import Shard
-from exporter.testbed.ports import free_ports
+from testbed.ports import free_ports
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,9 @@ import requests
 from stem import InvalidArguments, InvalidRequest, StreamPurpose, StreamStatus
 from stem.control import EventType
 
-from exporter.testbed import processes
-from exporter.testbed.bed import DEFAULT_EXITS
-from exporter.testbed.policy import load_policy
+from testbed import processes
+from testbed.bed import DEFAULT_EXITS
+from testbed.policy import load_policy
 
 pytestmark = pytest.mark.e2e
 

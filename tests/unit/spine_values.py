@@ -1,8 +1,8 @@
 """Small builders of the values the spine passes around, for unit tests."""
 
 from exporter.config import Target
-from exporter.fetch.response import FetchResult, Lane, Response
 from exporter.tor.relay import ExitRelay
+from exporter.values import FetchResult, Lane, Response
 
 
 def relay(n: int, probability: float = 0.25, country: str = "DE", flags=("Exit", "Running", "Fast")) -> ExitRelay:

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from exporter.change.baseline import Baseline
-from exporter.fetch.response import Response
+from exporter.values import Response
 
 
 def direct(body: str) -> Response:

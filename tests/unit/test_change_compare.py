@@ -8,7 +8,7 @@ import pytest
 
 from exporter.change.baseline import Baseline
 from exporter.change.compare import DIFF_MAX_CHARS, compare
-from exporter.fetch.response import Response
+from exporter.values import Response
 
 ARTICLE = """<!doctype html><html><head><title>The Daily Relay – News</title>{head}</head><body>
 <header><a href="/">The Daily Relay</a><nav><a href="/world">World</a> <a href="/science">Science</a></nav></header>

@@ -10,7 +10,7 @@ import pytest
 
 from exporter.change.direct import fetch_direct
 from exporter.config import HttpFetcherConfig
-from exporter.fetch.response import FetchError
+from exporter.values import FetchError
 
 
 class Recorder(BaseHTTPRequestHandler):

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from exporter.change.onion import alt_svc_hosts, is_v3_address, onion_facts
-from exporter.fetch.response import Response
+from exporter.values import Response
 
 
 def v3_address(seed: bytes, version: bytes = b"\x03", good_checksum: bool = True) -> str:

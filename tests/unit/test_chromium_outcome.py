@@ -1,8 +1,7 @@
 """The browser's challenge outcome: cleared, interactive, blocked, or none."""
 
-from exporter.detect.verdict import Verdict
-from exporter.fetch.outcome import BLOCKED, CLEARED, INTERACTIVE, settle
-from exporter.fetch.response import Response
+from exporter.fetch.outcome import settle
+from exporter.values import ChallengeOutcome, Response, Verdict
 
 
 def classify(response: Response) -> Verdict:
@@ -37,7 +36,7 @@ class FakeBrowser:
 def test_self_clearing_challenge_is_cleared_with_the_time_it_took():
     browser = FakeBrowser([(0.0, "challenge"), (1.5, "welcome")])
     outcome = browser.settle("challenge")
-    assert outcome.outcome == CLEARED
+    assert outcome.outcome == ChallengeOutcome.CLEARED
     assert outcome.clear_seconds == 1.5
     assert outcome.final.body == "welcome"
 
@@ -45,7 +44,7 @@ def test_self_clearing_challenge_is_cleared_with_the_time_it_took():
 def test_challenge_that_never_clears_is_interactive_at_the_deadline():
     browser = FakeBrowser([(0.0, "challenge")])
     outcome = browser.settle("challenge", wait=2.0)
-    assert outcome.outcome == INTERACTIVE
+    assert outcome.outcome == ChallengeOutcome.INTERACTIVE
     assert outcome.clear_seconds is None
     assert browser.now == 2.0
     assert outcome.final.body == "challenge"
@@ -54,14 +53,14 @@ def test_challenge_that_never_clears_is_interactive_at_the_deadline():
 def test_challenge_that_turns_into_a_block_page_is_blocked():
     browser = FakeBrowser([(0.0, "challenge"), (1.0, "block")])
     outcome = browser.settle("challenge")
-    assert outcome.outcome == BLOCKED
+    assert outcome.outcome == ChallengeOutcome.BLOCKED
     assert outcome.final.body == "block"
 
 
 def test_block_as_first_response_is_blocked_without_waiting():
     browser = FakeBrowser([(0.0, "block")])
     outcome = browser.settle("block")
-    assert (outcome.outcome, browser.now, browser.reads) == (BLOCKED, 0.0, 1)
+    assert (outcome.outcome, browser.now, browser.reads) == (ChallengeOutcome.BLOCKED, 0.0, 1)
 
 
 def test_ok_page_has_no_outcome_and_is_read_once():
@@ -73,4 +72,4 @@ def test_ok_page_has_no_outcome_and_is_read_once():
 
 def test_ok_first_response_whose_page_becomes_a_block_is_blocked():
     browser = FakeBrowser([(0.0, "block")])
-    assert browser.settle("welcome").outcome == BLOCKED
+    assert browser.settle("welcome").outcome == ChallengeOutcome.BLOCKED

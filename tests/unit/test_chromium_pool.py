@@ -14,7 +14,7 @@ from exporter.fetch.browser_pool import (
     live_processes,
     resident_bytes,
 )
-from exporter.fetch.response import FetchError, FetchResult, Lane
+from exporter.values import FetchError, FetchResult, Lane
 
 LANE = Lane(0, "127.0.0.1", 9050, 1)
 

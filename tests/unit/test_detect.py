@@ -10,8 +10,8 @@ import yaml
 from exporter.detect import Detector, classify, load_signatures
 from exporter.detect.detector import _search
 from exporter.detect.page import Page
-from exporter.detect.verdict import GATE_PROVIDERS, KINDS, WIDGET_PROVIDERS
-from exporter.fetch.response import Response
+from exporter.detect.providers import GATE_PROVIDERS, WIDGET_PROVIDERS
+from exporter.values import Response, VerdictKind
 
 FIXTURES = Path(__file__).parent / "fixtures" / "detect"
 CASES = yaml.safe_load((FIXTURES / "cases.yaml").read_text(encoding="utf-8"))["cases"]
@@ -37,7 +37,7 @@ def test_fixture_verdict(case):
 
 def test_fixtures_cover_every_kind_and_shipped_provider():
     expected = {case["expect"] for case in CASES}
-    assert {e.split("/")[0] for e in expected} == set(KINDS)
+    assert {e.split("/")[0] for e in expected} == set(VerdictKind)
     gate_providers = {e.split("/")[1] for e in expected if e.split("/")[0] in ("challenge", "block", "error")}
     widget_providers = {e.split("/")[1] for e in expected if e.startswith("widget/")}
     assert gate_providers == set(GATE_PROVIDERS)

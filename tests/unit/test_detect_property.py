@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.detect import classify
+from exporter.detect.providers import GATE_PROVIDERS, WIDGET_PROVIDERS
 from exporter.detect.saved import SavedResponseError, load_saved
-from exporter.detect.verdict import GATE_PROVIDERS, KINDS, WIDGET_PROVIDERS, Verdict
-from exporter.fetch.response import Response
+from exporter.values import Response, Verdict, VerdictKind
 
 MARKUP = st.sampled_from([
     "<title>", "</title>", "Just a moment...", "_cf_chl_opt", "var dd={'t':'bv'", "<meta name=robots content=noindex,nofollow>",
@@ -27,7 +27,7 @@ HEADERS = st.lists(st.tuples(HEADER_NAMES, st.text(max_size=60)), max_size=8).ma
 
 
 def _valid(verdict: Verdict) -> bool:
-    if verdict.kind not in KINDS or not all(isinstance(m, str) for m in verdict.markers):
+    if verdict.kind not in set(VerdictKind) or not all(isinstance(m, str) for m in verdict.markers):
         return False
     if verdict.kind == "ok":
         return verdict.provider == ""

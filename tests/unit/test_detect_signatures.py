@@ -16,7 +16,7 @@ from exporter.detect.detector import _search
 from exporter.detect.literals import fold, required_literals
 from exporter.detect.page import Page
 from exporter.detect.signatures import SignatureError, check_custom
-from exporter.fetch.response import Response
+from exporter.values import Response
 
 ACME = {
     "name": "acme-waf",

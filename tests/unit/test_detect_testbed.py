@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from exporter.detect import classify
-from exporter.fetch.response import Response
-from exporter.testbed.behaviours import Visit, answer
-from exporter.testbed.passes import Passes
-from exporter.testbed.policy import Behaviour
+from exporter.values import Response
+from testbed.behaviours import Visit, answer
+from testbed.passes import Passes
+from testbed.policy import Behaviour
 
 EXPECTED = {
     "ok": ("ok", ""),

@@ -18,10 +18,10 @@ import time
 import pytest
 import requests
 
-from exporter.testbed.behaviours import onion_address, proof_of_work_ok
-from exporter.testbed.edge import Edge
-from exporter.testbed.pages import SITES
-from exporter.testbed.policy import load_policy
+from testbed.behaviours import onion_address, proof_of_work_ok
+from testbed.edge import Edge
+from testbed.pages import SITES
+from testbed.policy import load_policy
 
 CHALLENGE_DELAY = 0.4
 # Every behaviour on news.test through the exit of the same name; exitB is a

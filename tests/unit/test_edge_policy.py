@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.testbed.pages import SITES
-from exporter.testbed.policy import (
+from testbed.pages import SITES
+from testbed.policy import (
     BEHAVIOURS,
     Behaviour,
     PolicyError,

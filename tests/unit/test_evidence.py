@@ -6,7 +6,7 @@ import pytest
 
 from exporter.config import Evidence
 from exporter.evidence import enforce_retention, save_evidence
-from exporter.fetch.response import FetchResult, Response
+from exporter.values import FetchResult, Response
 
 CHALLENGE = Response("https://news.test/", 403, (("Content-Type", "text/html"), ("cf-mitigated", "challenge"),
                                                   ("Set-Cookie", "__cf_bm=1; Path=/")),

@@ -15,11 +15,10 @@ import pytest
 from selenium.common.exceptions import TimeoutException, WebDriverException
 
 from exporter.config import BrowserFetcherConfig
-from exporter.detect.verdict import Verdict
 from exporter.fetch.bidilog import FETCH_ERROR, RESPONSE_STARTED
 from exporter.fetch.browser_pool import live_processes
 from exporter.fetch.gecko import WIPE_SCRIPT, GeckoFetcher
-from exporter.fetch.response import FetchError, Lane
+from exporter.values import FetchError, Lane, Verdict
 
 TAB = "tab-1"
 LANE = Lane(0, "127.0.0.1", 19050, 1)

@@ -9,7 +9,7 @@ from exporter.fetch.gecko import (
     net_error_reason,
     proxy_prefs,
 )
-from exporter.fetch.response import FetchError, Lane
+from exporter.values import FetchError, Lane
 
 LANE = Lane(2, "127.0.0.1", 19052, 3)
 

@@ -9,11 +9,10 @@ from prometheus_client.openmetrics.exposition import (
 )
 from spine_values import LANE, fetched, page, relay, target
 
-from exporter.detect.verdict import Verdict
-from exporter.fetch.response import FetchError
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
 from exporter.probe import ProbeResult, judge, run_probe
 from exporter.state import State
+from exporter.values import FetchError, Verdict
 
 
 def by_status(response):

@@ -4,7 +4,6 @@ import time
 from spine_values import LANE, fetched, page, relay, target
 
 from exporter.config import Schedule
-from exporter.detect.verdict import Verdict
 from exporter.scheduler import (
     Backoff,
     PinError,
@@ -13,6 +12,7 @@ from exporter.scheduler import (
     auto_lanes,
     available_memory,
 )
+from exporter.values import Verdict
 
 
 class FakeFetcher:

@@ -1,9 +1,9 @@
 import pytest
 from spine_values import fetched, page, relay
 
-from exporter.detect.verdict import Verdict
 from exporter.probe import ProbeResult
 from exporter.state import Measurement, State, weighted_ratio
+from exporter.values import Verdict
 
 
 def m(kind, when=100.0):

@@ -4,10 +4,10 @@ import threading
 import pytest
 from spine_values import fetched, page, relay
 
-from exporter.detect.verdict import Verdict
 from exporter.probe import ProbeResult
 from exporter.state import Measurement
 from exporter.store import Store, StoreError
+from exporter.values import Verdict
 
 
 def answered(probe_id, target="news", fetcher="http", n=1, kind="challenge", provider="cloudflare", when=10.0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dnslib import RCODE, DNSRecord
 
-from exporter.testbed.dns import DnsServer
+from testbed.dns import DnsServer
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import geoip2.database
 import geoip2.errors
 import pytest
 
-from exporter.testbed.geoipdb import assign_countries, write_country_db
+from testbed.geoipdb import assign_countries, write_country_db
 
 
 def test_each_exit_address_reads_back_as_its_own_country(tmp_path):

@@ -6,7 +6,7 @@ import hashlib
 
 from cryptography.hazmat.primitives import serialization
 
-from exporter.testbed.keys import install_authority_keys, write_relay_identity
+from testbed.keys import install_authority_keys, write_relay_identity
 
 
 def test_identity_key_is_a_pem_rsa1024_key_whose_sha1_is_the_fingerprint(tmp_path):
@@ -43,8 +43,8 @@ def test_without_a_cache_each_boot_gets_new_authority_keys_beside_the_relay_key(
 
 def test_exit_keys_are_redrawn_until_two_shards_each_own_an_exit(tmp_path):
     from exporter.shard import Shard
-    from exporter.testbed.keys import fingerprint
-    from exporter.testbed.network import TorNetwork
+    from testbed.keys import fingerprint
+    from testbed.network import TorNetwork
 
     network = TorNetwork(tmp_path, resolv_conf=tmp_path / "resolv.conf", exits=4)
     first_half = Shard(0, 2)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.testbed.peers import owner_pid, peer_identifier, socket_inode
+from testbed.peers import owner_pid, peer_identifier, socket_inode
 
 # /proc/net/tcp as the kernel prints it: 127.0.0.1:40000 -> 127.0.0.1:8080 (ESTABLISHED, inode 4242),
 # a TIME_WAIT entry for port 40001 (inode 0) and a listener on 127.0.0.21:8080.

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from exporter.testbed import processes
+from testbed import processes
 
 
 def children_of(pid: int) -> list[int]:

@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from exporter.testbed.network import TorNetwork
-from exporter.testbed.torrc import bandwidth_file, torrc
+from testbed.network import TorNetwork
+from testbed.torrc import bandwidth_file, torrc
 
 LISTENERS = ("ORPort", "DirPort", "SocksPort", "ControlPort")
 

@@ -1,8 +1,8 @@
 """Navigation Timing → a browser probe's load time, phases and challenge clear time."""
 
-from exporter.fetch.outcome import CLEARED, INTERACTIVE, Outcome
-from exporter.fetch.response import Response
+from exporter.fetch.outcome import Outcome
 from exporter.fetch.timing import browser_result, clear_seconds, phases, seconds
+from exporter.values import ChallengeOutcome, Response
 
 LANDING = {"timeOrigin": 1_700_000_000_000.0, "connectStart": 5.0, "connectEnd": 125.5, "responseStart": 300.0,
            "domContentLoadedEventEnd": 450.0, "loadEventEnd": 800.0, "duration": 810.0}
@@ -33,9 +33,9 @@ def test_a_challenge_that_rewrote_its_own_document_keeps_the_polled_time():
 
 def test_browser_result_of_a_cleared_challenge():
     reloaded = {"timeOrigin": LANDING["timeOrigin"] + 2_000.0, "domContentLoadedEventEnd": 150.0}
-    result = browser_result(CHALLENGE, ("http://news.test/",), LANDING, Outcome(PAGE, CLEARED, 2.4), lambda: reloaded)
+    result = browser_result(CHALLENGE, ("http://news.test/",), LANDING, Outcome(PAGE, ChallengeOutcome.CLEARED, 2.4), lambda: reloaded)
     assert (result.first, result.final, result.redirects) == (CHALLENGE, PAGE, ("http://news.test/",))
-    assert (result.load_seconds, result.outcome, result.clear_seconds) == (0.8, CLEARED, 2.15)
+    assert (result.load_seconds, result.outcome, result.clear_seconds) == (0.8, ChallengeOutcome.CLEARED, 2.15)
     assert result.phases == phases(LANDING)
 
 
@@ -43,5 +43,5 @@ def test_browser_result_reads_the_timing_again_only_for_a_cleared_challenge():
     def unread():
         raise AssertionError("the final page's timing was read")
 
-    result = browser_result(CHALLENGE, (), {"duration": 950.0}, Outcome(CHALLENGE, INTERACTIVE), unread)
-    assert (result.outcome, result.clear_seconds, result.load_seconds) == (INTERACTIVE, None, 0.95)
+    result = browser_result(CHALLENGE, (), {"duration": 950.0}, Outcome(CHALLENGE, ChallengeOutcome.INTERACTIVE), unread)
+    assert (result.outcome, result.clear_seconds, result.load_seconds) == (ChallengeOutcome.INTERACTIVE, None, 0.95)

@@ -11,7 +11,6 @@ from tbselenium.exceptions import TBDriverPortError
 
 from exporter.config import BrowserFetcherConfig
 from exporter.fetch.gecko import driver_service
-from exporter.fetch.response import Lane
 from exporter.fetch.tor_browser import (
     RunningTorBrowserDriver,
     TorBrowserFetcher,
@@ -20,7 +19,8 @@ from exporter.fetch.tor_browser import (
     tor_browser_env,
     tor_browser_prefs,
 )
-from exporter.testbed.tls import issue_certificates
+from exporter.values import Lane
+from testbed.tls import issue_certificates
 
 LANE = Lane(0, "127.0.0.1", 19050, 1)
 

@@ -10,16 +10,14 @@ import pytest
 import stem
 from stem.control import EventType
 
-from exporter.fetch.response import Lane
 from exporter.tor.circuit import (
-    CIRCUIT_FAILURE_REASONS,
-    CircuitError,
     CircuitPinner,
     choose_first_hop,
     reason_for_circ_event,
     reason_for_extend_error,
 )
 from exporter.tor.relay import ExitRelay
+from exporter.values import CircuitError, CircuitFailure, Lane
 
 EXIT = ExitRelay("E" * 40, "exit", "10.1.0.5", frozenset({"Running", "Exit"}), 100, 1.0)
 
@@ -75,7 +73,7 @@ def test_choice_is_uniform_within_the_best_tier():
 ])
 def test_circ_event_reasons(circ_reason, reason):
     assert reason_for_circ_event(circ_reason) == reason
-    assert reason in CIRCUIT_FAILURE_REASONS
+    assert reason in set(CircuitFailure)
 
 
 def test_extend_errors():

@@ -8,10 +8,10 @@ import requests
 from prometheus_client import CollectorRegistry, Counter
 from spine_values import fetched, page, relay
 
-from exporter.detect.verdict import Verdict
 from exporter.evidence import HAR_FILE, HTML_FILE, SCREENSHOT_FILE
 from exporter.probe import ProbeResult
 from exporter.store import probe_record
+from exporter.values import Verdict
 from exporter.web import WebServer, add_arguments
 
 PROBE = "20261122T031500Z-a1b2c3"

@@ -12,6 +12,7 @@ import logging
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,11 +22,12 @@ import yaml
 from exporter.app import Exporter, add_log_arguments
 from exporter.config import load_config
 from exporter.logs import setup_logging
-from exporter.testbed.bed import TestBed
-from exporter.testbed.ports import free_ports
+from testbed.bed import TestBed
+from testbed.ports import free_ports
 
 log = logging.getLogger(__name__)
 
+# the project's recording and alert rules, in a source checkout (the test bed is not installed otherwise)
 RULES_DIR = Path(__file__).resolve().parent.parent / "prometheus" / "rules"
 
 
@@ -35,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", default="30s", help="how often each target is probed (default: 30s)")
     parser.add_argument("--no-chromium", action="store_true", help="probe with plain HTTP only")
     parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even if installed")
+    parser.add_argument("--rules", type=Path, default=RULES_DIR, metavar="DIR",
+                        help="Prometheus rule files (*.yml) to load (default: prometheus/rules of this checkout)")
     add_log_arguments(parser)
 
 
@@ -60,18 +64,17 @@ def demo_config(state: dict, listen: str, interval: str, chromium: bool, data_di
     }
 
 
-def prometheus_config(exporter_address: str, interval: str) -> dict:
-    rule_files = [str(RULES_DIR / "*.yml")] if RULES_DIR.is_dir() else []
+def prometheus_config(exporter_address: str, rules: Path) -> dict:
     return {
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
-        "rule_files": rule_files,
+        "rule_files": [str(rules.absolute() / "*.yml")],
         "scrape_configs": [{"job_name": "captcha-exporter", "static_configs": [{"targets": [exporter_address]}]}],
     }
 
 
-def start_prometheus(workdir: Path, exporter_address: str, interval: str) -> tuple[subprocess.Popen, str]:
+def start_prometheus(workdir: Path, exporter_address: str, rules: Path) -> tuple[subprocess.Popen, str]:
     config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(prometheus_config(exporter_address, interval), sort_keys=False))
+    config.write_text(yaml.safe_dump(prometheus_config(exporter_address, rules), sort_keys=False))
     address = f"127.0.0.1:{free_ports(1)[0]}"
     process = subprocess.Popen(
         ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir / 'prometheus-data'}",
@@ -82,6 +85,10 @@ def start_prometheus(workdir: Path, exporter_address: str, interval: str) -> tup
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format)
+    prometheus_wanted = not args.no_prometheus and shutil.which("prometheus")
+    if prometheus_wanted and not any(args.rules.glob("*.yml")):
+        print(f"error: no rule files (*.yml) in {args.rules}; pass --rules DIR or --no-prometheus", file=sys.stderr)
+        return 2
     chromium = not args.no_chromium and bool(shutil.which("chromium") and shutil.which("chromedriver"))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -102,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
                      f"Exporter:   http://{host}:{port}/  (metrics: http://{host}:{port}/metrics)",
                      f"Config:     {config_path}",
                      f"Edge admin: {state['edge']['admin_url']}/policy  (PUT a policy to stage a challenge spike)"]
-            if not args.no_prometheus and shutil.which("prometheus"):
-                prometheus, url = start_prometheus(bed.workdir, f"{host}:{port}", args.interval)
+            if prometheus_wanted:
+                prometheus, url = start_prometheus(bed.workdir, f"{host}:{port}", args.rules)
                 lines.append(f"Prometheus: {url}  (alerts: {url}alerts)")
             lines.append("Fetchers:   " + ("http, chromium" if chromium else "http (chromium not installed)"))
             lines.append("Ctrl-C stops everything.")

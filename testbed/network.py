@@ -21,8 +21,8 @@ from pathlib import Path
 from stem import ControllerError
 from stem.control import Controller
 
+from exporter.shard import Shard
 from . import keys, processes
-from ..shard import Shard
 from .ports import free_ports
 from .torrc import LOOPBACK, TorNode, bandwidth_file, torrc
 

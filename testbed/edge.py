@@ -20,11 +20,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from exporter.testbed import behaviours
-from exporter.testbed.pages import SITES, TLD, hostname
-from exporter.testbed.passes import Passes
-from exporter.testbed.policy import Policy, PolicyError, load_policy
-from exporter.testbed.tls import issue_certificates, server_context
+from testbed import behaviours
+from testbed.pages import SITES, TLD, hostname
+from testbed.passes import Passes
+from testbed.policy import Policy, PolicyError, load_policy
+from testbed.tls import issue_certificates, server_context
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from exporter.testbed.pages import Raw, hostname, render, site_page, template
-from exporter.testbed.passes import Passes
-from exporter.testbed.policy import Behaviour
+from testbed.pages import Raw, hostname, render, site_page, template
+from testbed.passes import Passes
+from testbed.policy import Behaviour
 
 HTML = "text/html; charset=utf-8"
 # Keeps browsers from loading anything that is not the edge (the vendor

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from exporter.testbed.pages import SITES
+from testbed.pages import SITES
 
 DIRECT = "direct"
 

@@ -1,0 +1,11 @@
+"""The vendors a verdict can name: gate vendors (challenge, block, error) and CAPTCHA vendors (widget).
+
+Together with operators' own signature names they are the values of the
+`provider` label, so the set stays bounded.
+"""
+
+GATE_PROVIDERS = (
+    "cloudflare", "datadome", "perimeterx", "akamai", "imperva", "aws-waf", "sucuri",
+    "kasada", "f5", "ddos-guard", "qrator", "vercel", "anubis", "fastly", "mcaptcha", "generic",
+)
+WIDGET_PROVIDERS = ("recaptcha", "hcaptcha", "turnstile", "geetest", "arkose", "friendlycaptcha", "mcaptcha")
