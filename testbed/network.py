@@ -3,8 +3,14 @@
 Boot order: keys (fingerprints are needed in every torrc), the authorities'
 bandwidth files, then every tor at once.  The network is ready when the
 client has bootstrapped to 100 %, its consensus lists every exit with the
-Exit flag, and it has built a [middle, exit] circuit through every middle and
-every exit (so callers do not meet "No descriptor for ..." right after boot).
+Exit flag, it has built a [middle, exit] circuit through every middle and
+every exit (so callers do not meet "No descriptor for ..." right after boot),
+and every exit's own consensus lists every relay.  An exit refuses a stream on
+a circuit whose previous hop is not a relay of its consensus ("Attempt by … to
+open a stream from unknown relay", END reason MISC: tor will not be the second
+hop of a client's one-hop circuit), and an exit that booted with the first,
+thin consensus keeps it until the next one: circuits through it build, but
+carry no stream.
 """
 
 from __future__ import annotations
@@ -185,7 +191,7 @@ class TorNetwork:
                 progress = bootstrap_progress(controller.get_info("status/bootstrap-phase"))
                 if progress >= ENOUGH_DIRINFO and untried and self._build_circuit(controller, untried[0]):
                     untried.pop(0)
-                if progress == 100 and not untried and self._exits_flagged(controller):
+                if progress == 100 and not untried and self._exits_flagged(controller) and self._exits_know_relays():
                     return
                 if time.monotonic() > deadline:
                     pending = ", ".join(f"{m.nickname}>{e.nickname}" for m, e in untried)
@@ -202,6 +208,11 @@ class TorNetwork:
     def _exits_flagged(self, controller: Controller) -> bool:
         flagged = {s.fingerprint for s in controller.get_network_statuses() if "Exit" in s.flags}
         return {n.fingerprint for n in self.exits} <= flagged
+
+    def _exits_know_relays(self) -> bool:
+        """Every exit's own consensus (its cached microdescriptor consensus) lists every relay."""
+        relays = {node.nickname for node in self.nodes if node.role != "client"}
+        return all(relays <= consensus_nicknames(node.data_dir) for node in self.exits)
 
     @staticmethod
     def _build_circuit(controller: Controller, path: tuple[TorNode, TorNode]) -> bool:
@@ -279,6 +290,18 @@ class TorNetwork:
     def rss_bytes(self) -> int:
         """Total resident memory of the running tors."""
         return sum(processes.rss_bytes(pid) for pid in self.pids())
+
+
+def consensus_nicknames(data_dir: Path) -> set[str]:
+    """Nicknames of the relays in the consensus a tor holds (dir-spec: one "r" line per router
+    status entry, nickname first); empty until it has one."""
+    for name in ("cached-microdesc-consensus", "cached-consensus"):
+        try:
+            text = (data_dir / name).read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        return {line.split()[1] for line in text.splitlines() if line.startswith("r ") and len(line.split()) > 1}
+    return set()
 
 
 def bootstrap_progress(phase: str) -> int:
