@@ -21,6 +21,7 @@ from exporter.fetch.factory import make_fetcher
 from exporter.logs import LogfmtFormatter
 from exporter.metrics import ProbeMetrics
 from exporter.plan import next_exits, select_exits
+from exporter.planner import target_port
 from exporter.probe import ProbeResult, error_result, run_probe
 from exporter.tor.circuit import CircuitPinner
 from exporter.tor.consensus import allows_port, read_exits
@@ -99,7 +100,7 @@ def _probe_once(config, target, kind: str, fingerprint: str | None) -> ProbeResu
             try:
                 step()
             except Exception as exc:
-                log.debug("cleanup step failed: %s", exc)
+                log.debug("cleanup step failed", extra={"step": step.__qualname__, "err": str(exc)})
 
 
 def _choose_exit(controller, exits, config, target, fingerprint: str | None):
@@ -109,7 +110,7 @@ def _choose_exit(controller, exits, config, target, fingerprint: str | None):
             if exit.fingerprint == wanted:
                 return exit
         raise LookupError(f"exit {wanted} is not an exit in the current consensus")
-    port = urlsplit(target.url).port or (443 if target.url.startswith("https") else 80)
+    port = target_port(target.url)
     allowed = [e for e in select_exits(exits, config.exits) if allows_port(controller, e.fingerprint, port)]
     if not allowed:
         raise LookupError(f"no selected exit allows port {port}")
