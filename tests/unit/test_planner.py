@@ -2,6 +2,7 @@
 
 import threading
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from spine_values import relay, target
@@ -19,10 +20,8 @@ EXITS = [relay(1, 0.1), relay(2, 0.2), relay(3, 0.3), relay(4, 0.4)]
 def tor(monkeypatch):
     """A consensus of EXITS and exit policies answered from ``tor.policy`` (fingerprint → allowed)."""
 
-    class Tor:
-        policy: dict[str, bool] = {}
-        asked: list[str] = []
-        consensus = Consensus(exits=EXITS, relays=[], valid_after=datetime(2026, 1, 1, tzinfo=UTC))
+    Tor = SimpleNamespace(policy={}, asked=[],
+                          consensus=Consensus(exits=EXITS, relays=[], valid_after=datetime(2026, 1, 1, tzinfo=UTC)))
 
     monkeypatch.setattr(planner_module, "read_exits", lambda controller, country_of: Tor.consensus)
 
