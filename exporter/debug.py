@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.config import ConfigError, load_config, plain
+from exporter.config import ConfigError, load_config
+from exporter.config_schema import render
 from exporter.detect import Detector, load_signatures
 from exporter.fetch.factory import make_fetcher
 from exporter.logs import LogfmtFormatter
@@ -134,9 +135,10 @@ def report(result: ProbeResult, log_lines: list[str], config, target, kind: str)
                    f"outcome: {fetch.outcome or '-'}", f"load seconds: {fetch.load_seconds:.3f}"]
     else:
         verdict = [f"no answer: {result.error_reason}", f"error: {result.error_message}"]
-    module = {"target": plain(dataclasses.asdict(target)),
-              "fetcher": {kind: plain(dataclasses.asdict(getattr(config.fetchers, kind.replace("-", "_"))))},
-              "exit": plain(dataclasses.asdict(result.exit))}
+    exit = dataclasses.asdict(result.exit)
+    module = {"target": render(target),
+              "fetcher": {kind: render(getattr(config.fetchers, kind.replace("-", "_")))},
+              "exit": {**exit, "flags": sorted(exit["flags"])}}
     return "\n".join([
         f"Probe {result.probe_id}", "",
         "Logs for the probe:", *log_lines, "",
