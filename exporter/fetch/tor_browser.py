@@ -126,7 +126,7 @@ class TorBrowserFetcher(GeckoFetcher):
         self.name = fetcher_label(cfg.security_level)
         super().__init__(cfg, classify)
 
-    def _needs_profile(self) -> bool:
+    def _needs_shared(self) -> bool:
         return True  # Tor Browser's own profile.default carries its extensions and settings
 
     def _fill_profile(self, directory: Path) -> None:
