@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
-from spine_values import relay, target
+from support.spine_values import relay, target
 
 from exporter import planner as planner_module
 from exporter.config import ExitSelection

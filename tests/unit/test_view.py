@@ -2,7 +2,7 @@
 
 import time
 
-from spine_values import target
+from support.spine_values import target
 
 from exporter.config import Config, ExitSelection
 from exporter.planner import ExitPlanner
