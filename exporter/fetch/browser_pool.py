@@ -154,7 +154,7 @@ class BrowserPool:
             reason = self._recycle_reason(browser, lane)
             if reason is None:
                 return browser
-            log.info("recycling the browser of lane %d: %s", lane.index, reason)
+            log.info("recycling a browser", extra={"browser": self._name, "lane": lane.index, "why": reason})
             self.discard(lane)
             self.recycled += 1
         browser = self._launch(lane)

@@ -160,7 +160,7 @@ class CircuitPinner:
         try:
             self.controller.set_options([(name, value or "0") for name, value in self._saved.items()])
         except stem.ControllerError as exc:
-            log.warning("could not restore %s: %s", ", ".join(_SETTINGS), exc)
+            log.warning("could not restore tor's settings", extra={"settings": ",".join(_SETTINGS), "err": str(exc)})
 
     def set_allowed_hosts(self, hosts: set[str]) -> None:
         """Replace the hosts streams may go to (after a config reload)."""
@@ -194,8 +194,8 @@ class CircuitPinner:
             except CircuitError as exc:
                 failure = exc
                 self._on_failure(exc.reason)
-                log.info("circuit via %s to exit %s failed (%s): %s", first_hop.fingerprint, exit.fingerprint,
-                         exc.reason, exc)
+                log.info("circuit failed", extra={"first_hop": first_hop.fingerprint, "exit": exit.fingerprint,
+                                                   "reason": exc.reason, "err": str(exc)})
                 if exc.reason == CircuitFailure.NO_DESCRIPTOR and attempt < self.attempts:
                     time.sleep(self.descriptor_wait)  # descriptors are often moments away (fresh consensus)
                 continue
@@ -221,7 +221,7 @@ class CircuitPinner:
             try:
                 return list(lookup(fingerprint).family)
             except (stem.ControllerError, ValueError) as exc:  # stem: ValueError for a flavour tor does not fetch
-                log.debug("no family of %s from %s: %s", fingerprint, lookup.__name__, exc)
+                log.debug("no family", extra={"relay": fingerprint, "source": lookup.__name__, "err": str(exc)})
         return []
 
     def _build(self, path: list[str]) -> str:
@@ -261,7 +261,7 @@ class CircuitPinner:
         try:
             self.controller.close_circuit(circuit_id)
         except stem.ControllerError as exc:  # tor may have closed it already
-            log.debug("closing circuit %s: %s", circuit_id, exc)
+            log.debug("closing a circuit failed", extra={"circuit": circuit_id, "err": str(exc)})
 
     # -- event listeners (stem's event thread: no slow calls here) ---------
 
@@ -287,7 +287,7 @@ class CircuitPinner:
             try:
                 self._on_stream(event)
             except Exception:  # one bad event must not end stream attachment
-                log.exception("handling stream event %s", getattr(event, "id", "?"))
+                log.exception("handling a stream event failed", extra={"stream": getattr(event, "id", "?")})
             finally:
                 self._stream_events.task_done()
 
@@ -317,11 +317,11 @@ class CircuitPinner:
                 self._close_stream(event.id, f"lane {lane.index}: attach to circuit {circuit_id} failed: {exc}")
 
     def _close_stream(self, stream_id: str, why: str) -> None:
-        log.debug("closing stream %s: %s", stream_id, why)
+        log.debug("closing a stream", extra={"stream": stream_id, "why": why})
         try:
             self.controller.close_stream(stream_id, stem.RelayEndReason.MISC)
         except stem.ControllerError as exc:
-            log.debug("closing stream %s: %s", stream_id, exc)
+            log.debug("closing a stream failed", extra={"stream": stream_id, "err": str(exc)})
 
 
 def _session_group(event) -> int | None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import requests
-from exporter_process import RunningExporter
+from support.exporter_process import RunningExporter
 
 
 @pytest.fixture

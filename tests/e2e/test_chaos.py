@@ -19,8 +19,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from exporter_process import exporter_config, total, value
-from invariants import (
+from support.exporter_process import exporter_config, total, value
+from support.invariants import (
     assert_invariants,
     attempts_logged,
     check_metrics,

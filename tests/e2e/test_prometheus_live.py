@@ -17,9 +17,14 @@ import math
 import time
 
 import pytest
-from exporter_process import exporter_config
-from prometheus_process import JOB, RunningPrometheus, backfill, write_test_config
-from promql_catalog import alert_exprs, catalog
+from support.exporter_process import exporter_config
+from support.prometheus_process import (
+    JOB,
+    RunningPrometheus,
+    backfill,
+    write_test_config,
+)
+from support.promql_catalog import alert_exprs, catalog
 
 from testbed.policy import load_policy
 from testbed.ports import free_ports

@@ -17,6 +17,7 @@ from exporter.config import (
     HttpFetcherConfig,
     Schedule,
     Target,
+    TorBrowserConfig,
     TorConfig,
     Web,
     load_config,
@@ -157,7 +158,7 @@ def test_a_full_config_loads_every_section(tmp_path):
                                headers={"Accept-Language": "en", "X-Count": "3"}),
         chromium=BrowserFetcherConfig(binary="/usr/bin/chromium", driver=str(tmp_path / "bin/chromedriver"),
                                       headless=False, memory_limit_bytes=2 * 2**30),
-        tor_browser=BrowserFetcherConfig(tbb_path=tmp_path / "tbb", security_level="safest"),
+        tor_browser=TorBrowserConfig(tbb_path=tmp_path / "tbb", security_level="safest"),
     )
     assert config.web == Web(listen_host="0.0.0.0", listen_port=9100)
     assert config.geoip.country_db == tmp_path / "country.mmdb"

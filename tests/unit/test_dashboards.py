@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import promql_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
@@ -27,9 +28,6 @@ UNITS = {"percentunit", "s", "short", "none", "opm"}
 ONLINE_BASEMAPS = {"default", "carto", "osm-standard", "esri-xyz", "xyz"}
 TEXT_FIELDS_WITH_VARIABLES = ("expr", "url")
 
-_spec = importlib.util.spec_from_file_location("promql_catalog", ROOT / "tests" / "e2e" / "promql_catalog.py")
-promql_catalog = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(promql_catalog)
 
 
 def load(path: Path) -> dict:

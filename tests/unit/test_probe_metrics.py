@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import (
     generate_latest as generate_openmetrics,
 )
-from spine_values import LANE, fetched, page, relay, target
+from support.spine_values import LANE, fetched, page, relay, target
 
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
 from exporter.probe import ProbeResult, judge, run_probe

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import promql_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "prometheus"
@@ -18,9 +18,6 @@ TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.yml"))
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 PROBE_INTERVAL_SECONDS = 600  # the default schedule.interval the rules assume
 
-_spec = importlib.util.spec_from_file_location("promql_catalog", ROOT / "tests" / "e2e" / "promql_catalog.py")
-promql_catalog = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(promql_catalog)
 
 def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(["promtool", *args], cwd=cwd, capture_output=True, text=True, timeout=300)

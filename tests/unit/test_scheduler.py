@@ -1,7 +1,7 @@
 import threading
 import time
 
-from spine_values import LANE, fetched, page, relay, target
+from support.spine_values import LANE, fetched, page, relay, target
 
 from exporter.config import Schedule
 from exporter.scheduler import (

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, Counter
-from spine_values import fetched, page, relay
+from support.spine_values import fetched, page, relay
 
 from exporter.evidence import HAR_FILE, HTML_FILE, SCREENSHOT_FILE
 from exporter.probe import ProbeResult

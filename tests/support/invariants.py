@@ -20,7 +20,8 @@ from pathlib import Path
 
 import requests
 import yaml
-from exporter_process import RunningExporter, total, value
+
+from support.exporter_process import RunningExporter, total, value
 
 _PROBE_LINE = re.compile(r'\bmsg="probe (?:done|failed)"')
 NEVER = "0 0 1 1 *"  # a cron that does not fire during a test

@@ -9,7 +9,6 @@ check against the real exporter runs on the test bed. Prometheus listens on
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import socket
@@ -28,11 +27,9 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
 )
+from support import promql_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("promql_catalog", ROOT / "tests" / "e2e" / "promql_catalog.py")
-promql_catalog = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(promql_catalog)
 
 LABEL_VALUES = {"target": "news", "fetcher": "chromium", "country": "DE", "provider": "cloudflare",
                 "reason": "timeout", "outcome": "cleared", "kind": "injected", "fingerprint": "A" * 40,

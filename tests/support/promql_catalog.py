@@ -7,7 +7,7 @@ variables replaced by values that select everything (``$target`` → ``.*``,
 test bed's Prometheus and assert it returns data; unit tests use it to parse
 and lint the same expressions.
 
-    python tests/e2e/promql_catalog.py   # prints source<TAB>expr lines
+    python tests/support/promql_catalog.py   # prints source<TAB>expr lines
 """
 
 from __future__ import annotations
