@@ -18,19 +18,27 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from exporter import web
 from exporter.baselines import Baselines
 from exporter.config import Config, ConfigError, config_yaml, load_config
 from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
+from exporter.exposition import Exposition
 from exporter.fetch.factory import fetcher_label, make_fetcher
 from exporter.logs import setup_logging
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
 from exporter.plan import select_exits
 from exporter.probe import ProbeResult
-from exporter.scheduler import PinError, Prober, Scheduler, auto_lanes, available_memory
+from exporter.scheduler import (
+    PinError,
+    Prober,
+    Scheduler,
+    auto_lanes,
+    available_memory,
+    run_period,
+)
 from exporter.shard import Shard
 from exporter.state import State
 from exporter.store import Store, StoreError
@@ -144,7 +152,10 @@ class Exporter:
     def __init__(self, config: Config, shard: Shard = Shard(0, 1), web_config: str | None = None):
         self.shard = shard
         self.registry = CollectorRegistry()
-        self.metrics = ProbeMetrics(self.registry)
+        process = CollectorRegistry()
+        ProcessCollector(registry=process)  # process_*: CPU, memory, start time (restarts)
+        self.exposition = Exposition(self.registry, live=process)
+        self.metrics = ProbeMetrics(self.registry, changed=self.exposition.changed)
         self.store = open_store(config.data_dir)
         self.state = State()
         self.state.restore(self.store.load_last(), self.store.load_attempts())
@@ -180,6 +191,7 @@ class Exporter:
         self.detector = Detector(load_signatures(list(config.detect_signatures)))
         self.pairs = tuple((t.name, fetcher_label(kind, config.fetchers))
                            for t in config.targets for kind in t.fetchers)
+        self.intervals = tuple((t.name, run_period(t)) for t in config.targets)
         self.metrics.prepare(self.pairs, self.shard.owned(self._consensus.exits) if self._consensus else [])
         self.state.forget_targets(t.name for t in config.targets)
         self.store.forget_targets(t.name for t in config.targets)
@@ -219,6 +231,7 @@ class Exporter:
         self.baselines.stop()
         self._teardown()
         self.web.stop()
+        self.exposition.stop()
         self.store.close()
 
     def _keep_tor(self) -> None:
@@ -275,6 +288,9 @@ class Exporter:
         self._unwatch = watch_consensus(tor.controller, self.refresh_consensus)
         self._fetchers, timeouts = build_fetchers(self.config, self.detector.classify)
         labels = {kind: fetcher_label(kind, self.config.fetchers) for kind in self._fetchers}
+        for kind, fetcher in self._fetchers.items():
+            if hasattr(fetcher, "pool"):  # a browser fetcher
+                fetcher.pool.on_restart = self.metrics.browsers(labels[kind])
         self._prober = Prober(tor.lanes, self._pin, self._fetchers, timeouts, self.detector.classify, self.record,
                               baseline=self.baselines.get, keep_evidence=self.keep_evidence, labels=labels)
         self._scheduler = Scheduler(self.config.schedule, self._prober, self.candidates, self.state.last_attempted,
@@ -369,12 +385,14 @@ class Exporter:
     def snapshot(self) -> Snapshot:
         consensus, prober, tor = self._consensus, self._prober, self._tor
         return Snapshot(
+            tor_up=self.ready()[0],
             # each replica exports its own exits; weights stay normalised over the whole consensus,
             # so per-replica coverage adds up across replicas
             exits=tuple(self.shard.owned(consensus.exits)) if consensus else (),
             valid_after=consensus.valid_after.timestamp() if consensus else None,
             tor_version=tor.version if tor else "",
             pairs=self.pairs,
+            intervals=self.intervals,
             window=self.config.schedule.window,
             in_flight=prober.in_flight if prober else 0,
             queued=prober.queued if prober else 0,
