@@ -58,7 +58,8 @@ class Snapshot:
     valid_after: float | None = None
     tor_version: str = ""
     pairs: tuple[tuple[str, str], ...] = ()  # configured (target, fetcher)
-    intervals: tuple[tuple[str, float], ...] = ()  # configured (target, seconds between its runs)
+    # configured (target, seconds between its runs, exits per run)
+    schedules: tuple[tuple[str, float, int], ...] = ()
     window: float = 86400.0
     in_flight: int = 0
     queued: int = 0
@@ -66,7 +67,7 @@ class Snapshot:
     reload_success_time: float = field(default_factory=time.time)
     # per target: its interval and the fingerprints of the exits it may use (from its last run)
     plan: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
-    backing_off: int = 0
+    backing_off: frozenset[str] = frozenset()  # exits skipped for now after repeated circuit failures
 
 
 class ProbeMetrics:
@@ -101,7 +102,7 @@ class ProbeMetrics:
         self.circuit_failures = Counter("captcha_circuit_failures", "Failed circuit builds, by reason.",
                                         ["reason"], registry=registry)
         self.browser_restarts = Counter("captcha_browser_restarts", "Browsers replaced, by why the previous one "
-                                        "went; crashed, hung and launch_failed are crashes.",
+                                        "went (crashed and launch_failed are crashes).",
                                         ["fetcher", "reason"], registry=registry)
         self.changed = Counter("captcha_page_changed",
                                "Normal pages that differ from the page fetched without Tor, by kind of change.",
@@ -214,9 +215,13 @@ class StateCollector:
         yield tor_up
         interval = GaugeMetricFamily("captcha_target_interval_seconds", "Time between two runs of the target "
                                      "(its interval, or the longest gap of its cron schedule).", labels=["target"])
-        for target, seconds in snap.intervals:
+        per_run = GaugeMetricFamily("captcha_target_exits_per_run", "Exits a run of the target probes.",
+                                    labels=["target"])
+        for target, seconds, exits_per_run in snap.schedules:
             interval.add_metric([target], seconds)
+            per_run.add_metric([target], exits_per_run)
         yield interval
+        yield per_run
 
         weight = GaugeMetricFamily("captcha_exit_weight", "Exit probability from the consensus (Tor Metrics' formula).",
                                    labels=["fingerprint"])
@@ -258,20 +263,22 @@ class StateCollector:
         pending = GaugeMetricFamily("captcha_plan_pending",
                                     "Exits due for the target: not tried within its interval.", labels=["target"])
         oldest = GaugeMetricFamily("captcha_plan_oldest_attempt_timestamp_seconds",
-                                   "Time of the least recent attempt among the exits the target uses.",
-                                   labels=["target"])
+                                   "Time of the least recent attempt among the exits the target uses that were "
+                                   "tried before and are not backing off.", labels=["target"])
         now = time.time()
         for target, interval, fingerprints in snap.plan:
             attempted = self._state.last_attempted(target)
             times = [attempted.get(fp) for fp in fingerprints]
             pending.add_metric([target], sum(1 for t in times if t is None or t < now - interval))
-            if times and None not in times:
-                oldest.add_metric([target], min(times))
+            # each run takes the exits tried longest ago, so in step with the plan this time keeps moving
+            tried = [t for fp, t in zip(fingerprints, times) if t is not None and fp not in snap.backing_off]
+            if tried:
+                oldest.add_metric([target], min(tried))
         yield pending
         yield oldest
         backing_off = GaugeMetricFamily("captcha_exits_backing_off",
                                         "Exits skipped for now after repeated circuit failures.")
-        backing_off.add_metric([], snap.backing_off)
+        backing_off.add_metric([], len(snap.backing_off))
         yield backing_off
 
     def _per_target(self, snap: Snapshot):

@@ -103,8 +103,9 @@ class Backoff:
     def waiting(self, fingerprint: str, now: float) -> bool:
         return self._until.get(fingerprint, 0.0) > now
 
-    def count(self, now: float) -> int:
-        return sum(1 for until in self._until.values() if until > now)
+    def skipped(self, now: float) -> frozenset[str]:
+        """The exits skipped at ``now``."""
+        return frozenset(fingerprint for fingerprint, until in self._until.items() if until > now)
 
 
 class Prober:

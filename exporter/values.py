@@ -76,11 +76,6 @@ class BrowserRestart(StrEnum):
     HUNG = "hung"  # a page load hung, or the watchdog killed it
     LAUNCH_FAILED = "launch_failed"  # a new browser could not be started
 
-    @property
-    def is_crash(self) -> bool:
-        """A restart nobody planned: a browser that keeps doing this is crash-looping."""
-        return self in (BrowserRestart.CRASHED, BrowserRestart.HUNG, BrowserRestart.LAUNCH_FAILED)
-
 
 class ProbeError(Exception):
     """A step of a probe that failed for a known reason.

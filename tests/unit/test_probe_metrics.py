@@ -119,11 +119,13 @@ def test_results_become_counters_ratios_and_info():
     assert f'captcha_exporter_build_info{{revision="{revision()}",tor_version="0.4.9.11",version=' in text
 
 
-def test_tor_up_and_target_intervals():
-    registry, _, _ = make_metrics([relay(1, 1.0)], tor_up=True, intervals=(("news", 600.0), ("slow", 3600.0)))
+def test_tor_up_and_target_schedules():
+    registry, _, _ = make_metrics([relay(1, 1.0)], tor_up=True,
+                                  schedules=(("news", 600.0, 10), ("slow", 3600.0, 5)))
     text = render(registry)
     assert sample(text, "captcha_tor_up") == 1
     assert sample(text, 'captcha_target_interval_seconds{target="slow"}') == 3600
+    assert sample(text, 'captcha_target_exits_per_run{target="slow"}') == 5
     assert sample(render(make_metrics([])[0]), "captcha_tor_up") == 0
 
 
@@ -180,17 +182,19 @@ def test_promtool_accepts_the_exposition():
 
 
 def test_plan_pending_and_oldest_attempt():
-    exits = [relay(1), relay(2), relay(3)]
+    exits = [relay(1), relay(2), relay(3), relay(4)]
     registry, state = CollectorRegistry(), State()
     now = time.time()
     plan = (("news", 600.0, tuple(e.fingerprint for e in exits)),)
-    registry.register(StateCollector(lambda: Snapshot(exits=tuple(exits), plan=plan, backing_off=1), state))
+    backing_off = frozenset({exits[3].fingerprint})
+    registry.register(StateCollector(lambda: Snapshot(exits=tuple(exits), plan=plan, backing_off=backing_off), state))
     text = render(registry)
-    assert sample(text, 'captcha_plan_pending{target="news"}') == 3
-    assert "captcha_plan_oldest_attempt_timestamp_seconds{" not in text, "no time while an exit was never tried"
-    for exit, when in ((exits[0], now - 30), (exits[1], now - 700), (exits[2], now - 5)):
+    assert sample(text, 'captcha_plan_pending{target="news"}') == 4
+    assert "captcha_plan_oldest_attempt_timestamp_seconds{" not in text, "no time while no exit was tried"
+    for exit, when in ((exits[0], now - 30), (exits[1], now - 700), (exits[3], now - 9000)):
         state.record(ProbeResult("p", "news", "http", exit, when, 0.1, error_reason="timeout", error_message="slow"))
     text = render(registry)
-    assert sample(text, 'captcha_plan_pending{target="news"}') == 1, "only the exit tried 700 s ago is due"
+    assert sample(text, 'captcha_plan_pending{target="news"}') == 3, "due: never tried, tried 700 s and 9000 s ago"
+    # the exit never tried and the one backing off are left out of the oldest attempt
     assert sample(text, 'captcha_plan_oldest_attempt_timestamp_seconds{target="news"}') == pytest.approx(now - 700)
     assert sample(text, "captcha_exits_backing_off") == 1
