@@ -191,7 +191,7 @@ class Exporter:
         self.detector = Detector(load_signatures(list(config.detect_signatures)))
         self.pairs = tuple((t.name, fetcher_label(kind, config.fetchers))
                            for t in config.targets for kind in t.fetchers)
-        self.intervals = tuple((t.name, run_period(t)) for t in config.targets)
+        self.schedules = tuple((t.name, run_period(t), t.exits_per_run) for t in config.targets)
         self.metrics.prepare(self.pairs, self.shard.owned(self._consensus.exits) if self._consensus else [])
         self.state.forget_targets(t.name for t in config.targets)
         self.store.forget_targets(t.name for t in config.targets)
@@ -392,14 +392,14 @@ class Exporter:
             valid_after=consensus.valid_after.timestamp() if consensus else None,
             tor_version=tor.version if tor else "",
             pairs=self.pairs,
-            intervals=self.intervals,
+            schedules=self.schedules,
             window=self.config.schedule.window,
             in_flight=prober.in_flight if prober else 0,
             queued=prober.queued if prober else 0,
             reload_successful=self._reload_ok,
             reload_success_time=self._reload_time,
             plan=tuple((t.name, *self._plan[t.name]) for t in self.config.targets if t.name in self._plan),
-            backing_off=prober.backoff.count(time.time()) if prober else 0,
+            backing_off=prober.backoff.skipped(time.time()) if prober else frozenset(),
         )
 
     def ready(self) -> tuple[bool, str]:
