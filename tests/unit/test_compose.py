@@ -79,9 +79,10 @@ def test_bind_mounts_exist_in_the_repository(services):
                 assert volume.endswith(":ro"), f"{name}: configuration mounts are read-only"
 
 
-def test_prometheus_has_its_rules_and_the_lifecycle_api(services):
+def test_prometheus_has_its_rules_the_lifecycle_api_and_exemplar_storage(services):
     prometheus = services["prometheus"]
     assert "--web.enable-lifecycle" in prometheus["command"]
+    assert "--enable-feature=exemplar-storage" in prometheus["command"]
     config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     mounts = dict(v.split(":")[:2] for v in prometheus["volumes"])
     assert mounts[str(ROOT / "prometheus" / "rules")] == "/etc/prometheus/rules"
