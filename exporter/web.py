@@ -85,9 +85,20 @@ class View(Protocol):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--web.listen-address", dest="web_listen_address", metavar="[HOST]:PORT", default=None,
+                        type=listen_address, help="address of /metrics and the pages, instead of the config's "
+                                                  "web.listen (:PORT: every IPv4 address)")
     parser.add_argument("--web.config.file", dest="web_config_file", metavar="FILE", default=None,
                         help="exporter-toolkit web config: TLS, basic auth, headers, rate limit "
                              "(re-read when it changes)")
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``--web.listen-address`` as exporter-toolkit takes it: ``host:port``, ``[v6]:port``, or ``:port``."""
+    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([^\s:\[\]/]*)):(\d{1,5})", text)
+    if not match or not 1 <= int(match.group(3)) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected [HOST]:PORT with a port from 1 to 65535, got {text!r}")
+    return match.group(1) or match.group(2) or "0.0.0.0", int(match.group(3))
 
 
 class WebServer:
