@@ -7,6 +7,7 @@ reported (logs, /-/ready, the landing page) and retried, never fatal.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
 import logging
 import os
@@ -58,7 +59,8 @@ WATCHDOG_SECONDS = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help="the YAML configuration file")
+    parser.add_argument("--config.file", "--config", dest="config", required=True, metavar="FILE",
+                        help="the YAML configuration file")
     shard = parser.add_mutually_exclusive_group()
     shard.add_argument("--shard", metavar="INDEX/COUNT",
                        help="measure only this replica's share of the exits, e.g. 0/2 (default: all exits)")
@@ -83,7 +85,7 @@ def shard_from_args(args: argparse.Namespace) -> Shard:
 
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log.level", dest="log_level", default="info",
-                        choices=["debug", "info", "warning", "error"], help="log level (default: info)")
+                        choices=["debug", "info", "warn", "warning", "error"], help="log level (default: info)")
     parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"],
                         help="log line format (default: logfmt)")
 
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     try:
-        exporter = Exporter(config, shard, web_config=args.web_config_file)
+        exporter = Exporter(config, shard, web_config=args.web_config_file, listen=args.web_listen_address)
     except (ConfigError, StoreError) as exc:
         log.error("cannot start", extra={"err": str(exc)})
         print(f"error: {exc}", file=sys.stderr)
@@ -149,8 +151,12 @@ def build_fetchers(config: Config, classify) -> tuple[dict[str, Fetcher], dict[s
 class Exporter:
     """The running exporter: web endpoint, tor connection, scheduler, metrics."""
 
-    def __init__(self, config: Config, shard: Shard = Shard(0, 1), web_config: str | None = None):
+    def __init__(self, config: Config, shard: Shard = Shard(0, 1), web_config: str | None = None,
+                 listen: tuple[str, int] | None = None):
+        """``listen`` (--web.listen-address) overrides the config's web.listen, also across reloads."""
         self.shard = shard
+        self._listen = listen
+        config = self._with_listen(config)
         self.registry = CollectorRegistry()
         process = CollectorRegistry()
         ProcessCollector(registry=process)  # process_*: CPU, memory, start time (restarts)
@@ -206,7 +212,7 @@ class Exporter:
         """
         with self._reload_lock:
             try:
-                config = load_config(self.config.source)
+                config = self._with_listen(load_config(self.config.source))
             except ConfigError as exc:
                 self._reload_ok = False
                 log.error("reload rejected; the old configuration stays in force", extra={"err": str(exc)})
@@ -218,6 +224,12 @@ class Exporter:
             self._restart.set()
             log.info("configuration reloaded", extra={"targets": len(config.targets)})
             return True, f"reloaded {config.source}: {len(config.targets)} targets"
+
+    def _with_listen(self, config: Config) -> Config:
+        if self._listen is None:
+            return config
+        host, port = self._listen
+        return dataclasses.replace(config, web=dataclasses.replace(config.web, listen_host=host, listen_port=port))
 
     # -- lifecycle ---------------------------------------------------------
 
