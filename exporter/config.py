@@ -131,7 +131,7 @@ class Fetchers:
 @dataclass(frozen=True)
 class Web:
     listen_host: str = "127.0.0.1"
-    listen_port: int = 9981
+    listen_port: int = 10981
 
 
 @dataclass(frozen=True)
