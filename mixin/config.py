@@ -70,7 +70,7 @@ class Config:
     grafana_url: str = "http://127.0.0.1:3000"
     runbook_url: str = "https://github.com/captcha-exporter/captcha-exporter/blob/main/docs/runbooks.md"
     # where an operator's browser reaches the exporter's pages (evidence links on the dashboards)
-    exporter_url: str = "http://127.0.0.1:9981"
+    exporter_url: str = "http://127.0.0.1:10981"
     dashboard_refresh: str = "5m"
     severities: Severities = field(default_factory=Severities)
     thresholds: Thresholds = field(default_factory=Thresholds)

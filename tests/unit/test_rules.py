@@ -75,7 +75,7 @@ def test_prometheus_config_is_valid():
 def test_scrape_job_is_named_for_the_alerts():
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert jobs["captcha-exporter"]["static_configs"][0]["targets"] == ["exporter:9981"]
+    assert jobs["captcha-exporter"]["static_configs"][0]["targets"] == ["exporter:10981"]
     assert seconds(jobs["captcha-exporter"]["scrape_interval"]) < 300, "series would go stale between scrapes"
 
 
