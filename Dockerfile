@@ -71,6 +71,10 @@ RUN apt-get update \
 COPY --from=downloads /opt/tor-browser /opt/tor-browser
 COPY --from=downloads /usr/local/bin/geckodriver /usr/local/bin/geckodriver
 
+# captcha_exporter_build_info{revision}: docker build --build-arg REVISION=$(git rev-parse --short=12 HEAD)
+ARG REVISION=unknown
+ENV CAPTCHA_EXPORTER_REVISION=$REVISION
+
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
