@@ -9,7 +9,6 @@ those of a team's mixin config (mixin/example-config.yaml) alike.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from e2e_modules import e2e_module
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
@@ -31,16 +31,8 @@ ONLINE_BASEMAPS = {"default", "carto", "osm-standard", "esri-xyz", "xyz"}
 TEXT_FIELDS_WITH_VARIABLES = ("expr", "url")
 
 
-
-def load_helper(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "e2e" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-promql_catalog = load_helper("promql_catalog")
-rendered_mixin = load_helper("rendered_mixin")
+promql_catalog = e2e_module("promql_catalog")
+rendered_mixin = e2e_module("rendered_mixin")
 ROOTS = {"shipped": ROOT, "custom": rendered_mixin.custom_root()}
 # "shipped:overview.json" → the dashboard
 DASHBOARDS = {f"{kind}:{path.name}": json.loads(path.read_text())

@@ -8,17 +8,15 @@ Both the shipped dashboards and those of a team's mixin config are checked.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
 from pathlib import Path
 
 import pytest
+from e2e_modules import e2e_module
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("rendered_mixin", ROOT / "tests" / "e2e" / "rendered_mixin.py")
-rendered_mixin = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rendered_mixin)
+rendered_mixin = e2e_module("rendered_mixin")
 DASHBOARDS = [*sorted((ROOT / "grafana" / "dashboards").glob("*.json")),
               *sorted((rendered_mixin.custom_root() / "grafana" / "dashboards").glob("*.json"))]
 

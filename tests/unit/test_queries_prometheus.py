@@ -10,7 +10,6 @@ team's mixin config (another job name). Prometheus listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import socket
@@ -23,6 +22,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from e2e_modules import e2e_module
 from prometheus_client import CollectorRegistry, MetricsHandler, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -32,16 +32,8 @@ from prometheus_client.core import (
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def load_helper(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "e2e" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-promql_catalog = load_helper("promql_catalog")
-rendered_mixin = load_helper("rendered_mixin")
+promql_catalog = e2e_module("promql_catalog")
+rendered_mixin = e2e_module("rendered_mixin")
 
 LABEL_VALUES = {"target": "news", "fetcher": "chromium", "country": "DE", "provider": "cloudflare",
                 "reason": "timeout", "outcome": "cleared", "kind": "injected", "fingerprint": "A" * 40,

@@ -7,7 +7,6 @@ its default config) and on the files of a team's config
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from e2e_modules import e2e_module
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "prometheus"
@@ -29,16 +29,8 @@ SCENARIOS = {
     "one stuck shard of three, whose healthy siblings keep probing the same target": "CaptchaTargetNotProbed",
 }
 
-
-def load_helper(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "e2e" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-promql_catalog = load_helper("promql_catalog")
-rendered_mixin = load_helper("rendered_mixin")
+promql_catalog = e2e_module("promql_catalog")
+rendered_mixin = e2e_module("rendered_mixin")
 
 
 def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
