@@ -60,7 +60,7 @@ class Exposition:
         self._max_age = max_age
         self._cpu_share = cpu_share
         self._formats: dict[str, _Rendered] = {}  # by Content-Type
-        self._lock = threading.Lock()  # one render at a time
+        self._lock = threading.Lock()  # guards the rendered bytes and their bookkeeping
         self._versions = itertools.count(1)
         self._version = 0
         self.render_seconds = 0.0  # how long the last full render took
@@ -78,18 +78,22 @@ class Exposition:
     def body(self, accept: str = "", accept_encoding: str = "") -> Body:
         encode, content_type = choose_encoder(accept)
         gzipped = gzip_accepted(accept_encoding)
-        with self._lock:
+        with self._lock:  # held for bookkeeping only, never while rendering
             rendered = self._formats.setdefault(content_type, _Rendered(encode))
             rendered.gzip_wanted |= gzipped
             rendered.requested_at = time.monotonic()
-            if not rendered.rendered_at or self.render_seconds < SYNC_RENDER_SECONDS:
-                self._render(rendered, gzipped)
-            elif self._stale(rendered):
+            render_now = not rendered.rendered_at or self.render_seconds < SYNC_RENDER_SECONDS
+            if not render_now and self._stale(rendered):
                 self._ensure_renderer()
                 self._wake.set()
             plain, packed = rendered.plain, rendered.gzipped
-            if gzipped and packed is None:
-                packed = rendered.gzipped = gzip.compress(plain, compresslevel=6)
+        if render_now:
+            plain, packed = self._render(rendered, gzipped)
+        if gzipped and packed is None:
+            packed = gzip.compress(plain, compresslevel=6)
+            with self._lock:
+                if rendered.plain is plain:
+                    rendered.gzipped = packed
         live = encode(self._live)
         if gzipped:
             return Body(packed + gzip.compress(live, compresslevel=6), content_type, True)
@@ -104,15 +108,18 @@ class Exposition:
     def _stale(self, rendered: _Rendered) -> bool:
         return rendered.version != self._version or time.monotonic() - rendered.rendered_at >= self._max_age
 
-    def _render(self, rendered: _Rendered, gzipped: bool) -> None:
-        """Render one format now (the caller holds the lock)."""
+    def _render(self, rendered: _Rendered, gzipped: bool) -> tuple[bytes, bytes | None]:
+        """Render one format now, without the lock; keep the result unless a newer one is there."""
         version, started = self._version, time.monotonic()
-        self._last_start = started
-        text = rendered.encode(self._registry)
-        rendered.plain = text.removesuffix(OPENMETRICS_EOF)
-        rendered.gzipped = gzip.compress(rendered.plain, compresslevel=6) if gzipped else None
-        rendered.version, rendered.rendered_at = version, time.monotonic()
-        self.render_seconds = rendered.rendered_at - started
+        plain = rendered.encode(self._registry).removesuffix(OPENMETRICS_EOF)
+        packed = gzip.compress(plain, compresslevel=6) if gzipped else None
+        finished = time.monotonic()
+        with self._lock:
+            if version >= rendered.version:
+                rendered.plain, rendered.gzipped, rendered.version = plain, packed, version
+                rendered.rendered_at = finished
+            self._last_start, self.render_seconds = started, finished - started
+        return plain, packed
 
     def _ensure_renderer(self) -> None:
         if self._thread is None:
@@ -131,8 +138,10 @@ class Exposition:
                 with self._lock:
                     if time.monotonic() - rendered.requested_at > FORGET_FORMAT_SECONDS:
                         del self._formats[content_type]
-                    elif self._stale(rendered):
-                        self._render(rendered, rendered.gzip_wanted)
+                        continue
+                    stale = self._stale(rendered)
+                if stale:
+                    self._render(rendered, rendered.gzip_wanted)
 
 
 def gzip_accepted(accept_encoding: str) -> bool:
