@@ -82,9 +82,9 @@ def prometheus_alerts(config: Config) -> dict:
               f"unless on (job) (min by (job) (captcha_tor_up{s()}) == 0)",
               t.exit_coverage_for, severity.info,
               "Measurements cover too little of the Tor exit capacity.",
-              "Exits measured for {{ $labels.target }} ({{ $labels.fetcher }}) carry only "
-              "{{ $value | humanizePercentage }} of the exit probability; the weighted challenge ratio is not "
-              "representative.",
+              "Exits that answered for {{ $labels.target }} ({{ $labels.fetcher }}) within the window carry "
+              "only {{ $value | humanizePercentage }} of the exit probability (exits not tried, or whose probes "
+              "failed, are missing); the weighted challenge ratio is not representative.",
               target_dashboard),
     ]
     health = [
