@@ -405,7 +405,7 @@ class Fetchers:
 @dataclass(frozen=True)
 class Web:
     listen_host: str = key(HOST_PORT, "127.0.0.1", name="listen", part=0)
-    listen_port: int = key(HOST_PORT, 9981, name="listen", part=1)
+    listen_port: int = key(HOST_PORT, 10981, name="listen", part=1)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help="the YAML configuration file")
+    parser.add_argument("--config.file", "--config", dest="config", required=True, metavar="FILE",
+                        help="the YAML configuration file")
     parser.add_argument("--target", required=True, help="the target's name")
     parser.add_argument("--exit", metavar="FINGERPRINT", help="probe through this exit (default: the heaviest allowed)")
     parser.add_argument("--fetcher", help="fetcher kind (default: the target's first)")

@@ -44,6 +44,26 @@ def auto_lanes(cpus: int, available_bytes: int, browsers: bool) -> int:
     return max(1, min(4 * cpus, MAX_AUTO_LANES))
 
 
+CRON_LOOKAHEAD_SECONDS = 8 * 86400.0
+
+
+def run_period(target: Target) -> float:
+    """Seconds between two runs of the target: its interval, or the longest gap between the
+    runs of its cron schedule over the next eight days (so weekly schedules count in full)."""
+    if not target.cron:
+        return target.interval
+    trigger = CronTrigger.from_crontab(target.cron, timezone="UTC")
+    start = previous = trigger.get_next_fire_time(None, _now())
+    longest = 0.0
+    while previous is not None and (previous - start).total_seconds() < CRON_LOOKAHEAD_SECONDS:
+        following = trigger.get_next_fire_time(previous, previous)
+        if following is None or following <= previous:
+            break
+        longest = max(longest, (following - previous).total_seconds())
+        previous = following
+    return longest or target.interval
+
+
 def available_memory(meminfo: str = "/proc/meminfo") -> int:
     """MemAvailable in bytes (0 when it cannot be read)."""
     try:
@@ -83,8 +103,9 @@ class Backoff:
     def waiting(self, fingerprint: str, now: float) -> bool:
         return self._until.get(fingerprint, 0.0) > now
 
-    def count(self, now: float) -> int:
-        return sum(1 for until in self._until.values() if until > now)
+    def skipped(self, now: float) -> frozenset[str]:
+        """The exits skipped at ``now``."""
+        return frozenset(fingerprint for fingerprint, until in self._until.items() if until > now)
 
 
 class Prober:

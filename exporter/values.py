@@ -3,8 +3,9 @@
 Every package may import this module, and this module imports none of them, so
 ``tor/`` and ``detect/`` need not reach into ``fetch/`` for a ``Lane`` or a
 ``Response``.  The closed sets of label values (verdict kinds, challenge
-outcomes, error and circuit-failure reasons) are ``StrEnum``s: a member *is*
-its string, so it compares, formats and exports as the label value it names.
+outcomes, error, circuit-failure and browser-restart reasons) are
+``StrEnum``s: a member *is* its string, so it compares, formats and exports as
+the label value it names.
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ class CircuitFailure(StrEnum):
     NO_DESCRIPTOR = "no_descriptor"
     NO_FIRST_HOP = "no_first_hop"
     OTHER = "other"
+
+
+class BrowserRestart(StrEnum):
+    """Why a warm browser was replaced: the `reason` label of captcha_browser_restarts_total."""
+
+    RECYCLE_AFTER = "recycle_after"  # it served `recycle_after` probes
+    MEMORY_LIMIT = "memory_limit"  # its process tree outgrew `memory_limit`
+    LANE_CHANGED = "lane_changed"  # its lane's SocksPort changed (tor was reconnected)
+    CRASHED = "crashed"  # it was found dead, or died during a probe
+    HUNG = "hung"  # a page load hung, or the watchdog killed it
+    LAUNCH_FAILED = "launch_failed"  # a new browser could not be started
 
 
 class ProbeError(Exception):

@@ -33,7 +33,7 @@ RULES_DIR = Path(__file__).resolve().parent.parent / "prometheus" / "rules"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exits", type=int, default=4, help="exit relays in the test network (default: 4)")
-    parser.add_argument("--listen", default="127.0.0.1:9981", help="exporter address (default: 127.0.0.1:9981)")
+    parser.add_argument("--listen", default="127.0.0.1:10981", help="exporter address (default: 127.0.0.1:10981)")
     parser.add_argument("--interval", default="30s", help="how often each target is probed (default: 30s)")
     parser.add_argument("--no-chromium", action="store_true", help="probe with plain HTTP only")
     parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even if installed")

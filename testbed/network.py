@@ -28,6 +28,7 @@ from stem import ControllerError
 from stem.control import Controller
 
 from exporter.shard import Shard
+
 from . import keys, processes
 from .ports import free_ports
 from .torrc import LOOPBACK, TorNode, bandwidth_file, torrc

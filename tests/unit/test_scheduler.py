@@ -1,9 +1,11 @@
 import threading
 import time
 
+import pytest
+import yaml
 from support.spine_values import LANE, fetched, page, relay, target
 
-from exporter.config import Schedule
+from exporter.config import Schedule, parse_config
 from exporter.scheduler import (
     Backoff,
     PinError,
@@ -11,6 +13,7 @@ from exporter.scheduler import (
     Scheduler,
     auto_lanes,
     available_memory,
+    run_period,
 )
 from exporter.values import Verdict
 
@@ -97,9 +100,9 @@ def test_backoff_doubles_after_repeated_failures_and_resets_on_success():
     assert backoff.waiting("A", now=119) and not backoff.waiting("A", now=121)
     backoff.failed("A", now=0)
     assert backoff.waiting("A", now=199) and not backoff.waiting("A", now=201), "capped"
-    assert backoff.count(now=100) == 1
+    assert backoff.skipped(now=100) == {"A"}
     backoff.succeeded("A")
-    assert not backoff.waiting("A", now=100) and backoff.count(now=100) == 0
+    assert not backoff.waiting("A", now=100) and backoff.skipped(now=100) == frozenset()
 
 
 def test_a_target_run_skips_exits_backing_off_and_takes_least_recently_tried():
@@ -138,3 +141,16 @@ def test_available_memory_reads_meminfo(tmp_path):
     meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   12345678 kB\n")
     assert available_memory(str(meminfo)) == 12345678 * 1024
     assert available_memory(str(tmp_path / "missing")) == 0
+
+
+@pytest.mark.parametrize("schedule, target_interval, expected", [
+    ({}, None, 600.0),  # the default interval
+    ({}, "1h", 3600.0),
+    ({"cron": "*/15 * * * *"}, None, 900.0),
+    ({"cron": "0 9 * * 1,3"}, None, 5 * 86400.0),  # Wednesday to Monday is the longest gap
+    ({"cron": "0 9 * * 1,3"}, "2h", 7200.0),  # a target's own interval exempts it from the cron
+])
+def test_run_period_is_the_interval_or_the_longest_cron_gap(schedule, target_interval, expected):
+    entry = {"name": "news", "url": "http://news.test/", **({"interval": target_interval} if target_interval else {})}
+    config = parse_config(yaml.safe_dump({"targets": [entry], "schedule": schedule}))
+    assert run_period(config.targets[0]) == expected
