@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.markup import END, JS_LITERAL, RAW, START, TEXT, PageTooComplex, attributes, text_of, tokens
+from exporter.markup import (
+    END,
+    JS_LITERAL,
+    RAW,
+    START,
+    TEXT,
+    PageTooComplex,
+    attributes,
+    text_of,
+    tokens,
+)
 
 KIND = {START: "start", END: "end", TEXT: "text", RAW: "raw"}
 
@@ -44,7 +54,7 @@ def test_token_boundaries_follow_the_html_tokenizer(page, expected):
 
 def test_attributes_are_read_as_html_reads_them():
     page = """<input TYPE=hidden value="a&amp;b" data-x='1 2' =odd checked type=text src=x/>"""
-    _, _, start, end, extra = next(tokens(page))
+    _, _, _, end, extra = next(tokens(page))
     assert attributes(page, extra, end) == {"type": "hidden", "value": "a&b", "data-x": "1 2", "=odd": "",
                                             "checked": "", "src": "x/"}
 
