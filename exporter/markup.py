@@ -73,8 +73,10 @@ class PageTooComplex(FetchError):
         super().__init__("page_too_complex", f"the page has more than {tokens} HTML tokens")
 
 
-def tokens(page: str, max_tokens: int = MAX_TOKENS) -> Iterator[tuple[int, str, int, int, int]]:
-    """The tokens of ``page`` in order (comments and doctypes left out); PageTooComplex past ``max_tokens``."""
+def tokens(page: str, max_tokens: int | None = None) -> Iterator[tuple[int, str, int, int, int]]:
+    """The tokens of ``page`` in order (comments and doctypes left out); PageTooComplex past
+    ``max_tokens`` tags (default MAX_TOKENS)."""
+    max_tokens = MAX_TOKENS if max_tokens is None else max_tokens
     size = len(page)
     match = _TOKEN.match
     pos = count = 0
