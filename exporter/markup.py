@@ -85,7 +85,7 @@ def tokens(page: str, max_tokens: int | None = None) -> Iterator[tuple[int, str,
         end = token.end()
         name = token[2]
         if name is None:
-            if page[pos] != "<" or page[pos + 1] not in "!?/":
+            if page[pos] != "<" or page[pos + 1:pos + 2] not in ("!", "?", "/"):
                 yield TEXT, "", pos, end, 0
             elif end - pos == 4 and page.startswith("<!--", pos):
                 end = _comment_end(page, pos)

@@ -18,10 +18,11 @@ Hits = list[tuple[Rule, str]]  # the rules that fired, with the marker each repo
 
 @dataclass(frozen=True)
 class Found:
-    """What the signatures that never decide found: for ``widget`` and ``sensor`` rules."""
+    """What the signatures that never decide found: for ``widget``, ``sensor`` and ``vendor`` rules."""
 
     widgets: tuple[str, ...] = ()
     sensors: tuple[str, ...] = ()
+    vendors: tuple[str, ...] = ()
 
 
 class Detector:
@@ -40,7 +41,8 @@ class Detector:
         context = [(s, hits) for s in self._context if (hits := _match(s, page, nothing)) is not None]
         origin = [(s, hits) for s in self._origin if (hits := _match(s, page, nothing)) is not None]
         found = Found(widgets=tuple(s.provider for s, _ in widgets),
-                      sensors=tuple(s.provider for s, hits in context if any(r.field in SENSOR_FIELDS for r, _ in hits)))
+                      sensors=tuple(s.provider for s, hits in context if any(r.field in SENSOR_FIELDS for r, _ in hits)),
+                      vendors=tuple(s.provider for s, _ in context))
         seen = _markers(context + origin)
         for signature in self._gates:
             hits = _match(signature, page, found)
@@ -107,8 +109,8 @@ def _test(rule: Rule, page: Page, found: Found) -> str | None:
         ok = _prefilter(rule, page) and _search(rule, page)
     elif field == "url":
         ok = rule.pattern.search(page.response.url) is not None
-    else:  # widget, sensor
-        names = found.widgets if field == "widget" else found.sensors
+    else:  # widget, sensor, vendor
+        names = {"widget": found.widgets, "sensor": found.sensors, "vendor": found.vendors}[field]
         vendor = next((name for name in names if rule.pattern.fullmatch(name)), None)
         return None if vendor is None else f"{field}:{vendor}" if rule.marker == field else rule.marker
     return rule.marker if ok else None

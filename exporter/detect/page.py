@@ -6,8 +6,8 @@ places a marker can sit, because where it sits decides whether it is evidence:
 - ``code``: where a vendor's marker acts.  Every element as written (its name
   and attributes: ids, classes, a form's action, a frame's or a stylesheet's
   URL), except links, images and meta tags, whose URLs, alt texts and
-  descriptions are only talk, which count by their ids and classes alone (and
-  a refresh or robots meta by its content); and the code of executable
+  descriptions are only talk, which count by their ids and classes (an image
+  by its source too, a refresh or robots meta by its content); and the code of executable
   scripts, less their comments and the string literals that hold prose or
   markup (serialised page content, as frameworks ship it to hydrate a page).
 - ``text``: the visible text, character references decoded.
@@ -18,8 +18,9 @@ Nothing inside ``<pre>``, ``<code>``, ``<samp>``, ``<kbd>``, ``<template>``,
 (JSON data, templates) nor text that shows markup as characters (``&lt;``).
 
 The page's *role* comes from its structure, never from its title: a page is
-a ``gate`` when the gate is all there is (little text, no site navigation,
-no form of the site's own), else ``content``.
+a ``gate`` when the gate is all there is (little text, few links, no site
+navigation, no form of the site's own, no article, quotation or more than a
+line or two of quoted code), else ``content``.
 """
 
 from __future__ import annotations
@@ -46,9 +47,12 @@ SCRIPT_TYPES = ("", "module", "text/javascript", "application/javascript", "text
 USER_FIELDS = frozenset(("password", "email", "tel", "search", "file", "url", "number", "date"))
 TEXT_FIELDS = frozenset(("", "text"))
 # A gate page says little: the longest real ones (Anubis, a Cloudflare block) have 100-250 words.
-GATE_MAX_WORDS = 400
+GATE_MAX_WORDS = 300
 NAVIGATION_ROLE = re.compile(r"""\brole\s*=\s*["']?(?:navigation|menubar)\b""", re.IGNORECASE)
 GATE_MAX_LINKS = 12
+# Writing that no gate has: an article, a quotation, more than a line or two of quoted code.
+WRITING = frozenset(("article", "blockquote"))
+GATE_MAX_QUOTED_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -59,10 +63,12 @@ class Structure:
     links: int  # <a href> to somewhere else than the page itself
     navigation: bool  # a <nav>, or an element with role navigation or menubar
     site_forms: int  # forms with fields a person fills in (login, search, comment, sign-up)
+    writing: bool = False  # an <article> or <blockquote>, or more than a little quoted code
 
     @property
     def role(self) -> str:
-        if self.navigation or self.site_forms or self.links > GATE_MAX_LINKS or self.words > GATE_MAX_WORDS:
+        if (self.navigation or self.site_forms or self.writing or self.links > GATE_MAX_LINKS
+                or self.words > GATE_MAX_WORDS):
             return "content"
         return "gate"
 
@@ -130,6 +136,8 @@ def read_places(body: str) -> Places:
     scripts: list[str] = []
     title = None
     quoting = 0  # depth inside QUOTING elements
+    quoted: list[str] = []  # the text inside them
+    writing = False
     executable = False  # the script being read runs
     links = 0
     navigation = False
@@ -139,6 +147,8 @@ def read_places(body: str) -> Places:
         if kind == TEXT:
             if not quoting:
                 text.append(body[start:end])
+            else:
+                quoted.append(body[start:end])
         elif kind == START:
             if name in QUOTING:
                 quoting += 1
@@ -160,6 +170,8 @@ def read_places(body: str) -> Places:
                 code.append(body[start:end])
                 if name == "nav" or "role" in body[extra:end] and NAVIGATION_ROLE.search(body, extra, end):
                     navigation = True
+                elif name in WRITING:
+                    writing = True
                 elif name == "form":
                     form_fields = []
                 elif form_fields is not None and name in ("input", "textarea", "select"):
@@ -180,7 +192,11 @@ def read_places(body: str) -> Places:
     if form_fields is not None:
         site_forms += _is_site_form(form_fields)
     visible = text_of(" ".join(text)).strip()
-    structure = Structure(len(visible.split()), links, navigation, site_forms)
+    quoted_chars = sum(map(len, quoted))
+    if not visible and quoted:  # the page is nothing but preformatted text: a browser's view of a text or JSON body
+        visible, quoted_chars = text_of(" ".join(quoted)).strip(), 0
+    structure = Structure(len(visible.split()), links, navigation, site_forms,
+                          writing or quoted_chars > GATE_MAX_QUOTED_CHARS)
     return Places(code="\n".join(code), text=visible, scripts="\n".join(scripts),
                   title=text_of(title or "").strip(), structure=structure)
 
@@ -196,8 +212,11 @@ def _acting_part(name: str, found: dict[str, str]) -> str:
     """A talking element as it acts: its ids, classes and data attributes; a meta's content
     only when it refreshes the page or speaks to robots."""
     parts = [f'{key}="{value}"' for key, value in found.items() if key.startswith(ACTING_ATTRIBUTE_PREFIXES)]
-    if name == "meta" and (found.get("http-equiv", "").lower() == "refresh"
-                           or found.get("name", "").lower() == "robots"):
+    if name == "img" and "src" in found:  # an image loads; its alt and title only talk
+        parts.append(f'src="{found["src"]}"')
+    if name == "meta" and found.get("http-equiv", "").lower() == "refresh":
+        parts.append(f'http-equiv="refresh" content="{found.get("content", "")}"')
+    elif name == "meta" and found.get("name", "").lower() == "robots":
         parts.append(f'content="{found.get("content", "")}"')
     return f"<{name} {' '.join(parts)}>"
 

@@ -44,7 +44,9 @@ no site navigation, no form of the site's own; titles play no part),
 ``widget: REGEX`` (full match on an embedded CAPTCHA vendor found by the
 ``widget`` signatures, so a gate can say "a CAPTCHA on a 403"), ``sensor:
 REGEX`` (full match on a vendor whose code a ``context`` signature found on
-the page by a ``script`` or ``body`` rule), ``max_body: N`` (the body has at
+the page by a ``script`` or ``body`` rule), ``vendor: REGEX`` (the same for a
+vendor a ``context`` signature found by any rule: a header, a cookie, its
+code), ``max_body: N`` (the body has at
 most N characters).  Regexes are case-insensitive (Python syntax), searched
 in the first 1 MB of the body.
 
@@ -94,7 +96,8 @@ GATE_KINDS = ("challenge", "block", "error")
 SIGNATURE_KINDS = GATE_KINDS + ("widget", "context", "origin")
 # Rules searching text, and the place of the page (exporter.detect.page) each one searches.
 PLACES = {"body": "code", "text": "text", "script": "scripts"}
-RULE_FIELDS = ("status", "header", "cookie", "title", "url", "role", "widget", "sensor", "max_body", *PLACES)
+RULE_FIELDS = ("status", "header", "cookie", "title", "url", "role", "widget", "sensor", "vendor", "max_body",
+               *PLACES)
 ROLES = ("gate", "content")
 GROUPS = ("all", "any", "none")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
@@ -305,7 +308,7 @@ def _build_rule(rule: dict) -> Rule:
 def _default_marker(field_name: str, value: Any, header_value: str | None) -> str:
     if field_name == "header":
         return f"header:{value.lower()}" + (f"={header_value}" if header_value else "")
-    if field_name in ("status", "widget", "sensor"):
+    if field_name in ("status", "widget", "sensor", "vendor"):
         return field_name  # the detector reports the status / vendor it saw
     if field_name == "role":
         return f"role:{value}"

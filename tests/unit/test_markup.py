@@ -36,6 +36,8 @@ def read(page: str) -> list[tuple]:
     ("<!-->a<!--->b<!-- c --!>d<!-- open", [("text", "", "a"), ("text", "", "b"), ("text", "", "d")]),
     # a "<" that opens nothing is text
     ("a < b <3 <é>", [("text", "", "a < b <3 <é>")]),
+    ("<", [("text", "", "<")]),
+    ("x<!", [("text", "", "x")]),
     # raw text and RCDATA run to their own end tag, whatever they hold
     ("<script>if (a<b) x('</p>')</script><style>p{}</style >", [
         ("start", "script", "<script>"), ("raw", "script", "if (a<b) x('</p>')"), ("end", "script", "</script>"),
