@@ -52,6 +52,7 @@ class ErrorReason(StrEnum):
     TLS = "tls"
     TOO_LARGE = "too_large"
     BROWSER = "browser"
+    PAGE_TOO_COMPLEX = "page_too_complex"  # more HTML tokens than a page is read for
     INTERNAL = "internal"
 
 

@@ -209,6 +209,14 @@ def _huge(visit, behaviour, passes):
     )
 
 
+def _hostile(visit, behaviour, passes):
+    """The site's page followed by ``size`` bytes of tags that never close ("<a <a <a ..."):
+    a tokenizer that looks for each tag's end from every "<" takes quadratic time on it."""
+    page = site_page(visit.site)
+    unit = "<a "
+    return real_page(visit, page.replace("</body>", unit * (behaviour["size"] // len(unit)), 1))
+
+
 def _exactly(size: int, head: bytes, tail: bytes) -> Iterator[bytes]:
     if size <= len(head) + len(tail):
         yield (head + tail)[:size]
@@ -502,5 +510,6 @@ ANSWERS: dict[str, Answer] = {
     "hang": _hang,
     "reset": _reset,
     "huge": _huge,
+    "hostile": _hostile,
     "error": _error,
 }

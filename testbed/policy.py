@@ -48,6 +48,7 @@ BEHAVIOURS: dict[str, dict[str, float]] = {
     "hang": {},
     "reset": {},
     "huge": {"size": 50_000_000},
+    "hostile": {"size": 3_000_000},  # a page of unclosed tags, hostile to naive parsers
     "error": {"code": 522},
 }
 
@@ -202,7 +203,7 @@ def _reject_unknown(data: Mapping, known: set[str], path: str) -> None:
 
 # The default spread, most telling first: each family early, so even two
 # exits (five slots) show a Cloudflare gate, another vendor, a modified page
-# and a failure.  Slow failures (huge, hang) come last.
+# and a failure.  Slow failures (huge, hang) and a hostile page come last.
 _SPREAD = (
     Behaviour("challenge", {"delay": 2.0}),
     Behaviour("block"),
@@ -220,6 +221,7 @@ _SPREAD = (
     Behaviour("reset"),
     Behaviour("huge", {"size": 8_000_000}),
     Behaviour("hang"),
+    Behaviour("hostile", {"size": 3_000_000}),
 )
 
 

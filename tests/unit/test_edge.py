@@ -609,3 +609,14 @@ def test_stop_releases_hanging_connections_and_ports(tmp_path):
     connection.close()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+def test_hostile_page_is_the_site_page_with_endless_unclosed_tags():
+    from testbed.behaviours import Visit, answer
+    from testbed.passes import Passes
+    from testbed.policy import Behaviour
+
+    reply = answer(Visit("news", "exit1", "https", "GET", "/"), Behaviour("hostile", {"size": 30_000}), Passes())
+    body = reply.body.decode()
+    assert reply.status == 200 and body.count("<a ") >= 10_000
+    assert body.index("<a <a <a") > body.index("<body")  # the site's page, then the tags that never close

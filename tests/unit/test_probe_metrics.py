@@ -10,10 +10,11 @@ from prometheus_client.openmetrics.exposition import (
 from support.spine_values import LANE, fetched, page, relay, target
 
 from exporter.build import revision
+from exporter.change import Baseline
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
 from exporter.probe import ProbeResult, judge, run_probe
 from exporter.state import State
-from exporter.values import BrowserRestart, ErrorReason, FetchError, Verdict
+from exporter.values import BrowserRestart, ErrorReason, FetchError, Response, Verdict
 
 
 def by_status(response):
@@ -52,6 +53,17 @@ def test_judge_takes_the_stronger_of_first_and_final():
 def test_run_probe_never_raises(outcome, expect):
     result = run_probe(target(), relay(1), FakeFetcher(outcome), LANE, by_status, timeout=5)
     assert (result.verdict.kind if result.verdict else None, result.error_reason) == expect
+
+
+def test_a_page_too_complex_to_compare_is_a_probe_error(monkeypatch):
+    """Reading a page has a budget (exporter.markup): past it the probe records page_too_complex."""
+    monkeypatch.setattr("exporter.markup.MAX_TOKENS", 100)
+    direct = page(200)
+    baseline = Baseline.learn([direct, direct])
+    hostile = Response(direct.url, 200, direct.headers, "<p>x</p>" * 200)
+    result = run_probe(target(), relay(1), FakeFetcher(fetched(hostile)), LANE, by_status, 5, baseline)
+    assert (result.verdict, result.error_reason) == (None, "page_too_complex")
+    assert "HTML tokens" in result.error_message
 
 
 def render(registry, openmetrics=False):
