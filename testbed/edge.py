@@ -91,6 +91,10 @@ class Edge:
             self._threads.append(thread)
         log.info("edge serving http:%d https:%d admin %s", self.http_port, self.https_port, self.admin_url)
 
+    def expose(self, http_port: int, https_port: int) -> None:
+        """Visitors reach the edge at these ports (relays in front of it): its URLs name them."""
+        self.http_port, self.https_port = http_port, https_port
+
     def stop(self) -> None:
         """Stop serving, release held (hanging, slow) connections and close every socket."""
         self._stopping.set()
