@@ -41,6 +41,8 @@ class TorConfig:
     data_directory: Path | None = None
     torrc: dict[str, tuple[str, ...]] = field(default_factory=dict)
     circuit_timeout: float = 20.0
+    hops: int = 3  # circuit length: a user's circuit has three hops
+    deny_hosts: tuple[str, ...] = ()  # hosts (or *.suffix) probes must not reach; streams to them are closed
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ def parse_config(text: str, source: str = "<string>", base_dir: Path | None = No
 TOP_LEVEL_KEYS = ("tor", "targets", "exits", "schedule", "fetchers", "web", "geoip", "evidence", "data_dir", "detect",
                   "baseline")
 TOR_KEYS = ("mode", "control", "socks", "password", "password_file", "cookie_file", "executable",
-            "data_directory", "torrc", "circuit_timeout")
+            "data_directory", "torrc", "circuit_timeout", "hops", "deny_hosts")
 TOR_LAUNCH_ONLY = ("executable", "data_directory", "torrc")
 TOR_CONNECT_ONLY = ("password", "password_file", "cookie_file")  # a launched tor uses its own cookie
 TARGET_KEYS = ("name", "url", "interval", "fetchers", "exits_per_run", "expect", "change")
@@ -280,7 +282,16 @@ def _tor(section: Mapping, base_dir: Path) -> TorConfig:
         data_directory=section.read("data_directory", lambda v: v.file_path(base_dir), None),
         torrc=section.read("torrc", _torrc, {}),
         circuit_timeout=section.read("circuit_timeout", _positive_seconds, default.circuit_timeout),
+        hops=section.read("hops", lambda v: v.integer(2, 3), default.hops),
+        deny_hosts=section.read("deny_hosts", _host_patterns, default.deny_hosts),
     )
+
+
+def _host_patterns(value: Value) -> tuple[str, ...]:
+    """Host names, or ``*.suffix`` for every name under a suffix (lowercased)."""
+    pattern = r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
+    return tuple(item.string(pattern, ": expected a host name or *.suffix, e.g. *.doubleclick.net").lower().rstrip(".")
+                 for item in value.items())
 
 
 def _secret_file(value: Value, base_dir: Path) -> str:
