@@ -65,6 +65,13 @@ class CircuitFailure(StrEnum):
     OTHER = "other"
 
 
+class StreamClosed(StrEnum):
+    """Why the exporter closed a stream of a lane: the `reason` label of captcha_streams_closed_total."""
+
+    STRAY = "stray"  # opened while no probe ran on the lane
+    DENIED = "denied"  # to a host in tor.deny_hosts
+
+
 class ProbeError(Exception):
     """A step of a probe that failed for a known reason.
 
