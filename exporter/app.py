@@ -180,6 +180,7 @@ class Exporter:
         self.detector = Detector(load_signatures(list(config.detect_signatures)))
         self.pairs = tuple((t.name, fetcher_label(kind, config.fetchers))
                            for t in config.targets for kind in t.fetchers)
+        self.metrics.circuit_hops.set(config.tor.hops)
         self.metrics.prepare(self.pairs, self.shard.owned(self._consensus.exits) if self._consensus else [])
         self.state.forget_targets(t.name for t in config.targets)
         self.store.forget_targets(t.name for t in config.targets)
@@ -268,15 +269,16 @@ class Exporter:
         self._tor = tor
         self._geo = CountryLookup(self.config.geoip.country_db, tor.controller)
         self.refresh_consensus()
-        hosts = {urlsplit(t.url).hostname for t in self.config.targets}
-        self._pinner = CircuitPinner(tor.controller, tor.lanes, hosts, on_failure=self.metrics.circuit_failed,
-                                     timeout=self.config.tor.circuit_timeout)
+        self._pinner = CircuitPinner(tor.controller, tor.lanes, self.config.tor.deny_hosts,
+                                     on_failure=self.metrics.circuit_failed, timeout=self.config.tor.circuit_timeout,
+                                     hops=self.config.tor.hops, on_closed=self.metrics.stream_closed)
         self._pinner.start()
         self._unwatch = watch_consensus(tor.controller, self.refresh_consensus)
         self._fetchers, timeouts = build_fetchers(self.config, self.detector.classify)
         labels = {kind: fetcher_label(kind, self.config.fetchers) for kind in self._fetchers}
         self._prober = Prober(tor.lanes, self._pin, self._fetchers, timeouts, self.detector.classify, self.record,
-                              baseline=self.baselines.get, keep_evidence=self.keep_evidence, labels=labels)
+                              baseline=self.baselines.get, keep_evidence=self.keep_evidence, labels=labels,
+                              release=self._release)
         self._scheduler = Scheduler(self.config.schedule, self._prober, self.candidates, self.state.last_attempted,
                                     learn_baseline=lambda target: self.baselines.learn(target, self.config))
         self._scheduler.start(self.config.targets)
@@ -347,6 +349,11 @@ class Exporter:
             raise PinError("circuit", str(exc)) from exc
         except Exception as exc:  # e.g. the controller socket closed under us
             raise PinError("circuit", f"{type(exc).__name__}: {exc}") from exc
+
+    def _release(self, lane: Lane) -> None:
+        pinner = self._pinner
+        if pinner is not None:
+            pinner.release(lane)
 
     def record(self, result: ProbeResult) -> None:
         self.state.record(result)

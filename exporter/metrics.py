@@ -24,7 +24,7 @@ from exporter.change.onion import KINDS as ONION_KINDS
 from exporter.probe import ProbeResult
 from exporter.state import State, weighted_ratio
 from exporter.tor.relay import ExitRelay
-from exporter.values import ErrorReason
+from exporter.values import ErrorReason, StreamClosed
 
 LOAD_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60)
 CLEAR_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60)
@@ -78,6 +78,15 @@ class ProbeMetrics:
                                    ["fingerprint"], registry=registry)
         self.circuit_failures = Counter("captcha_circuit_failures", "Failed circuit builds, by reason.",
                                         ["reason"], registry=registry)
+        self.streams_closed = Counter(
+            "captcha_streams_closed",
+            "Streams of a lane closed instead of sent through its exit: stray (no probe ran on the lane), "
+            "denied (tor.deny_hosts).", ["reason"], registry=registry)
+        for reason in StreamClosed:
+            self.streams_closed.labels(reason)
+        self.circuit_hops = Gauge("captcha_circuit_hops",
+                                  "Hops of the circuits probes use (tor.hops): what the load times measured.",
+                                  registry=registry)
         self.changed = Counter("captcha_page_changed",
                                "Normal pages that differ from the page fetched without Tor, by kind of change.",
                                per_country + ["kind"], registry=registry)
@@ -133,6 +142,9 @@ class ProbeMetrics:
 
     def circuit_failed(self, reason: str) -> None:
         self.circuit_failures.labels(reason).inc()
+
+    def stream_closed(self, reason: StreamClosed) -> None:
+        self.streams_closed.labels(reason).inc()
 
     def prepare(self, pairs: Iterable[tuple[str, str]], exits: Iterable[ExitRelay]) -> None:
         """Start known series at 0 and drop the series of targets and exits that are gone."""
