@@ -148,9 +148,10 @@ class Response:
 class FetchResult:
     """What one fetch saw.
 
-    ``first`` is the first document response (before redirects or a
-    challenge's reload); ``final`` is the page the user ends up on (for a
-    browser, the final DOM).  ``outcome`` is set only by browser fetchers,
+    ``first`` is the first document response that is not a redirect (the
+    page the redirects led to, before a challenge's reload: the page the user
+    met); ``redirects`` are the URLs on the way; ``final`` is the page the user
+    ends up on (for a browser, the final DOM).  ``outcome`` is set only by browser fetchers,
     with ``clear_seconds`` for a cleared challenge.
     """
 

@@ -221,7 +221,6 @@ class ChromiumBrowser:
         landing_doc = next((doc for doc in documents if not doc.is_redirect), documents[-1])
         landing_timing = driver.execute_script(NAVIGATION_TIMING_JS) or {}
         landing = _response(landing_doc, driver.page_source)
-        first = landing if documents[0] is landing_doc else _response(documents[0], "")
 
         def read_page() -> Response:
             netlog.add(driver.get_log("performance"))
@@ -231,7 +230,7 @@ class ChromiumBrowser:
         outcome = settle(landing, read_page, classify, challenge_wait, lambda: time.monotonic() - started)
         self._origins |= netlog.origins()
         redirects = tuple(doc.url for doc in documents if doc.is_redirect)
-        return browser_result(first, redirects, landing_timing, outcome,
+        return browser_result(landing, redirects, landing_timing, outcome,
                               lambda: driver.execute_script(NAVIGATION_TIMING_JS) or {})
 
     def wipe(self) -> None:

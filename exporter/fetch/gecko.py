@@ -266,8 +266,6 @@ class GeckoBrowser:
         landing_doc = next((doc for doc in documents if not doc.is_redirect), documents[-1])
         landing_timing = driver.execute_script(NAVIGATION_TIMING_JS) or {}
         landing = Response(landing_doc.url, landing_doc.status, landing_doc.headers, driver.page_source)
-        first = documents[0]
-        first_response = landing if first is landing_doc else Response(first.url, first.status, first.headers, "")
 
         def read_page() -> Response:
             # the page first: a reloaded document's response event precedes its DOM
@@ -277,7 +275,7 @@ class GeckoBrowser:
 
         outcome = settle(landing, read_page, classify, challenge_wait, lambda: time.monotonic() - started)
         redirects = tuple(doc.url for doc in documents if doc.is_redirect)
-        return browser_result(first_response, redirects, landing_timing, outcome,
+        return browser_result(landing, redirects, landing_timing, outcome,
                               lambda: driver.execute_script(NAVIGATION_TIMING_JS) or {})
 
     def _wipe(self) -> None:
