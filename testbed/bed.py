@@ -7,7 +7,9 @@ it started, in reverse order, whatever happens in between.
 
 With ``latency`` (seconds, one way), delaying relays (``latency.Delays``) sit
 in front of every ORPort and of the edge's ports, so each hop of a circuit
-and the exit's connection to the edge pay it in each direction.
+and the exit's connection to the edge pay it in each direction.  With
+``replay`` (a directory of HAR captures), the edge also serves the recorded
+pages at their own hosts (``replay``), on ports 80 and 443.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from .network import BootReport, TorNetwork
 from .peers import peer_identifier
 from .policy import Policy, default_policy
 from .ports import free_ports
+from .replay import load_captures
+from .sites import Web
+
+STANDARD_PORTS = (80, 443)  # where recorded pages expect their hosts
 
 HOST = "127.0.0.1"
 DEFAULT_EXITS = 4
@@ -39,11 +45,17 @@ class TestBed:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, exits: int = DEFAULT_EXITS, workdir: Path | None = None, policy: Policy | None = None,
-                 latency: float = 0.0) -> None:
+    def __init__(self, exits: int = DEFAULT_EXITS, workdir: Path | None = None, policy: Policy | Path | None = None,
+                 latency: float = 0.0, replay: Path | None = None) -> None:
+        """``policy`` a Policy, or a YAML file naming any site of this bed (replayed ones included).
+        ReplayError or PolicyError for a bad ``replay`` directory or policy file."""
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="captcha-testbed-"))
         self.latency = latency
+        self.web = Web(load_captures(replay) if replay else ())
+        self._public_ports = STANDARD_PORTS if replay else None
+        if policy is not None and not isinstance(policy, Policy):
+            policy = self.web.load_policy(Path(policy))
         self.delays = Delays(latency) if latency > 0 else None
         self.dns = DnsServer(HOST)
         self.network = TorNetwork(
@@ -58,6 +70,8 @@ class TestBed:
             self._identify_behind_relays if self.delays else self.identify,
             self.workdir / "edge",
             host=HOST,
+            web=self.web,
+            ports=(0, 0) if self.delays else (self._public_ports or (0, 0)),
         )
         self.boot: BootReport | None = None
 
@@ -80,7 +94,7 @@ class TestBed:
 
     def _delay_the_edge(self) -> None:
         """Relays on new ports in front of the edge's; its URLs then name the relays' ports."""
-        public = free_ports(2, HOST)
+        public = self._public_ports or free_ports(2, HOST)
         for port, inner in zip(public, (self.edge.http_port, self.edge.https_port)):
             self.delays.add((HOST, port), (HOST, inner))
         self.edge.expose(*public)

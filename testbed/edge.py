@@ -29,7 +29,7 @@ from pathlib import Path
 from testbed import behaviours
 from testbed.http2 import Http2Connection
 from testbed.passes import Passes
-from testbed.policy import Policy, PolicyError, load_policy
+from testbed.policy import Policy, PolicyError
 from testbed.sites import Web
 from testbed.tls import issue_certificates, server_context
 
@@ -367,7 +367,7 @@ class _AdminHandler(_Handler):
             self._json(404, {"error": f"no such endpoint {self.path}"})
             return
         try:
-            policy = load_policy(self._read_body().decode("utf-8", "replace"), self.server.edge.web.sites)
+            policy = self.server.edge.web.load_policy(self._read_body().decode("utf-8", "replace"))
         except (PolicyError, ValueError) as exc:
             self._json(400, {"error": str(exc)})
             return

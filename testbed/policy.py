@@ -119,10 +119,12 @@ class Policy:
         return {"sites": {name: sp.to_dict() for name, sp in sorted(self.sites.items())}}
 
 
-def load_policy(source: str | Path | Mapping, sites: tuple[str, ...] = SITES) -> Policy:
+def load_policy(source: str | Path | Mapping, sites: tuple[str, ...] = SITES,
+                limits: Mapping[str, tuple[str, ...]] | None = None) -> Policy:
     """A policy from a YAML/JSON file path, YAML/JSON text, or an already parsed mapping.
 
-    ``sites`` are the site names it may use (replayed captures add theirs); vendor names always.
+    ``sites`` are the site names it may use (replayed captures add theirs), vendors always;
+    ``limits`` names the only behaviours some of them can answer (vendors: ``VENDOR_BEHAVIOURS``).
     """
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and Path(source).is_file()):
         source = Path(source).read_text()
@@ -131,10 +133,11 @@ def load_policy(source: str | Path | Mapping, sites: tuple[str, ...] = SITES) ->
             source = yaml.safe_load(source)
         except yaml.YAMLError as exc:
             raise PolicyError(f"policy is not valid YAML: {exc}") from None
-    return _parse_policy(source, sites)
+    limits = {**{vendor: VENDOR_BEHAVIOURS for vendor in VENDORS}, **(limits or {})}
+    return _parse_policy(source, (*sites, *(name for name in limits if name not in sites)), limits)
 
 
-def _parse_policy(data, known: tuple[str, ...]) -> Policy:
+def _parse_policy(data, known: tuple[str, ...], limits: Mapping[str, tuple[str, ...]]) -> Policy:
     if data is None:
         return Policy()
     if not isinstance(data, Mapping):
@@ -145,19 +148,20 @@ def _parse_policy(data, known: tuple[str, ...]) -> Policy:
         raise PolicyError("sites: expected a mapping of site name to site policy")
     parsed = {}
     for site, spec in sites.items():
-        if site not in known and site not in VENDORS:
-            raise PolicyError(f"sites.{site}: unknown site (known: {', '.join((*known, *VENDORS))})")
+        if site not in known:
+            shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+            raise PolicyError(f"sites.{site}: unknown site (known: {shown})")
         parsed[site] = _parse_site(spec, f"sites.{site}")
-        if site in VENDORS:
-            _only_vendor_behaviours(parsed[site], f"sites.{site}")
+        if site in limits:
+            _only(limits[site], parsed[site], f"sites.{site}", "a vendor host" if site in VENDORS else "this site")
     return Policy(parsed)
 
 
-def _only_vendor_behaviours(site: SitePolicy, path: str) -> None:
+def _only(allowed: tuple[str, ...], site: SitePolicy, path: str, what: str) -> None:
     for where, behaviour in (("default", site.default), *((f"exits.{e}", b) for e, b in site.exits.items())):
-        if behaviour.name not in VENDOR_BEHAVIOURS:
-            raise PolicyError(f"{path}.{where}: a vendor host cannot answer {behaviour.name!r} "
-                              f"(it can: {', '.join(VENDOR_BEHAVIOURS)})")
+        if behaviour.name not in allowed:
+            raise PolicyError(f"{path}.{where}: {what} cannot answer {behaviour.name!r} "
+                              f"(it can: {', '.join(allowed)})")
 
 
 def _parse_site(spec, path: str) -> SitePolicy:
