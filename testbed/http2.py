@@ -97,10 +97,8 @@ class Http2Connection:
             self._flush()
             return False
         for event in events:
-            if isinstance(event, RequestReceived):
+            if isinstance(event, RequestReceived):  # a request without a body comes with its StreamEnded
                 self.streams[event.stream_id] = _Stream(list(event.headers))
-                if event.stream_ended:
-                    self._answer(event.stream_id)
             elif isinstance(event, DataReceived):
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 stream = self.streams.get(event.stream_id)
