@@ -86,9 +86,11 @@ class Delays:
             async with asyncio.TaskGroup() as both:
                 both.create_task(self._pipe(client_reader, upstream_writer))
                 both.create_task(self._pipe(upstream_reader, client_writer))
-        except* (OSError, asyncio.IncompleteReadError):
+        except (asyncio.CancelledError, ExceptionGroup):
+            # a reset on one side resets the other; stop() cancels, and asyncio would log a relay
+            # task that ends cancelled, so it ends quietly
             for writer in (client_writer, upstream_writer):
-                writer.transport.abort()  # a reset on one side resets the other
+                writer.transport.abort()
         finally:
             self._origins.pop(outgoing, None)
             for writer in (client_writer, upstream_writer):
