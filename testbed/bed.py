@@ -157,6 +157,7 @@ class TestBed:
                 "admin_url": edge.admin_url,
                 "ca_file": str(edge.ca_file),
                 "sites": edge.site_urls("http"),
+                "hostnames": edge.hostnames(),
             },
             "policy": edge.policy.to_dict(),
             "latency_seconds": self.latency,

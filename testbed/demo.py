@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -60,7 +59,7 @@ def demo_config(state: dict, listen: str, interval: str, chromium: bool, data_di
         "fetchers": {"http": {"ca_file": edge["ca_file"], "timeout": "20s"},
                      "chromium": {"ca_file": edge["ca_file"], "challenge_wait": "10s", "timeout": "30s"}},
         "geoip": {"country_db": state["geoip_db"]},
-        "baseline": {"resolve": {urlsplit(url).hostname: "127.0.0.1" for url in edge["sites"].values()}},
+        "baseline": {"resolve": {host: "127.0.0.1" for host in edge["hostnames"]}},
         "web": {"listen": listen},
         "data_dir": str(data_dir),
     }
