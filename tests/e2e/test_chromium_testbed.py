@@ -17,7 +17,6 @@ import threading
 import time
 
 import pytest
-from pinned_lane import PinnedLane
 
 from exporter.config import BrowserFetcherConfig
 from exporter.detect import classify
@@ -54,12 +53,6 @@ def bed():
     with TestBed(exits=4, policy=load_policy(POLICY)) as test_bed:
         yield test_bed
 
-
-@pytest.fixture(scope="module")
-def lane(bed):
-    pinned = PinnedLane(bed.state())
-    yield pinned
-    pinned.close()
 
 
 @pytest.fixture(scope="module")

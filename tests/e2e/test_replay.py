@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pinned_lane import PinnedLane
 
 from exporter.config import BrowserFetcherConfig, HttpFetcherConfig
 from exporter.detect import classify
@@ -38,12 +37,6 @@ def bed():
     with TestBed(exits=2, replay=CORPUS) as test_bed:
         yield test_bed
 
-
-@pytest.fixture(scope="module")
-def lane(bed):
-    pinned = PinnedLane(bed.state(), hops=3)
-    yield pinned
-    pinned.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from pinned_lane import PinnedLane
 
 from exporter.config import BrowserFetcherConfig, HttpFetcherConfig
 from exporter.detect import classify
@@ -50,12 +49,6 @@ def bed():
     with TestBed(exits=3, policy=load_policy(POLICY)) as test_bed:
         yield test_bed
 
-
-@pytest.fixture(scope="module")
-def lane(bed):
-    pinned = PinnedLane(bed.state(), hops=3)
-    yield pinned
-    pinned.close()
 
 
 @pytest.fixture(scope="module")
