@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
@@ -197,6 +196,7 @@ class Exporter:
         self.pairs = tuple((t.name, fetcher_label(kind, config.fetchers))
                            for t in config.targets for kind in t.fetchers)
         self.schedules = tuple((t.name, run_period(t), t.exits_per_run) for t in config.targets)
+        self.metrics.circuit_hops.set(config.tor.hops)
         self._prepare_series()
         self.state.forget_targets(t.name for t in config.targets)
         self.store.forget_targets(t.name for t in config.targets)
@@ -264,9 +264,9 @@ class Exporter:
         session.on_close(geo.close)
         session.on_close(self.planner.detach)
         self._refresh_consensus(tor.controller, geo)
-        hosts = {urlsplit(t.url).hostname for t in config.targets}
-        pinner = CircuitPinner(tor.controller, tor.lanes, hosts, on_failure=self.metrics.circuit_failed,
-                               timeout=config.tor.circuit_timeout)
+        pinner = CircuitPinner(tor.controller, tor.lanes, config.tor.deny_hosts, on_failure=self.metrics.circuit_failed,
+                               timeout=config.tor.circuit_timeout, hops=config.tor.hops,
+                               on_closed=self.metrics.stream_closed)
         pinner.start()
         session.on_close(pinner.stop)
         session.on_close(watch_consensus(tor.controller, lambda: self._refresh_consensus(tor.controller, geo)))
@@ -279,7 +279,7 @@ class Exporter:
                 fetcher.pool.on_restart = self.metrics.browsers(labels[kind])
         session.prober = Prober(tor.lanes, lambda lane, exit: pin(pinner, self.planner, lane, exit), fetchers,
                                 timeouts, self.detector.classify, self.record, baseline=self.baselines.get,
-                                keep_evidence=self.keep_evidence, labels=labels)
+                                keep_evidence=self.keep_evidence, labels=labels, release=pinner.release)
         session.on_close(lambda: session.prober.shutdown(wait=True))
         scheduler = Scheduler(config.schedule, session.prober, self.planner.candidates, self.state.last_attempted,
                               learn_baseline=lambda target: self.baselines.learn(target, self.config))
@@ -296,6 +296,11 @@ class Exporter:
                                      "exits": len(consensus.exits), "selected": len(self.planner.selected)})
 
     # -- each probe's result -----------------------------------------------
+
+    def _release(self, lane: Lane) -> None:
+        pinner = self._pinner
+        if pinner is not None:
+            pinner.release(lane)
 
     def record(self, result: ProbeResult) -> None:
         self.state.record(result)

@@ -121,12 +121,13 @@ class Prober:
                  on_result: Callable[[ProbeResult], None], backoff: Backoff | None = None,
                  baseline: Callable[[str], Baseline | None] = lambda target: None,
                  keep_evidence: Callable[[ProbeResult, bytes | None], str | None] | None = None,
-                 labels: dict[str, str] | None = None):
+                 labels: dict[str, str] | None = None, release: Callable[[Lane], None] = lambda lane: None):
         self._free: queue.Queue[Lane] = queue.Queue()
         for lane in lanes:
             self._free.put(lane)
         self._pool = ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="lane")
         self._pin = pin
+        self._release = release  # unpins the lane: no probe runs on it until the next pin
         self._fetchers = fetchers
         self._timeouts = timeouts
         self._classify = classify
@@ -198,6 +199,12 @@ class Prober:
                     self._on_result(error_result(target, self._labels.get(name, name), exit, exc.reason, str(exc)))
             return
         self.backoff.succeeded(exit.fingerprint)
+        try:
+            self._probe_targets(exit, targets, lane)
+        finally:
+            self._release(lane)
+
+    def _probe_targets(self, exit: ExitRelay, targets: list[Target], lane: Lane) -> None:
         for target in targets:
             for name in target.fetchers:
                 fetcher = self._fetchers.get(name)

@@ -78,6 +78,13 @@ class BrowserRestart(StrEnum):
     LAUNCH_FAILED = "launch_failed"  # a new browser could not be started
 
 
+class StreamClosed(StrEnum):
+    """Why the exporter closed a stream of a lane: the `reason` label of captcha_streams_closed_total."""
+
+    STRAY = "stray"  # opened while no probe ran on the lane
+    DENIED = "denied"  # to a host in tor.deny_hosts
+
+
 class ProbeError(Exception):
     """A step of a probe that failed for a known reason.
 
@@ -154,9 +161,10 @@ class Response:
 class FetchResult:
     """What one fetch saw.
 
-    ``first`` is the first document response (before redirects or a
-    challenge's reload); ``final`` is the page the user ends up on (for a
-    browser, the final DOM).  ``outcome`` is set only by browser fetchers,
+    ``first`` is the first document response that is not a redirect (the
+    page the redirects led to, before a challenge's reload: the page the user
+    met); ``redirects`` are the URLs on the way; ``final`` is the page the user
+    ends up on (for a browser, the final DOM).  ``outcome`` is set only by browser fetchers,
     with ``clear_seconds`` for a cleared challenge.
     """
 

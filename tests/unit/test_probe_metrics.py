@@ -14,7 +14,7 @@ from exporter.change import Baseline
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
 from exporter.probe import ProbeResult, judge, run_probe
 from exporter.state import State
-from exporter.values import BrowserRestart, ErrorReason, FetchError, Response, Verdict
+from exporter.values import BrowserRestart, ErrorReason, FetchError, Response, StreamClosed, Verdict
 
 
 def by_status(response):
@@ -90,13 +90,14 @@ def series(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def test_zero_series_before_the_first_probe_are_the_error_reasons_only():
+def test_zero_series_before_the_first_probe_are_the_error_reasons_and_closed_streams_only():
     exits = [relay(1, 0.75, "DE"), relay(2, 0.25, "US")]
     registry, metrics, _ = make_metrics(exits)
     counters = [line for line in series(render(registry))
                 if line.split("{")[0].split(" ")[0].endswith(("_total", "_bucket", "_count", "_sum"))]
     assert counters == [f'captcha_probe_errors_total{{fetcher="http",reason="{reason}",target="news"}} 0.0'
-                        for reason in ErrorReason]
+                        for reason in ErrorReason] + [
+        f'captcha_streams_closed_total{{reason="{reason}"}} 0.0' for reason in StreamClosed]
     metrics.browsers("chromium")
     restarts = [line for line in series(render(registry)) if line.startswith("captcha_browser_restarts_total")]
     assert len(restarts) == len(BrowserRestart) and all(line.endswith(" 0.0") for line in restarts)

@@ -154,3 +154,31 @@ def test_run_period_is_the_interval_or_the_longest_cron_gap(schedule, target_int
     entry = {"name": "news", "url": "http://news.test/", **({"interval": target_interval} if target_interval else {})}
     config = parse_config(yaml.safe_dump({"targets": [entry], "schedule": schedule}))
     assert run_period(config.targets[0]) == expected
+
+
+def test_the_lane_is_unpinned_once_its_probes_are_done_and_only_then():
+    """A lane is pinned only while probes run on it: the pinner closes streams it opens at other times."""
+    events = []
+    results, done, on_result = collector(2)
+
+    class Recording(FakeFetcher):
+        def fetch(self, url, lane, timeout):
+            events.append(("fetch", url))
+            return super().fetch(url, lane, timeout)
+
+    def record(result):
+        events.append(("result", result.target))
+        on_result(result)
+
+    prober = Prober([LANE], lambda lane, exit: events.append(("pin", exit.nickname)), {"http": Recording()},
+                    {"http": 5}, ok, record, release=lambda lane: events.append(("release", lane.index)))
+    prober.submit(target("news"), relay(1))
+    prober.submit(target("shop"), relay(1))
+    assert done.wait(5)
+    prober.shutdown()
+    pinned = False
+    for kind, _ in events:  # pin, its probes, release; once or twice (the second submit may find it done)
+        assert kind != "pin" or not pinned
+        assert kind not in ("fetch", "result") or pinned
+        pinned = kind == "pin" or (pinned and kind != "release")
+    assert not pinned and events[-1] == ("release", LANE.index)
