@@ -20,9 +20,11 @@ open a bogus comment up to the next ``>``.  The content of ``script``,
 as it does for a client that runs no JavaScript.  Not modelled: the script
 data escape states (``<!--<script>`` inside a script).
 
-Why it is linear: every expression is made only of possessive quantifiers over
-character classes whose alternatives start with different characters, so the
-engine never backtracks into what it consumed; a tag expression cannot fail
+Why it is linear: character classes are repeated possessively, a group's
+alternatives start with different characters, and nothing after a repeated group
+can fail, so the engine never backtracks into what it consumed (groups are
+repeated greedily, not possessively: Python before 3.11.5, Debian bookworm's
+3.11.2 among them, mismatches possessive repeats of groups, gh-106052); a tag expression cannot fail
 once it saw ``<`` and a letter (it stops at ``>`` or the end of input, and the
 end of input ends the stream); comments and raw text are found with
 ``str.find`` or a search for a fixed end tag.  Each character is looked at a
@@ -51,18 +53,18 @@ MAX_TOKENS = 1_000_000
 
 _WS = "\t\n\f\r "
 _ATTRIBUTE = (rf"[^{_WS}/>][^{_WS}/>=]*+"
-              rf"""(?:[{_WS}]*+=[{_WS}]*+(?:"[^"]*+"?|'[^']*+'?|[^{_WS}>]*+))?+""")
+              rf"""(?:[{_WS}]*+=[{_WS}]*+(?:"[^"]*+"?|'[^']*+'?|[^{_WS}>]*+))?""")
 # One token from where it starts: text (a "<" that opens nothing is text), a tag, a comment's
 # opening, a bogus comment or doctype.
-_TOKEN = re.compile(r"(?:[^<]++|<(?![A-Za-z!?/]))++"
-                    rf"|<(/?)([A-Za-z][^{_WS}/>]*+)((?:[{_WS}/]*+{_ATTRIBUTE})*+)[{_WS}/]*+(>?)"
+_TOKEN = re.compile(r"(?:[^<]++|<(?![A-Za-z!?/]))+"
+                    rf"|<(/?)([A-Za-z][^{_WS}/>]*+)((?:[{_WS}/]*+{_ATTRIBUTE})*)[{_WS}/]*+(>?)"
                     r"|<!--|<[!?/][^>]*+>?")
-ATTRIBUTE = re.compile(rf"""([^{_WS}/>][^{_WS}/>=]*+)(?:[{_WS}]*+=[{_WS}]*+(?:"([^"]*+)"?|'([^']*+)'?|([^{_WS}>]*+)))?+""")
+ATTRIBUTE = re.compile(rf"""([^{_WS}/>][^{_WS}/>=]*+)(?:[{_WS}]*+=[{_WS}]*+(?:"([^"]*+)"?|'([^']*+)'?|([^{_WS}>]*+)))?""")
 _COMMENT_END = re.compile(r"--!?>")
 # A JavaScript string literal or comment; one left open runs to the end of its line (of the
 # input for templates and block comments), so a match never fails once it has started.
-JS_LITERAL = re.compile(r"""'(?:[^'\\\n]++|\\[\s\S]?)*+'?|"(?:[^"\\\n]++|\\[\s\S]?)*+"?"""
-                        r"|`(?:[^`\\]++|\\[\s\S]?)*+`?|/\*(?:[^*]++|\*(?!/))*+(?:\*/)?|//[^\n]*+")
+JS_LITERAL = re.compile(r"""'(?:[^'\\\n]++|\\[\s\S]?)*'?|"(?:[^"\\\n]++|\\[\s\S]?)*"?"""
+                        r"|`(?:[^`\\]++|\\[\s\S]?)*`?|/\*(?:[^*]++|\*(?!/))*(?:\*/)?|//[^\n]*+")
 _SPACE = re.compile(r"\s+")
 
 
