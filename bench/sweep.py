@@ -5,7 +5,8 @@
 For each E in ``--exits`` it boots a test bed with E exits and ``--latency``
 on every hop (each way); for each T in ``--targets`` it then runs
 ``captcha-exporter run`` as a process of its own, with T targets (the test
-bed's sites, cycled, each under a name of its own), ``exits_per_run: E``, an
+bed's sites over HTTPS, cycled, each under a name of its own; certificates checked
+against certifi's roots plus the test bed's CA, as a deployment's are), ``exits_per_run: E``, an
 hour's interval (so each target runs once) and the planner's defaults
 (``concurrency: auto`` unless ``--concurrency`` is given), and waits until its
 log holds one probe line per exit × target × fetcher.  It prints:
@@ -34,6 +35,7 @@ import argparse
 import math
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -42,8 +44,9 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+import certifi
 import yaml
 from bench_bed import BedProcess, PinnedLanes, command_line, load_average
 
@@ -52,7 +55,8 @@ from testbed.processes import exit_on_termination_signals
 TICKS = os.sysconf("SC_CLK_TCK")
 PROBE_LINE = re.compile(r'msg="?probe (done|failed)')
 LOAD_SECONDS = re.compile(r"load_seconds=([0-9.]+)")
-LANES = re.compile(r'msg="?(?:probing|lanes)"?.* (?:lane_)?limit=(\d+)')  # what may work at once, as it changes
+LANE_LIMIT = re.compile(r'msg="?(?:probing|lanes)"?.* (?:lane_)?limit=(\d+)')  # lanes that may work at once
+LANES = re.compile(r'msg="?probing"?.* lanes=(\d+)')  # lanes opened (all work at once without a limit)
 
 
 # -- processes ------------------------------------------------------------------
@@ -147,6 +151,7 @@ class Sweep:
     exits: int
     targets: int
     fetcher: str
+    source: str = "this tree"
     lanes: int = 0
     probes: int = 0
     failed: int = 0
@@ -159,16 +164,32 @@ class Sweep:
     load: str = ""
 
 
+def https_urls(bed: BedProcess) -> list[str]:
+    """The sites' start pages over HTTPS, as real targets are."""
+    https_port = bed.state["edge"]["https_port"]
+    return [urlunsplit(("https", f"{parts.hostname}:{https_port}", parts.path, parts.query, ""))
+            for parts in map(urlsplit, bed.site_urls)]
+
+
+def trust_bundle(bed: BedProcess, directory: Path) -> Path:
+    """What a deployment trusts (certifi's roots, as requests does by default) plus the test bed's CA:
+    a probe pays for checking a certificate against the roots a real deployment loads."""
+    bundle = directory / "roots.pem"
+    bundle.write_text(Path(certifi.where()).read_text() + bed.ca_file.read_text())
+    return bundle
+
+
 def exporter_config(bed: BedProcess, targets: int, fetcher: str, concurrency: int | None, port: int,
-                    data_dir: Path) -> dict:
-    state, sites = bed.state, bed.site_urls
-    client, edge = state["client"], state["edge"]
+                    workdir: Path) -> dict:
+    state, sites = bed.state, https_urls(bed)
+    client = state["client"]
     schedule = {"interval": "1h", "exits_per_run": len(state["exits"])}
     if concurrency:
         schedule["concurrency"] = concurrency
-    fetchers = {"http": {"ca_file": edge["ca_file"], "timeout": "60s"}}
+    roots = str(trust_bundle(bed, workdir))
+    fetchers = {"http": {"ca_file": roots, "timeout": "60s"}}
     if fetcher != "http":
-        fetchers[fetcher] = {"ca_file": edge["ca_file"], "timeout": "60s"}
+        fetchers[fetcher] = {"ca_file": str(bed.ca_file), "timeout": "60s"}
     return {
         "tor": {"mode": "connect", "control": f"127.0.0.1:{client['control_port']}",
                 "cookie_file": client["cookie_file"], "hops": bed.hops},
@@ -179,7 +200,7 @@ def exporter_config(bed: BedProcess, targets: int, fetcher: str, concurrency: in
         "geoip": {"country_db": state["geoip_db"]},
         "baseline": {"resolve": {urlsplit(url).hostname: "127.0.0.1" for url in sites}},
         "web": {"listen": f"127.0.0.1:{port}"},
-        "data_dir": str(data_dir),
+        "data_dir": str(workdir / "data"),
     }
 
 
@@ -197,6 +218,12 @@ def circuit_seconds(bed: BedProcess) -> float:
         lanes.close()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as answer:
@@ -205,18 +232,27 @@ def ready(port: int) -> bool:
         return False
 
 
+def exporter_command(config: Path, source: Path | None, profile: Path | None) -> tuple[list[str], dict]:
+    """``captcha-exporter run`` from ``source`` (a checkout's directory; None: this one), under cProfile if asked."""
+    environment = dict(os.environ, PYTHONPATH=str(source)) if source else dict(os.environ)
+    if profile:
+        return [sys.executable, str(Path(__file__).with_name("profiled_exporter.py")), str(profile),
+                "run", "--config", str(config)], environment
+    return [sys.executable, "-m", "exporter", "run", "--config", str(config)], environment
+
+
 def run_sweep(bed: BedProcess, tor_client: int, sweep: Sweep, concurrency: int | None, deadline: float,
-              circuit: float) -> Sweep:
+              circuit: float, source: Path | None = None, profile: Path | None = None) -> Sweep:
     workdir = Path(tempfile.mkdtemp(prefix="captcha-sweep-"))
-    port = 10981 + sweep.exits + sweep.targets  # a fresh port per run: the last one may linger in TIME_WAIT
+    port = free_port()
     config = workdir / "config.yaml"
-    config.write_text(yaml.safe_dump(exporter_config(bed, sweep.targets, sweep.fetcher, concurrency, port,
-                                                     workdir / "data")))
+    config.write_text(yaml.safe_dump(exporter_config(bed, sweep.targets, sweep.fetcher, concurrency, port, workdir)))
     log = workdir / "exporter.log"
     expected = sweep.exits * sweep.targets
+    command, environment = exporter_command(config, source, profile)
     with open(log, "wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "exporter", "run", "--config", str(config)],
-                                   stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
+        process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=sink,
+                                   start_new_session=True)
     try:
         limit = time.monotonic() + 120
         while not ready(port):
@@ -242,9 +278,10 @@ def run_sweep(bed: BedProcess, tor_client: int, sweep: Sweep, concurrency: int |
                           "tor client": status_bytes(tor_client, "VmHWM")}
         sweep.probes = len(probes)
         sweep.failed = sum("probe failed" in line for line in probes)
-        sweep.lanes = max(int(m.group(1)) for line in lines if (m := LANES.search(line)))
+        sweep.lanes = max((int(m.group(1)) for line in lines if (m := LANE_LIMIT.search(line))), default=0) or \
+            int(next(m.group(1) for line in lines if (m := LANES.search(line))))
         sweep.circuit = circuit
-        sweep.fastest_probe = min(float(m.group(1)) for line in probes if (m := LOAD_SECONDS.search(line)))
+        sweep.fastest_probe = min((float(m.group(1)) for line in probes if (m := LOAD_SECONDS.search(line))), default=0.0)
         sweep.floor = math.ceil(sweep.exits / sweep.lanes) * (circuit + sweep.targets * sweep.fastest_probe)
         return sweep
     finally:
@@ -262,7 +299,7 @@ def row(sweep: Sweep) -> str:
     cost, probes = sweep.cost, sweep.probes
     ms = {name: getattr(cost, name) / probes * 1000 for name in ("exporter", "browsers", "tor_client", "test_bed")}
     rss = " ".join(f"{name} {size / 2**20:.0f}" for name, size in sweep.peak_rss.items())
-    return (f"{sweep.fetcher:<8} {sweep.exits:>3}×{sweep.targets:<3} {probes:>5} ({sweep.failed} failed) "
+    return (f"{sweep.source:<10} {sweep.fetcher:<8} {sweep.exits:>3}×{sweep.targets:<3} {probes:>5} ({sweep.failed} failed) "
             f"{sweep.lanes:>3} lanes  wall {sweep.wall:6.1f} s  floor {sweep.floor:6.1f} s "
             f"(circuit {sweep.circuit:.2f} s, probe {sweep.fastest_probe:.2f} s)  ratio {sweep.wall / sweep.floor:4.2f}\n"
             f"{'':>16}CPU ms/probe: exporter {ms['exporter']:.1f}, browsers {ms['browsers']:.1f}, "
@@ -279,9 +316,18 @@ def main() -> int:
                         help="delay on every hop, each way (default 50ms: a 3-hop circuit's round trip is 400 ms)")
     parser.add_argument("--hops", type=int, choices=(2, 3), default=3, help="circuit length (default 3, as a user's)")
     parser.add_argument("--concurrency", type=int, help="schedule.concurrency (default: auto, the planner's choice)")
+    parser.add_argument("--source", action="append", default=[], metavar="NAME=DIR",
+                        help="also run the exporter of another checkout (its directory holding exporter/), "
+                             "side by side on the same test bed; repeatable")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run the exporter under cProfile (every thread) and write DIR/E×T-SOURCE.pstats; "
+                             "its CPU figures are then inflated by the profiler")
     parser.add_argument("--deadline", type=float, default=900.0, help="seconds one sweep may take (default 900)")
     args = parser.parse_args()
     exit_on_termination_signals()
+    sources = [("this tree", None)] + [(text.split("=", 1)[0], Path(text.split("=", 1)[1])) for text in args.source]
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     sweeps: list[Sweep] = []
     for exits in args.exits:
         bed = BedProcess(exits=exits, latency=args.latency, hops=args.hops)
@@ -289,10 +335,12 @@ def main() -> int:
             tor_client = pid_of_tor(bed.state["client"]["data_directory"])
             circuit = circuit_seconds(bed)
             for targets in args.targets:
-                sweep = run_sweep(bed, tor_client, Sweep(exits, targets, args.fetcher), args.concurrency,
-                                  args.deadline, circuit)
-                sweeps.append(sweep)
-                print(row(sweep), flush=True)
+                for name, source in sources:
+                    profile = args.profile / f"{exits}x{targets}-{name}.pstats" if args.profile else None
+                    sweep = run_sweep(bed, tor_client, Sweep(exits, targets, args.fetcher, name), args.concurrency,
+                                      args.deadline, circuit, source, profile)
+                    sweeps.append(sweep)
+                    print(row(sweep), flush=True)
         finally:
             bed.stop()
     print(f"\ncommand: {command_line()}\nlatency {args.latency} on every hop each way, {args.hops}-hop circuits; "
