@@ -233,7 +233,8 @@ def ready(port: int) -> bool:
 
 
 def exporter_command(config: Path, source: Path | None, profile: Path | None) -> tuple[list[str], dict]:
-    """``captcha-exporter run`` from ``source`` (a checkout's directory; None: this one), under cProfile if asked."""
+    """``captcha-exporter run`` from ``source`` (a checkout's directory; None: this one), under cProfile if asked.
+    It runs in ``source`` too: ``python -m`` puts the working directory before PYTHONPATH."""
     environment = dict(os.environ, PYTHONPATH=str(source)) if source else dict(os.environ)
     if profile:
         return [sys.executable, str(Path(__file__).with_name("profiled_exporter.py")), str(profile),
@@ -251,7 +252,7 @@ def run_sweep(bed: BedProcess, tor_client: int, sweep: Sweep, concurrency: int |
     expected = sweep.exits * sweep.targets
     command, environment = exporter_command(config, source, profile)
     with open(log, "wb") as sink:
-        process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=sink,
+        process = subprocess.Popen(command, env=environment, cwd=source, stdout=subprocess.DEVNULL, stderr=sink,
                                    start_new_session=True)
     try:
         limit = time.monotonic() + 120
