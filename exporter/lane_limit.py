@@ -60,7 +60,10 @@ class LaneLimit:
             self._condition.notify_all()
 
     def learn(self, probes: int, wall_seconds: float) -> None:
-        """A lane finished ``probes`` probes that took ``wall_seconds`` in all (circuit included)."""
+        """A lane spent ``wall_seconds`` on ``probes`` probes (0: on a circuit for the probes to come).
+
+        Called for every probe rather than every exit, so the limit moves after the first
+        LEARN_EVERY probes, not after the first exits' whole lists of targets."""
         with self._condition:
             self._probes += probes
             self._wall += wall_seconds

@@ -210,12 +210,12 @@ class Prober:
                     self._on_result(error_result(target, self._labels.get(name, name), exit, exc.reason, str(exc)))
             return
         self.backoff.succeeded(exit.fingerprint)
+        if self._limit:
+            self._limit.learn(0, time.monotonic() - started)  # the circuit: waiting, shared by the exit's probes
         try:
             self._probe_targets(exit, targets, lane)
         finally:
             self._release(lane)
-        if self._limit:
-            self._limit.learn(sum(len(target.fetchers) for target in targets), time.monotonic() - started)
 
     def _probe_targets(self, exit: ExitRelay, targets: list[Target], lane: Lane) -> None:
         for target in targets:
@@ -227,6 +227,8 @@ class Prober:
                     continue
                 result = run_probe(target, exit, fetcher, lane, self._classify, self._timeouts[name],
                                    self._baseline(target.name))
+                if self._limit:
+                    self._limit.learn(1, result.duration)
                 if self._keep_evidence and result.needs_evidence:
                     # the screenshot must be taken now, before the lane's browser loads another page
                     result = replace(result, evidence=self._keep_evidence(result, fetcher.screenshot(lane)))
