@@ -13,6 +13,7 @@ an HTTPS probe's cost to the exporter.
 
 from __future__ import annotations
 
+import functools
 import ssl
 import time
 from urllib.parse import urljoin
@@ -115,8 +116,10 @@ class HttpFetcher:
         """Nothing to release: every fetch has its own session."""
 
 
+@functools.lru_cache(maxsize=8)
 def trust_context(ca_file=None) -> ssl.SSLContext:
-    """An SSL context that requires a certificate from ``ca_file``'s CAs (requests' bundle when None)."""
+    """An SSL context that requires a certificate from ``ca_file``'s CAs (requests' bundle when None);
+    one per file for the process (the baseline's direct fetches make a fetcher each)."""
     context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
     context.load_verify_locations(str(ca_file) if ca_file else DEFAULT_CA_BUNDLE_PATH)
     return context
