@@ -11,11 +11,13 @@ hour's interval (so each target runs once) and the planner's defaults
 (``concurrency: auto`` unless ``--concurrency`` is given), and waits until its
 log holds one probe line per exit × target × fetcher.  It prints:
 
-- the wall time from ``/-/ready`` to the last probe, and the latency floor:
-  each lane takes one exit at a time, pins one circuit and probes every target
-  on it, so the floor is ceil(E / lanes) × (circuit + T × probe), with the
-  circuit time measured alone before the exporter starts (median of three
-  pins) and the probe time the fastest page load of the sweep;
+- the wall time from ``/-/ready`` to the last probe, and the latency floor
+  for the lanes used, (E × circuit + probes × probe) / lanes: the circuit
+  time measured alone before the exporter starts (median of three pins), the
+  probe time the fastest page load of the sweep, and the lanes used the most
+  page loads seen at once in the log (each from its end time back by its
+  load time); the lanes allowed (the limit, or the lanes opened) are printed
+  beside them;
 - CPU seconds per probe (utime + stime from /proc/PID/stat, children that
   were reaped included) of the exporter's own process, of its browsers
   (chromedriver, Chromium: the rest of its process tree), of the tor client
@@ -32,9 +34,9 @@ do, so read them with the load average printed beside them.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -43,6 +45,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,6 +57,7 @@ from testbed.processes import exit_on_termination_signals
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PROBE_LINE = re.compile(r'msg="?probe (done|failed)')
+LOG_TIME = re.compile(r"^time=(\S+)Z ")
 LOAD_SECONDS = re.compile(r"load_seconds=([0-9.]+)")
 LANE_LIMIT = re.compile(r'msg="?(?:probing|lanes)"?.* (?:lane_)?limit=(\d+)')  # lanes that may work at once
 LANES = re.compile(r'msg="?probing"?.* lanes=(\d+)')  # lanes opened (all work at once without a limit)
@@ -152,7 +156,8 @@ class Sweep:
     targets: int
     fetcher: str
     source: str = "this tree"
-    lanes: int = 0
+    lanes: int = 0  # allowed to work at once
+    lanes_used: int = 0  # the most page loads at once
     probes: int = 0
     failed: int = 0
     wall: float = 0.0
@@ -216,6 +221,21 @@ def circuit_seconds(bed: BedProcess) -> float:
         return statistics.median(times)
     finally:
         lanes.close()
+
+
+def most_at_once(probe_lines: list[str]) -> int:
+    """The most page loads in flight at once: each ends at its line's time and lasted its load_seconds."""
+    edges = []
+    for line in probe_lines:
+        end, load = LOG_TIME.search(line), LOAD_SECONDS.search(line)
+        if end and load:
+            ended = datetime.strptime(end.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+            edges += [(ended - float(load.group(1)), 1), (ended, -1)]
+    running = most = 0
+    for _, step in sorted(edges):
+        running += step
+        most = max(most, running)
+    return most
 
 
 def free_port() -> int:
@@ -283,7 +303,8 @@ def run_sweep(bed: BedProcess, tor_client: int, sweep: Sweep, concurrency: int |
             int(next(m.group(1) for line in lines if (m := LANES.search(line))))
         sweep.circuit = circuit
         sweep.fastest_probe = min((float(m.group(1)) for line in probes if (m := LOAD_SECONDS.search(line))), default=0.0)
-        sweep.floor = math.ceil(sweep.exits / sweep.lanes) * (circuit + sweep.targets * sweep.fastest_probe)
+        sweep.lanes_used = most_at_once(probes)
+        sweep.floor = (sweep.exits * circuit + sweep.probes * sweep.fastest_probe) / max(1, sweep.lanes_used)
         return sweep
     finally:
         process.terminate()
@@ -292,6 +313,7 @@ def run_sweep(bed: BedProcess, tor_client: int, sweep: Sweep, concurrency: int |
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, 9)
             process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # -- report ----------------------------------------------------------------------
@@ -301,7 +323,7 @@ def row(sweep: Sweep) -> str:
     ms = {name: getattr(cost, name) / probes * 1000 for name in ("exporter", "browsers", "tor_client", "test_bed")}
     rss = " ".join(f"{name} {size / 2**20:.0f}" for name, size in sweep.peak_rss.items())
     return (f"{sweep.source:<10} {sweep.fetcher:<8} {sweep.exits:>3}×{sweep.targets:<3} {probes:>5} ({sweep.failed} failed) "
-            f"{sweep.lanes:>3} lanes  wall {sweep.wall:6.1f} s  floor {sweep.floor:6.1f} s "
+            f"{sweep.lanes_used:>2} of {sweep.lanes:>2} lanes  wall {sweep.wall:6.1f} s  floor {sweep.floor:6.1f} s "
             f"(circuit {sweep.circuit:.2f} s, probe {sweep.fastest_probe:.2f} s)  ratio {sweep.wall / sweep.floor:4.2f}\n"
             f"{'':>16}CPU ms/probe: exporter {ms['exporter']:.1f}, browsers {ms['browsers']:.1f}, "
             f"tor client {ms['tor_client']:.1f}, test bed {ms['test_bed']:.1f}; peak RSS MiB: {rss}\n"
