@@ -74,3 +74,34 @@ def test_the_prober_runs_no_more_exits_at_once_than_the_limit():
     assert done.wait(5)
     prober.shutdown()
     assert most == 2, f"{most} exits at once with a limit of 2 (6 lanes)"
+
+
+def test_the_prober_teaches_the_limit_every_probe_and_circuit_not_every_exit():
+    lessons, done = [], threading.Event()
+
+    class Recording(LaneLimit):
+        def learn(self, probes, wall_seconds):
+            lessons.append(probes)
+            super().learn(probes, wall_seconds)
+
+    results = []
+
+    def on_result(result):
+        results.append(result)
+        if len(results) == 3:
+            done.set()
+
+    class Fetcher:
+        name = "http"
+
+        def fetch(self, url, lane, timeout):
+            return fetched(page(200))
+
+    prober = Prober([LANE], lambda lane, exit: None, {"http": Fetcher()}, {"http": 5}, lambda response: Verdict("ok"),
+                    on_result, limit=Recording(cpus=1, first=1, cap=1))
+    for name in ("a", "b", "c"):
+        prober.submit(target(name), relay(1))
+    assert done.wait(5)
+    prober.shutdown()
+    assert lessons.count(1) == 3, "each probe as it ends"
+    assert lessons[0] == 0 and lessons.count(0) in (1, 2), "each circuit (a target queued late gets a lane of its own)"
