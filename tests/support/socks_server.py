@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import struct
@@ -23,21 +24,20 @@ class _Connect(socketserver.BaseRequestHandler):
         self.server.names_seen += 1
         with socket.create_connection(("127.0.0.1", port)) as upstream:
             client.sendall(b"\x05\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", port))
-            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
-            _pipe(client, upstream)
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+            pump(client, upstream)
 
 
-def _pipe(source, sink):
+def pump(source, sink):
+    """Copy ``source`` to ``sink`` until EOF, then half-close ``sink``."""
     try:
         while data := source.recv(65536):
             sink.sendall(data)
     except OSError:
         pass
     finally:
-        try:
+        with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
 
 class SocksServer(socketserver.ThreadingTCPServer):
