@@ -36,11 +36,13 @@ from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
 from exporter.exposition import Exposition
 from exporter.fetch.factory import fetcher_label, make_fetcher
+from exporter.lane_limit import LaneLimit
 from exporter.logs import setup_logging
 from exporter.metrics import ProbeMetrics, StateCollector
 from exporter.planner import ExitPlanner
 from exporter.probe import ProbeResult
 from exporter.scheduler import (
+    MAX_LANES,
     PinError,
     Prober,
     Scheduler,
@@ -251,11 +253,18 @@ class Exporter:
         self.store.close()
 
     def lanes(self) -> int:
-        """schedule.concurrency, or the lanes this machine can run ("auto")."""
+        """schedule.concurrency, or the lanes this machine can run ("auto"): with plain HTTP only,
+        every lane there may be, and a ``LaneLimit`` decides how many work at once."""
         if self.config.schedule.concurrency:
             return self.config.schedule.concurrency
+        return MAX_LANES if self._lane_limit_first() else auto_lanes(os.cpu_count() or 1, available_memory(), True)
+
+    def _lane_limit_first(self) -> int | None:
+        """Where a LaneLimit starts, if the config wants one (auto lanes, plain HTTP only)."""
         browsers = any(kind != "http" for target in self.config.targets for kind in target.fetchers)
-        return auto_lanes(os.cpu_count() or 1, available_memory(), browsers)
+        if self.config.schedule.concurrency or browsers:
+            return None
+        return auto_lanes(os.cpu_count() or 1, available_memory(), browsers=False)
 
     def _start_session(self, session: Session) -> None:
         """Start probing on a fresh tor connection (the supervisor closes the session on failure)."""
@@ -277,15 +286,19 @@ class Exporter:
         for kind, fetcher in fetchers.items():
             if hasattr(fetcher, "pool"):  # a browser fetcher
                 fetcher.pool.on_restart = self.metrics.browsers(labels[kind])
+        first = self._lane_limit_first()
+        limit = LaneLimit(os.cpu_count() or 1, first, len(tor.lanes)) if first else None
         session.prober = Prober(tor.lanes, lambda lane, exit: pin(pinner, self.planner, lane, exit), fetchers,
                                 timeouts, self.detector.classify, self.record, baseline=self.baselines.get,
-                                keep_evidence=self.keep_evidence, labels=labels, release=pinner.release)
+                                keep_evidence=self.keep_evidence, labels=labels, release=pinner.release,
+                                limit=limit)
         session.on_close(lambda: session.prober.shutdown(wait=True))
         scheduler = Scheduler(config.schedule, session.prober, self.planner.candidates, self.state.last_attempted,
                               learn_baseline=lambda target: self.baselines.learn(target, self.config))
         scheduler.start(config.targets)
         session.on_close(scheduler.shutdown)
         log.info("probing", extra={"tor_version": tor.version, "lanes": len(tor.lanes),
+                                   "lane_limit": limit.limit if limit else len(tor.lanes),
                                    "exits": len(self.planner.selected), "targets": len(config.targets)})
 
     def _refresh_consensus(self, controller, geo: CountryLookup) -> None:

@@ -367,7 +367,7 @@ class Schedule(Schema):
     interval: float = key(INTERVAL, 600.0)
     cron: str | None = key(kind(_cron), None)
     jitter: float = key(SECONDS, 0.0)
-    # lanes; None ("auto"): chosen from CPUs and memory at start
+    # lanes; None ("auto"): chosen from CPUs and memory at start (browsers), learnt while running (plain HTTP)
     concurrency: int | None = key(kind(_lanes, lambda lanes: "auto" if lanes is None else lanes), None)
     exits_per_run: int = key(AT_LEAST_ONE, 10)
     window: float = key(POSITIVE_SECONDS, 86400.0)  # weighted ratio and coverage look this far back

@@ -37,7 +37,7 @@ def summary(config: Config) -> str:
         f"fetchers {'+'.join(fetchers)}",
         f"tor {config.tor.mode}",
         when,
-        "lanes chosen from CPUs and memory" if schedule.concurrency is None
+        "lanes chosen from CPUs, memory and probes" if schedule.concurrency is None
         else f"{schedule.concurrency} lane{'s' if schedule.concurrency != 1 else ''}",
     ]
     if config.detect_signatures:

@@ -24,6 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.change import Baseline
 from exporter.config import Schedule, Target
+from exporter.lane_limit import LaneLimit
 from exporter.plan import next_exits
 from exporter.probe import Classify, ProbeResult, error_result, run_probe
 from exporter.tor.relay import ExitRelay
@@ -34,11 +35,13 @@ log = logging.getLogger(__name__)
 
 BROWSER_LANE_BYTES = 600 * 2**20  # a warm Chromium and its driver: about 400 MiB PSS measured, plus headroom
 MAX_AUTO_LANES = 16
+MAX_LANES = 64  # schedule.concurrency's ceiling: the lanes opened for plain HTTP with "auto"
 
 
 def auto_lanes(cpus: int, available_bytes: int, browsers: bool) -> int:
     """How many lanes this machine can run: a browser lane keeps about a CPU busy and holds
-    ~600 MiB; a plain HTTP lane mostly waits on tor, so four share a CPU."""
+    ~600 MiB; a plain HTTP lane mostly waits on tor, so four share a CPU (where a ``LaneLimit``
+    starts, before it has learnt from the probes)."""
     if browsers:
         return max(1, min(cpus, available_bytes // BROWSER_LANE_BYTES, MAX_AUTO_LANES))
     return max(1, min(4 * cpus, MAX_AUTO_LANES))
@@ -121,7 +124,9 @@ class Prober:
                  on_result: Callable[[ProbeResult], None], backoff: Backoff | None = None,
                  baseline: Callable[[str], Baseline | None] = lambda target: None,
                  keep_evidence: Callable[[ProbeResult, bytes | None], str | None] | None = None,
-                 labels: dict[str, str] | None = None, release: Callable[[Lane], None] = lambda lane: None):
+                 labels: dict[str, str] | None = None, release: Callable[[Lane], None] = lambda lane: None,
+                 limit: LaneLimit | None = None):
+        """``limit``: how many of the lanes may work at once (``concurrency: auto`` over plain HTTP)."""
         self._free: queue.Queue[Lane] = queue.Queue()
         for lane in lanes:
             self._free.put(lane)
@@ -136,6 +141,7 @@ class Prober:
         self._baseline = baseline
         self._keep_evidence = keep_evidence
         self._labels = labels or {}  # fetcher kind → its `fetcher` label, for probes that could not start
+        self._limit = limit
         self._lock = threading.Lock()
         self._queued: dict[str, dict[str, Target]] = {}  # exit fingerprint → targets waiting for it
         self._running: dict[str, set[str]] = {}  # exit fingerprint → targets being probed on it
@@ -172,6 +178,8 @@ class Prober:
             return sum(len(targets) for targets in self._running.values())
 
     def _run(self, exit: ExitRelay) -> None:
+        if self._limit:
+            self._limit.acquire()
         lane = self._free.get()
         with self._lock:
             targets = list(self._queued.pop(exit.fingerprint, {}).values())
@@ -188,8 +196,11 @@ class Prober:
                 if not running:
                     self._running.pop(exit.fingerprint, None)
             self._free.put(lane)
+            if self._limit:
+                self._limit.release()
 
     def _probe_exit(self, exit: ExitRelay, targets: list[Target], lane: Lane) -> None:
+        started = time.monotonic()
         try:
             self._pin(lane, exit)
         except PinError as exc:
@@ -199,6 +210,8 @@ class Prober:
                     self._on_result(error_result(target, self._labels.get(name, name), exit, exc.reason, str(exc)))
             return
         self.backoff.succeeded(exit.fingerprint)
+        if self._limit:
+            self._limit.learn(0, time.monotonic() - started)  # the circuit: waiting, shared by the exit's probes
         try:
             self._probe_targets(exit, targets, lane)
         finally:
@@ -225,6 +238,8 @@ class Prober:
                     continue
                 result = run_probe(target, exit, fetcher, lane, self._classify, self._timeouts[name],
                                    self._baseline(target.name))
+                if self._limit:
+                    self._limit.learn(1, result.duration)
                 if self._keep_evidence and result.needs_evidence:
                     # the screenshot must be taken now, before the lane's browser loads another page
                     result = replace(result, evidence=self._keep_evidence(result, fetcher.screenshot(lane)))

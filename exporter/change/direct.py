@@ -18,7 +18,12 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from exporter.config import HttpFetcherConfig
-from exporter.fetch.http import MAX_REDIRECTS, REDIRECT_STATUSES, HttpFetcher
+from exporter.fetch.http import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    HttpFetcher,
+    TrustedTLS,
+)
 from exporter.values import FetchError, Response
 
 
@@ -29,11 +34,11 @@ def fetch_direct(url: str, config: HttpFetcherConfig, resolve: dict[str, str] | 
     deadline = time.monotonic() + config.timeout
     with requests.Session() as session:
         session.trust_env = False
-        session.verify = str(config.ca_file) if config.ca_file else True
+        adapter = TrustedTLS(fetcher.tls)
         if resolve:
-            adapter = _pinned_adapter({host.lower(): address for host, address in resolve.items()})
+            _pin_addresses(adapter, {host.lower(): address for host, address in resolve.items()})
             session.mount("http://", adapter)
-            session.mount("https://", adapter)
+        session.mount("https://", adapter)
         for _ in range(MAX_REDIRECTS + 1):
             response, _ = fetcher._get(session, url, deadline)
             location = response.header("location")
@@ -43,8 +48,8 @@ def fetch_direct(url: str, config: HttpFetcherConfig, resolve: dict[str, str] | 
     raise FetchError("connection", f"more than {MAX_REDIRECTS} redirects from {url}")
 
 
-def _pinned_adapter(resolve: dict[str, str]) -> HTTPAdapter:
-    """An adapter whose connections dial ``resolve[host]`` but keep ``host`` for Host, SNI and verification."""
+def _pin_addresses(adapter: HTTPAdapter, resolve: dict[str, str]) -> None:
+    """Make ``adapter``'s connections dial ``resolve[host]`` but keep ``host`` for Host, SNI and verification."""
 
     class Pinned:
         def _new_conn(self):
@@ -63,6 +68,4 @@ def _pinned_adapter(resolve: dict[str, str]) -> HTTPAdapter:
     class PinnedHTTPSPool(HTTPSConnectionPool):
         ConnectionCls = type("PinnedHTTPSConnection", (Pinned, HTTPSConnection), {})
 
-    adapter = HTTPAdapter()
     adapter.poolmanager.pool_classes_by_scheme = {"http": PinnedHTTPPool, "https": PinnedHTTPSPool}
-    return adapter

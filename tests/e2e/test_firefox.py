@@ -14,7 +14,6 @@ failures surface, and the chrome-context wipe.
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import os
@@ -29,6 +28,7 @@ import time
 
 import pytest
 import websocket
+from support.socks_server import pump
 from test_chromium_testbed import CHALLENGE_DELAY, bed, exits_seen, news_url  # noqa: F401 (fixtures)
 
 from exporter.config import BrowserFetcherConfig
@@ -156,17 +156,6 @@ class Socks5(socketserver.BaseRequestHandler):
         back.start()
         pump(client, upstream)
         back.join()
-
-
-def pump(source, sink):
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
 
 
 def serve(server):

@@ -17,7 +17,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 def test_valid_config_prints_a_summary(capsys):
     assert main(["check-config", str(EXAMPLE)]) == 0
     out, err = capsys.readouterr()
-    assert out == f"{EXAMPLE}: OK (2 targets, fetchers http+chromium, tor launch, every 10m, lanes chosen from CPUs and memory)\n"
+    assert out == f"{EXAMPLE}: OK (2 targets, fetchers http+chromium, tor launch, every 10m, lanes chosen from CPUs, memory and probes)\n"
     assert err == ""
 
 
