@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from testbed.behaviours import CF_FLOW, CF_FRAME, CF_ORCHESTRATE, CF_REDEEM
 from testbed.edge import Edge
 from testbed.policy import load_policy
 
@@ -81,18 +82,17 @@ def test_managed_challenge_clears_by_itself(edge, driver):
     driver.get(edge.site_urls()["news"])
     seconds = wait_for_title(driver, "The Daily Relay – Independent news", timeout=CHALLENGE_DELAY + 10)
     assert "City council approves" in driver.page_source
-    log = served(edge, "news")
+    log, vendor = served(edge, "news"), served(edge, "challenges")
     assert log[0] == ("GET", "/", 403)
-    assert ("GET", "/cdn-cgi/challenge-platform/h/b/orchestrate/chl_page/v1", 200) in log
-    cleared = log.index(("POST", f"/cdn-cgi/challenge-platform/h/b/flow/ov1/{log_ray(edge)}", 200))
-    assert ("GET", "/", 200) in log[cleared:]  # the reload, carrying cf_clearance
+    # the solver script, its frame and the frame's flow come from the vendor host, as on the real web
+    assert ("GET", CF_ORCHESTRATE, 200) in vendor
+    for wanted, prefix in (("GET", CF_FRAME), ("POST", CF_FLOW)):
+        assert any(method == wanted and path.startswith(prefix) and status == 200 for method, path, status in vendor)
+    redeemed = next(n for n, (method, path, status) in enumerate(log)
+                    if method == "POST" and path.startswith(CF_REDEEM) and status == 200)
+    assert ("GET", "/", 200) in log[redeemed:]  # the reload, carrying cf_clearance
     assert seconds >= CHALLENGE_DELAY - 0.5
     assert any(c["name"] == "cf_clearance" for c in driver.get_cookies())
-
-
-def log_ray(edge: Edge) -> str:
-    flows = [r["path"] for r in edge.requests() if "/flow/ov1/" in r["path"]]
-    return flows[-1].rsplit("/", 1)[1]
 
 
 def test_anubis_proof_of_work_clears_by_itself(edge, driver):
@@ -121,6 +121,7 @@ def test_interactive_challenge_waits_for_a_human(edge, driver):
     driver.get(edge.site_urls()["login"])
     time.sleep(4)
     assert driver.title == "Just a moment..."
+    driver.switch_to.frame(driver.find_element("css selector", "iframe"))  # the vendor's challenge frame
     checkbox = driver.find_element("id", "cf-chl-widget-check")
     assert checkbox.is_displayed() and not checkbox.is_selected()
     assert all(status != 200 for method, path, status in served(edge, "login") if path == "/")
