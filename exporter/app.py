@@ -64,7 +64,7 @@ from exporter.web import WebServer
 
 log = logging.getLogger(__name__)
 
-ONIONOO_RETRY_SECONDS = 300.0  # how soon Onionoo is tried again after it could not be read
+ONIONOO_RETRY_SECONDS = 120.0  # how soon Onionoo is tried again after it could not be read
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
