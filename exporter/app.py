@@ -25,7 +25,6 @@ import signal
 import sys
 import threading
 import time
-from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
@@ -203,6 +202,7 @@ class Exporter:
                                   for t in config.targets if t.direct for name in t.fetchers)
         self.schedules = tuple((t.name, run_period(t), t.exits_per_run) for t in config.targets)
         self.store.recent_limit, self.store.retention = config.history.max_probes, config.history.retention
+        self.metrics.circuit_hops.set(config.tor.hops)
         self._prepare_series()
         self.state.forget_targets(t.name for t in config.targets)
         self.store.forget_targets(t.name for t in config.targets)
@@ -270,11 +270,9 @@ class Exporter:
         session.on_close(geo.close)
         session.on_close(self.planner.detach)
         self._refresh_consensus(tor.controller, geo)
-        hosts = {urlsplit(t.url).hostname for t in config.targets}
-        if config.onionoo.enabled:
-            hosts.add(urlsplit(config.onionoo.url).hostname)
-        pinner = CircuitPinner(tor.controller, tor.lanes, hosts, on_failure=self.metrics.circuit_failed,
-                               timeout=config.tor.circuit_timeout)
+        pinner = CircuitPinner(tor.controller, tor.lanes, config.tor.deny_hosts, on_failure=self.metrics.circuit_failed,
+                               timeout=config.tor.circuit_timeout, hops=config.tor.hops,
+                               on_closed=self.metrics.stream_closed)
         pinner.start()
         session.on_close(pinner.stop)
         session.on_close(watch_consensus(tor.controller, lambda: self._refresh_consensus(tor.controller, geo)))
@@ -288,7 +286,7 @@ class Exporter:
                 fetcher.pool.on_restart = self.metrics.browsers(labels[name])
         session.prober = Prober(tor.lanes, lambda lane, exit: pin(pinner, self.planner, lane, exit), fetchers,
                                 timeouts, self.detector.classify, self.record, baseline=self.baselines.get,
-                                keep_evidence=self.keep_evidence, labels=labels)
+                                keep_evidence=self.keep_evidence, labels=labels, release=pinner.release)
         session.on_close(lambda: session.prober.shutdown(wait=True))
         scheduler = Scheduler(config.schedule, session.prober, self.planner.candidates, self.state.last_attempted,
                               learn_baseline=lambda target: self.baselines.learn(target, self.config))

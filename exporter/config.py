@@ -262,6 +262,13 @@ def _section_field(kind_name: str) -> str:
     return kind_name.replace("-", "_")
 
 
+def _host_patterns(value: Value) -> tuple[str, ...]:
+    """Host names, or ``*.suffix`` for every name under a suffix (lowercased)."""
+    pattern = r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
+    return tuple(item.string(pattern, ": expected a host name or *.suffix, e.g. *.doubleclick.net").lower().rstrip(".")
+                 for item in value.items())
+
+
 def _fingerprints(value: Value) -> tuple[str, ...]:
     """Relay identity fingerprints: 40 hex digits (SHA-1), uppercased as tor writes them."""
     return tuple(item.string(r"[0-9A-Fa-f]{40}", ": expected 40 hex characters").upper() for item in value.items())
@@ -364,6 +371,9 @@ class TorConfig(Schema):
     data_directory: Path | None = key(_path(), None, when=LAUNCH)
     torrc: dict[str, tuple[str, ...]] = key(kind(_torrc), default_factory=dict, when=LAUNCH)
     circuit_timeout: float = key(POSITIVE_SECONDS, 20.0)
+    hops: int = key(_integer(2, 3), 3)  # circuit length: a user's circuit has three hops
+    # hosts (or *.suffix) probes must not reach; streams to them are closed
+    deny_hosts: tuple[str, ...] = key(kind(_host_patterns), ())
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from urllib.parse import urlsplit
 
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
@@ -88,8 +87,8 @@ def _probe_once(config, target, kind: str, fingerprint: str | None) -> ProbeResu
     fetcher, timeout = make_fetcher(kind, config.fetchers, detector.classify)
     tor = open_tor(config.tor, lanes=1)
     geo = GeoLookup(config.geoip.country_db, tor.controller, config.geoip.asn_db)
-    pinner = CircuitPinner(tor.controller, tor.lanes, {urlsplit(target.url).hostname},
-                           timeout=config.tor.circuit_timeout)
+    pinner = CircuitPinner(tor.controller, tor.lanes, config.tor.deny_hosts, timeout=config.tor.circuit_timeout,
+                           hops=config.tor.hops)
     try:
         consensus = read_exits(tor.controller, geo, geo.details)
         exit = _choose_exit(tor.controller, consensus.exits, config, target, fingerprint)

@@ -52,7 +52,13 @@ from exporter.change.onion import KINDS as ONION_KINDS
 from exporter.probe import ProbeResult
 from exporter.state import Measurement, State, weighted_ratio
 from exporter.tor.relay import ExitRelay
-from exporter.values import BrowserRestart, ErrorReason, Route, VerdictKind
+from exporter.values import (
+    BrowserRestart,
+    ErrorReason,
+    Route,
+    StreamClosed,
+    VerdictKind,
+)
 
 if "PROMETHEUS_DISABLE_CREATED_SERIES" not in os.environ:
     disable_created_metrics()
@@ -133,6 +139,15 @@ class ProbeMetrics:
         self.browser_restarts = Counter("captcha_browser_restarts", "Browsers replaced, by why the previous one "
                                         "went (crashed and launch_failed are crashes).",
                                         ["fetcher", "reason"], registry=registry)
+        self.streams_closed = Counter(
+            "captcha_streams_closed",
+            "Streams of a lane closed instead of sent through its exit: stray (no probe ran on the lane), "
+            "denied (tor.deny_hosts).", ["reason"], registry=registry)
+        for reason in StreamClosed:
+            self.streams_closed.labels(reason)
+        self.circuit_hops = Gauge("captcha_circuit_hops",
+                                  "Hops of the circuits probes use (tor.hops): what the load times measured.",
+                                  registry=registry)
         self.changed = Counter("captcha_page_changed",
                                "Normal pages that differ from the page fetched without Tor, or from the "
                                "target's expect (kind unexpected), by kind of change.",
@@ -212,6 +227,10 @@ class ProbeMetrics:
             self._changed()
 
         return restarted
+
+    def stream_closed(self, reason: StreamClosed) -> None:
+        self.streams_closed.labels(reason).inc()
+        self._changed()
 
     def prepare(self, pairs: Iterable[tuple[str, str]], exits: Iterable[ExitRelay],
                 direct: Iterable[tuple[str, str]] = ()) -> None:

@@ -95,6 +95,11 @@ def run_probe(target: Target, exit: ExitRelay | None, fetcher: Fetcher, lane: La
     try:
         fetch = fetcher.fetch(target.url, lane, timeout)
         verdict = judge(fetch, classify)
+        change = None  # a page too complex to read raises FetchError, here or in unexpected()
+        if verdict.kind == "ok" and baseline is not None and route is Route.TOR:
+            change = compare(baseline, fetch.final, threshold=target.change.threshold, ignore=target.change.ignore)
+        normal = verdict.kind in ("ok", "widget")
+        differs = unexpected(target.expect, fetch.final) if normal else None
     except FetchError as exc:
         result = ProbeResult(**common, duration=time.monotonic() - clock,
                              error_reason=exc.reason, error_message=str(exc))
@@ -103,13 +108,9 @@ def run_probe(target: Target, exit: ExitRelay | None, fetcher: Fetcher, lane: La
         result = ProbeResult(**common, duration=time.monotonic() - clock,
                              error_reason="internal", error_message=f"{type(exc).__name__}: {exc}")
     else:
-        change = None
-        if verdict.kind == "ok" and baseline is not None and route is Route.TOR:
-            change = compare(baseline, fetch.final, threshold=target.change.threshold, ignore=target.change.ignore)
-        normal = verdict.kind in ("ok", "widget")
         result = ProbeResult(**common, duration=time.monotonic() - clock, verdict=verdict, fetch=fetch,
                              change=change, onion=frozenset(onion_facts(fetch.first) | onion_facts(fetch.final)),
-                             unexpected=unexpected(target.expect, fetch.final) if normal else None)
+                             unexpected=differs)
     log_probe(result)
     return result
 

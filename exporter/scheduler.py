@@ -123,12 +123,13 @@ class Prober:
                  on_result: Callable[[ProbeResult], None], backoff: Backoff | None = None,
                  baseline: Callable[[str], Baseline | None] = lambda target: None,
                  keep_evidence: Callable[[ProbeResult, bytes | None], str | None] | None = None,
-                 labels: dict[str, str] | None = None):
+                 labels: dict[str, str] | None = None, release: Callable[[Lane], None] = lambda lane: None):
         self._free: queue.Queue[Lane] = queue.Queue()
         for lane in lanes:
             self._free.put(lane)
         self._pool = ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="lane")
         self._pin = pin
+        self._release = release  # unpins the lane: no probe runs on it until the next pin
         self._fetchers = fetchers
         self._timeouts = timeouts
         self._classify = classify
@@ -216,6 +217,23 @@ class Prober:
                     self._on_result(error_result(target, self._labels.get(name, name), exit, exc.reason, str(exc)))
             return
         self.backoff.succeeded(exit.fingerprint)
+        try:
+            self._probe_targets(exit, targets, lane)
+        finally:
+            try:
+                self._leave(lane, targets)
+            finally:
+                self._release(lane)
+
+    def _leave(self, lane: Lane, targets: list[Target]) -> None:
+        """Take each fetcher that ran off its last page while the circuit is still there: a page
+        still loading (its favicon, a late script) would otherwise open streams counted as stray."""
+        for name in dict.fromkeys(name for target in targets for name in target.fetchers):
+            fetcher = self._fetchers.get(name)
+            if fetcher is not None:
+                fetcher.leave(lane)
+
+    def _probe_targets(self, exit: ExitRelay, targets: list[Target], lane: Lane) -> None:
         for target in targets:
             self._probe_target(target, exit, lane)
 
@@ -248,7 +266,10 @@ class Prober:
         lane = self._free.get()
         try:
             self._pin(lane, exit)
-            return work(lane)
+            try:
+                return work(lane)
+            finally:
+                self._release(lane)
         finally:
             self._free.put(lane)
 

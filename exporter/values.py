@@ -52,6 +52,7 @@ class ErrorReason(StrEnum):
     TLS = "tls"
     TOO_LARGE = "too_large"
     BROWSER = "browser"
+    PAGE_TOO_COMPLEX = "page_too_complex"  # more HTML tokens than a page is read for
     INTERNAL = "internal"
 
 
@@ -88,6 +89,13 @@ class Route(StrEnum):
 
     TOR = "tor"
     DIRECT = "direct"
+
+
+class StreamClosed(StrEnum):
+    """Why the exporter closed a stream of a lane: the `reason` label of captcha_streams_closed_total."""
+
+    STRAY = "stray"  # opened while no probe ran on the lane
+    DENIED = "denied"  # to a host in tor.deny_hosts
 
 
 class ProbeError(Exception):
@@ -175,9 +183,10 @@ class Response:
 class FetchResult:
     """What one fetch saw.
 
-    ``first`` is the first document response (before redirects or a
-    challenge's reload); ``final`` is the page the user ends up on (for a
-    browser, the final DOM).  ``outcome`` is set only by browser fetchers,
+    ``first`` is the first document response that is not a redirect (the
+    page the redirects led to, before a challenge's reload: the page the user
+    met); ``redirects`` are the URLs on the way; ``final`` is the page the user
+    ends up on (for a browser, the final DOM).  ``outcome`` is set only by browser fetchers,
     with ``clear_seconds`` for a cleared challenge.
     """
 
@@ -221,6 +230,9 @@ class Fetcher(Protocol):
 
     def screenshot(self, lane: Lane) -> bytes | None:
         """A PNG of the last page fetched on ``lane`` (browsers), or None."""
+
+    def leave(self, lane: Lane) -> None:
+        """The lane's probes are done and its circuit goes: stop the last page from opening streams."""
 
     def close(self) -> None:
         """Release browsers and connections."""

@@ -83,7 +83,7 @@ def relay_age_rules(config: Config) -> list[dict]:
     for age, low, high in AGES:
         within = f"time() - captcha_exit_first_seen_timestamp_seconds{s()} >= {low}" + (f" < {high}" if high else "")
 
-        def of_age(counter: str) -> str:
+        def of_age(counter: str, within: str = within) -> str:
             return f"sum by (job) (\n  increase({counter}{s()}[1d])\n  and on (job, instance, fingerprint) ({within})\n)"
 
         probes = of_age("captcha_exit_probes_total")

@@ -5,13 +5,14 @@ normal page differs (a login wall, a "lite" page, a 404 for Tor users) is
 counted as a page change of its own kind, ``unexpected``, on either route: on
 ``direct`` it says the site changed for everyone (or the expectation is stale).
 The title is read as the detector reads it (the first ``<title>``, unescaped,
-whitespace collapsed, within the first 64 KiB), and compared the same way.
+whitespace collapsed, by the linear page reader), and compared the same way.
 """
 
 from __future__ import annotations
 
 from exporter.config import Expectation
-from exporter.detect.page import SPACE_RE, Page
+from exporter.detect.page import Page
+from exporter.markup import text_of
 from exporter.values import Response
 
 UNEXPECTED = "unexpected"  # the kind of page change it is counted as
@@ -26,6 +27,6 @@ def unexpected(expectation: Expectation | None, page: Response) -> str | None:
         differences.append(f"status {page.status}, expected {expectation.status}")
     if expectation.title is not None:
         title = Page(page).title
-        if title != SPACE_RE.sub(" ", expectation.title).strip():
+        if title != text_of(expectation.title).strip():
             differences.append(f"title {title!r}, expected {expectation.title!r}")
     return "; ".join(differences) or None

@@ -100,6 +100,8 @@ def test_a_full_config_loads_every_section(tmp_path):
           password_file: secret
           cookie_file: ~/cookie
           circuit_timeout: 1m
+          hops: 2
+          deny_hosts: [Tracker.Example, "*.ads.example"]
         targets:
           - name: shop
             url: https://shop.example:8443/cart?x=1
@@ -141,7 +143,8 @@ def test_a_full_config_loads_every_section(tmp_path):
     assert config.data_dir == tmp_path / "state"
     assert config.tor == TorConfig(
         mode="connect", control_host="::1", control_port=9151, socks_host="localhost", socks_port=9150,
-        password="hunter2", cookie_file=Path.home() / "cookie", circuit_timeout=60.0)
+        password="hunter2", cookie_file=Path.home() / "cookie", circuit_timeout=60.0, hops=2,
+        deny_hosts=("tracker.example", "*.ads.example"))
     assert "hunter2" not in repr(config)
     assert config.targets == (
         Target(name="shop", url="https://shop.example:8443/cart?x=1", interval=90.0, fetchers=("tor-browser", "http"),

@@ -11,6 +11,7 @@ from prometheus_client.openmetrics.exposition import (
 from support.spine_values import LANE, fetched, page, relay, target
 
 from exporter.build import revision
+from exporter.change import Baseline
 from exporter.config import Expectation
 from exporter.metrics import (
     FetcherInfo,
@@ -26,6 +27,8 @@ from exporter.values import (
     BrowserRestart,
     ErrorReason,
     FetchError,
+    Response,
+    StreamClosed,
     Verdict,
 )
 
@@ -68,6 +71,17 @@ def test_run_probe_never_raises(outcome, expect):
     assert (result.verdict.kind if result.verdict else None, result.error_reason) == expect
 
 
+def test_a_page_too_complex_to_compare_is_a_probe_error(monkeypatch):
+    """Reading a page has a budget (exporter.markup): past it the probe records page_too_complex."""
+    monkeypatch.setattr("exporter.markup.MAX_TOKENS", 100)
+    direct = page(200)
+    baseline = Baseline.learn([direct, direct])
+    hostile = Response(direct.url, 200, direct.headers, "<p>x</p>" * 200)
+    result = run_probe(target(), relay(1), FakeFetcher(fetched(hostile)), LANE, by_status, 5, baseline)
+    assert (result.verdict, result.error_reason) == (None, "page_too_complex")
+    assert "HTML tokens" in result.error_message
+
+
 def render(registry, openmetrics=False):
     return (generate_openmetrics if openmetrics else generate_latest)(registry).decode()
 
@@ -92,7 +106,7 @@ def series(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def test_zero_series_before_the_first_probe_are_the_error_reasons_only():
+def test_zero_series_before_the_first_probe_are_the_error_reasons_and_closed_streams_only():
     exits = [relay(1, 0.75, "DE"), relay(2, 0.25, "US")]
     registry, metrics, _ = make_metrics(exits)
     metrics.prepare([("news", "http")], exits, direct=[("news", "http")])
@@ -101,7 +115,8 @@ def test_zero_series_before_the_first_probe_are_the_error_reasons_only():
     assert counters == [f'captcha_probe_errors_total{{fetcher="http",reason="{reason}",route="tor",target="news"}} 0.0'
                         for reason in ErrorReason] + [
         f'captcha_probe_errors_total{{fetcher="http",reason="{reason}",route="direct",target="news"}} 0.0'
-        for reason in ErrorReason if reason != "circuit"], "no circuit without tor"
+        for reason in ErrorReason if reason != "circuit"] + [
+        f'captcha_streams_closed_total{{reason="{reason}"}} 0.0' for reason in StreamClosed], "no circuit without tor"
     metrics.browsers("chromium")
     restarts = [line for line in series(render(registry)) if line.startswith("captcha_browser_restarts_total")]
     assert len(restarts) == len(BrowserRestart) and all(line.endswith(" 0.0") for line in restarts)
@@ -261,7 +276,7 @@ def test_an_unexpected_normal_page_is_a_change_of_its_own_kind_on_either_route()
 
 def test_gate_runs_say_since_when_and_for_how_many_probes_an_exit_met_a_gate():
     exits = [relay(1, 0.5), relay(2, 0.5)]
-    registry, metrics, state = make_metrics(exits)
+    registry, _, state = make_metrics(exits)
     now = time.time()
     statuses = {exits[0]: (200, 403, 403, 403), exits[1]: (403, 200)}
     for exit, sequence in statuses.items():

@@ -25,6 +25,9 @@ class FakeFetcher:
     def fetch(self, url, lane, timeout):
         return fetched(page(200))
 
+    def leave(self, lane):
+        pass
+
     def close(self):
         pass
 
@@ -113,7 +116,7 @@ def test_the_direct_control_probes_every_fetcher_on_the_direct_lane_one_target_a
     assert prober.queued == 0 and prober.in_flight == 0
 
 
-def test_work_on_an_exit_borrows_a_lane_pinned_to_it():
+def test_work_on_an_exit_borrows_a_lane_pinned_to_it_and_unpins_it_after():
     pins = []
 
     def pin(lane, exit):
@@ -121,13 +124,14 @@ def test_work_on_an_exit_borrows_a_lane_pinned_to_it():
             raise PinError("circuit", "no circuit")
         pins.append((lane.index, exit.nickname))
 
-    prober = Prober([LANE], pin, {"http": FakeFetcher()}, {"http": 5}, ok, lambda result: None)
+    prober = Prober([LANE], pin, {"http": FakeFetcher()}, {"http": 5}, ok, lambda result: None,
+                    release=lambda lane: pins.append((lane.index, "released")))
     assert prober.on_exit(relay(3), lambda lane: f"fetched on lane {lane.index}").result(5) == "fetched on lane 0"
     with pytest.raises(PinError):
         prober.on_exit(relay(2), lambda lane: "never").result(5)
     assert prober.on_exit(relay(4), lambda lane: "the lane came back").result(5) == "the lane came back"
     prober.shutdown()
-    assert pins == [(0, "exit3"), (0, "exit4")]
+    assert pins == [(0, "exit3"), (0, "released"), (0, "exit4"), (0, "released")]
 
 
 def test_backoff_doubles_after_repeated_failures_and_resets_on_success():
@@ -202,3 +206,62 @@ def test_run_period_is_the_interval_or_the_longest_cron_gap(schedule, target_int
     entry = {"name": "news", "url": "http://news.test/", **({"interval": target_interval} if target_interval else {})}
     config = parse_config(yaml.safe_dump({"targets": [entry], "schedule": schedule}))
     assert run_period(config.targets[0]) == expected
+
+
+def test_the_lane_is_unpinned_once_its_probes_are_done_and_only_then():
+    """A lane is pinned only while probes run on it: the pinner closes streams it opens at other times."""
+    events = []
+    results, done, on_result = collector(2)
+
+    class Recording(FakeFetcher):
+        def fetch(self, url, lane, timeout):
+            events.append(("fetch", url))
+            return super().fetch(url, lane, timeout)
+
+    def record(result):
+        events.append(("result", result.target))
+        on_result(result)
+
+    prober = Prober([LANE], lambda lane, exit: events.append(("pin", exit.nickname)), {"http": Recording()},
+                    {"http": 5}, ok, record, release=lambda lane: events.append(("release", lane.index)))
+    prober.submit(target("news"), relay(1))
+    prober.submit(target("shop"), relay(1))
+    assert done.wait(5)
+    prober.shutdown()
+    pinned = False
+    for kind, _ in events:  # pin, its probes, release; once or twice (the second submit may find it done)
+        assert kind != "pin" or not pinned
+        assert kind not in ("fetch", "result") or pinned
+        pinned = kind == "pin" or (pinned and kind != "release")
+    assert not pinned and events[-1] == ("release", LANE.index)
+
+
+def test_each_fetcher_leaves_its_page_before_the_lane_is_unpinned_even_after_a_failure():
+    """A page still loading when its lane's circuit goes would open streams counted as stray."""
+    events = []
+    results, done, on_result = collector(3)
+
+    class Leaving(FakeFetcher):
+        def __init__(self, name, fails=False):
+            self.name, self.fails = name, fails
+
+        def fetch(self, url, lane, timeout):
+            if self.fails:
+                raise RuntimeError("the browser fell over")
+            return super().fetch(url, lane, timeout)
+
+        def leave(self, lane):
+            events.append(("leave", self.name))
+
+    prober = Prober([LANE], lambda lane, exit: events.append(("pin", exit.nickname)),
+                    {"http": Leaving("http"), "chromium": Leaving("chromium", fails=True)},
+                    {"http": 5, "chromium": 5}, ok, on_result, release=lambda lane: events.append(("release", "")))
+    prober.submit(target("news", fetchers=("http", "chromium")), relay(1))
+    prober.submit(target("shop", fetchers=("http",)), relay(1))
+    assert done.wait(5)
+    prober.shutdown()
+    assert ("leave", "chromium") in events  # its probe failed, yet its page is left
+    assert events.count(("release", "")) == events.count(("pin", "exit1"))
+    for index, event in enumerate(events):
+        if event[0] == "release":
+            assert events[index - 1][0] == "leave"

@@ -6,7 +6,12 @@ import geoip2.database
 import geoip2.errors
 import pytest
 
-from testbed.geoipdb import assign_countries, assign_networks, write_asn_db, write_country_db
+from testbed.geoipdb import (
+    assign_countries,
+    assign_networks,
+    write_asn_db,
+    write_country_db,
+)
 
 
 def test_each_exit_address_reads_back_as_its_own_country(tmp_path):
