@@ -442,18 +442,11 @@ def overview(config: Config) -> dict:
                      unit="percentunit"),
         ],
         [
-            table("By network", "Challenge ratio over the time range through the exits of each autonomous "
-                  "system (all targets; the exporter's geoip.asn_db names them), with the probes behind it.",
-                  [query(exit_ratio_by("asn, as_name", "$__range"), table=True),
-                   query(exit_probes_by("asn, as_name", "$__range"), table=True)],
-                  unit="short", merge=True, rename={"Value #A": "challenge ratio", "Value #B": "probes"},
-                  overrides=[unit_of("challenge ratio", "percentunit")]),
-            table("By continent", "Challenge ratio over the time range through the exits of each continent (all "
-                  "targets; from geoip.country_db).",
-                  [query(exit_ratio_by("continent", "$__range"), table=True),
-                   query(exit_probes_by("continent", "$__range"), table=True)],
-                  unit="short", merge=True, rename={"Value #A": "challenge ratio", "Value #B": "probes"},
-                  overrides=[unit_of("challenge ratio", "percentunit")]),
+            ratio_by_exit_fact("By network", "Challenge ratio over the time range through the exits of each "
+                               "autonomous system (all targets; the exporter's geoip.asn_db names them), with the "
+                               "probes behind it.", "asn, as_name"),
+            ratio_by_exit_fact("By continent", "Challenge ratio over the time range through the exits of each "
+                               "continent (all targets; from geoip.country_db).", "continent"),
         ],
         [
             timeseries("Block ratio per target through Tor (1h)",
@@ -498,6 +491,15 @@ def exit_ratio_by(labels: str, window: str) -> str:
 
     probes = joined("captcha_exit_probes_total")
     return f"({joined('captcha_exit_challenges_total')} or 0 * {probes}) / {probes}"
+
+
+def ratio_by_exit_fact(title: str, description: str, labels: str) -> dict:
+    """A table of the challenge ratio and the probes over the time range, by ``labels`` of captcha_exit_info."""
+    return table(title, description,
+                 [query(exit_ratio_by(labels, "$__range"), table=True),
+                  query(exit_probes_by(labels, "$__range"), table=True)],
+                 unit="short", merge=True, rename={"Value #A": "challenge ratio", "Value #B": "probes"},
+                 overrides=[unit_of("challenge ratio", "percentunit")])
 
 
 def exit_probes_by(labels: str, window: str) -> str:
