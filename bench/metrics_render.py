@@ -1,15 +1,19 @@
 """What /metrics costs at scale: series, bytes, and a scrape against prometheus_client's own render.
 
-    python bench/metrics_render.py [--exits 1500] [--targets 50] [--countries 40] [--scrapes 20]
-                                   [--probes-per-second 1] [--runs 10] [--profile]
+    python bench/metrics_render.py [--exits 1500] [--targets 50] [--fetchers 2] [--countries 40]
+                                   [--scrapes 20] [--probes-per-second 1] [--runs 10] [--profile]
 
 The exporter side is the real thing: ProbeMetrics fed one answered probe per
-exit and target (one fetcher; each target behind one gate vendor) through
-``observe``, a State holding the same probes, the StateCollector computing the
-weighted ratio at render time, and the Exposition and WebServer that serve
-/metrics. It prints, for that state:
+exit, target and fetcher through Tor and one direct probe per target and
+fetcher (each target behind one gate vendor) through ``observe``, a State
+holding the same probes, the StateCollector computing the weighted ratio and
+the target × exit gate runs at render time (exits with continent, AS and
+first-seen, a ``captcha_fetcher_info`` per fetcher), and the Exposition and
+WebServer that serve /metrics. It prints, for that state:
 
-- series with and without prometheus_client's ``_created`` series, and the
+- series with and without prometheus_client's ``_created`` series, against
+  the budget of 150,000 at 1,500 exits x 50 targets x 2 fetchers, the part of
+  them that the ``route`` label and the target × exit gate runs add, and the
   zero series made before any probe (``prepare``) at 3 fetchers per target;
 - bytes per scrape, plain and gzipped, in both formats;
 - the scrape-time ratio: the mean wall time of a real GET /metrics (as
@@ -50,11 +54,11 @@ from prometheus_client.openmetrics.exposition import (
 )
 
 from exporter.exposition import Exposition
-from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
+from exporter.metrics import FetcherInfo, ProbeMetrics, Snapshot, StateCollector
 from exporter.probe import ProbeResult
 from exporter.state import State
 from exporter.tor.relay import ExitRelay
-from exporter.values import FetchResult, Response, Verdict
+from exporter.values import FetchResult, Response, Route, Verdict
 from exporter.web import WebServer
 
 COUNTRIES = ("DE", "US", "NL", "FR", "SE", "CH", "GB", "CA", "FI", "AT", "RO", "PL", "LU", "NO", "CZ", "ES",
@@ -62,7 +66,9 @@ COUNTRIES = ("DE", "US", "NL", "FR", "SE", "CH", "GB", "CA", "FI", "AT", "RO", "
              "MD", "JP", "SG", "AU", "BR", "AR", "HK", "??")
 GATES = ("cloudflare", "akamai", "datadome", "perimeterx", "imperva", "aws-waf")
 WIDGETS = ("recaptcha", "hcaptcha", "turnstile")
-FETCHERS = ("chromium", "http", "tor-browser-standard")
+FETCHERS = ("chromium", "tor-browser-safest", "http")
+CONTINENTS = {"US": "NA", "CA": "NA", "JP": "AS", "SG": "AS", "HK": "AS", "AU": "OC", "BR": "SA", "AR": "SA"}
+SERIES_BUDGET = 150_000  # at 1,500 exits x 50 targets x 2 fetchers (issue #14)
 # what Prometheus 2.x sends with exemplar storage on
 PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                      "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
@@ -75,14 +81,16 @@ def make_exits(count: int, countries: int, rng: random.Random) -> list[ExitRelay
     return [ExitRelay(fingerprint=hashlib.sha1(f"exit{i}".encode()).hexdigest().upper(),
                       nickname=f"torexit{i:04d}", address=f"192.0.2.{i % 250 + 1}",
                       flags=frozenset({"Exit", "Fast", "Running", "Valid"}), bandwidth=int(w * 1000),
-                      probability=w / total, country=COUNTRIES[i % countries])
+                      probability=w / total, country=COUNTRIES[i % countries],
+                      continent=CONTINENTS.get(COUNTRIES[i % countries], "EU"), asn=f"AS{64496 + i % 300}",
+                      as_name=f"Hosting Network {i % 300}")
             for i, w in enumerate(raw)]
 
 
-def probe_result(target: str, gate: str, widget: str, exit: ExitRelay, rng: random.Random, now: float,
-                 serial: int) -> ProbeResult:
-    """One answered probe of ``target`` (behind ``gate``, embedding ``widget``) through ``exit``:
-    mostly ok, some challenged or blocked, a few widgets and error pages."""
+def probe_result(target: str, fetcher: str, gate: str, widget: str, exit: ExitRelay | None, rng: random.Random,
+                 now: float, serial: int) -> ProbeResult:
+    """One answered probe of ``target`` (behind ``gate``, embedding ``widget``) with ``fetcher`` through
+    ``exit`` (None: direct): mostly ok, some challenged or blocked, a few widgets and error pages."""
     draw = rng.random()
     if draw < 0.55:
         verdict, outcome = Verdict("ok"), None
@@ -97,48 +105,55 @@ def probe_result(target: str, gate: str, widget: str, exit: ExitRelay, rng: rand
     page = Response(f"https://{target}.example/", 200)
     fetch = FetchResult(page, page, load_seconds=rng.uniform(0.5, 30), outcome=outcome,
                         clear_seconds=rng.uniform(1, 10) if outcome == "cleared" else None)
-    return ProbeResult(probe_id=f"20261122T031500Z-{serial:06x}", target=target, fetcher="chromium", exit=exit,
+    return ProbeResult(probe_id=f"20261122T031500Z-{serial:06x}", target=target, fetcher=fetcher, exit=exit,
                        started=now - rng.uniform(0, 80000), duration=fetch.load_seconds,
-                       verdict=verdict, fetch=fetch)
+                       verdict=verdict, fetch=fetch, route=Route.TOR if exit else Route.DIRECT)
 
 
 class Scale:
     """The exporter's registry at scale, and what records one more probe into it."""
 
-    def __init__(self, exits: list[ExitRelay], targets: list[str], rng: random.Random):
+    def __init__(self, exits: list[ExitRelay], targets: list[str], fetchers: tuple[str, ...], rng: random.Random):
         self.registry = CollectorRegistry()
         process = CollectorRegistry()
         ProcessCollector(registry=process)
         self.exposition = Exposition(self.registry, live=process)  # as app.Exporter makes it
         self.metrics, self.state = ProbeMetrics(self.registry, changed=self.exposition.changed), State()
-        self.exits, self.targets, self.rng = exits, targets, rng
-        pairs = tuple((target, "chromium") for target in targets)
-        self.metrics.prepare(pairs, exits)
+        self.exits, self.targets, self.fetchers, self.rng = exits, targets, fetchers, rng
+        pairs = tuple((target, fetcher) for target in targets for fetcher in fetchers)
+        self.metrics.prepare(pairs, exits, direct=pairs)
         now = time.time()
         self.serial = 0
-        for target in targets:
-            for exit in exits:
-                self.record(target, exit, now)
+        for target, fetcher in pairs:
+            for exit in [*exits, None]:
+                self.record(target, fetcher, exit, now)
         snapshot = Snapshot(tor_up=True, exits=tuple(exits), valid_after=now - 1800, tor_version="0.4.9.3",
-                            pairs=pairs, schedules=tuple((target, 600.0, 10) for target in targets))
+                            pairs=pairs, schedules=tuple((target, 600.0, 10) for target in targets),
+                            first_seen={e.fingerprint: now - rng.uniform(0, 5e7) for e in exits},
+                            onionoo_success_time=now - 600,
+                            fetchers=tuple(FetcherInfo(f, f.split("-safest")[0], "firefox" if "tor" in f else "chrome",
+                                                       "140.3.0esr", "security_level=safest" if "safest" in f else "")
+                                           for f in fetchers))
         self.registry.register(StateCollector(lambda: snapshot, self.state))
 
-    def record(self, target: str, exit: ExitRelay, now: float) -> None:
+    def record(self, target: str, fetcher: str, exit: ExitRelay | None, now: float) -> None:
         t = self.targets.index(target)
-        result = probe_result(target, GATES[t % len(GATES)], WIDGETS[t % len(WIDGETS)], exit, self.rng, now,
-                              self.serial)
+        result = probe_result(target, fetcher, GATES[t % len(GATES)], WIDGETS[t % len(WIDGETS)], exit, self.rng,
+                              now, self.serial)
         self.serial += 1
-        self.state.record(result)
+        self.state.record(result)  # as app.Exporter.record: the state keeps Tor probes only
         self.metrics.observe(result)
 
     def record_any(self) -> None:
-        self.record(self.rng.choice(self.targets), self.rng.choice(self.exits), time.time())
+        self.record(self.rng.choice(self.targets), self.rng.choice(self.fetchers), self.rng.choice(self.exits),
+                    time.time())
 
 
 def zero_series(exits: list[ExitRelay], targets: list[str]) -> int:
-    """Series made before any probe: prepare() for every target with three fetchers."""
+    """Series made before any probe: prepare() for every target with three fetchers, both routes."""
     registry = CollectorRegistry()
-    ProbeMetrics(registry).prepare([(t, f) for t in targets for f in FETCHERS], exits)
+    pairs = [(t, f) for t in targets for f in FETCHERS]
+    ProbeMetrics(registry).prepare(pairs, exits, direct=pairs)
     return series_count(registry)
 
 
@@ -157,8 +172,8 @@ def plain_registry(model: CollectorRegistry) -> CollectorRegistry:
     return registry
 
 
-def series_count(registry: CollectorRegistry) -> int:
-    return sum(len(family.samples) for family in registry.collect())
+def series_count(registry: CollectorRegistry, which=lambda sample: True) -> int:
+    return sum(1 for family in registry.collect() for sample in family.samples if which(sample))
 
 
 class View:
@@ -223,6 +238,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--exits", type=int, default=1500)
     parser.add_argument("--targets", type=int, default=50)
+    parser.add_argument("--fetchers", type=int, default=2, choices=range(1, len(FETCHERS) + 1),
+                        metavar=f"1..{len(FETCHERS)}", help=f"of {', '.join(FETCHERS)}")
     parser.add_argument("--countries", type=int, default=40, choices=range(1, len(COUNTRIES) + 1),
                         metavar=f"1..{len(COUNTRIES)}")
     parser.add_argument("--scrapes", type=int, default=20)
@@ -236,18 +253,23 @@ def main() -> int:
     exits = make_exits(args.exits, args.countries, rng)
     targets = [f"site-{i:02d}" for i in range(args.targets)]
     build = time.process_time()
-    scale = Scale(exits, targets, rng)
+    fetchers = FETCHERS[:args.fetchers]
+    scale = Scale(exits, targets, fetchers, rng)
     build = time.process_time() - build
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
-    print(f"{args.exits} exits x {args.targets} targets (1 fetcher, {args.countries} countries); "
-          f"{args.exits * args.targets} probes recorded in {build:.1f} s CPU")
+    print(f"{args.exits} exits x {args.targets} targets x {len(fetchers)} fetchers ({', '.join(fetchers)}; "
+          f"{args.countries} countries); {(args.exits + 1) * args.targets * len(fetchers)} probes recorded "
+          f"(one direct per target and fetcher) in {build:.1f} s CPU")
 
     enable_created_metrics()
     with_created = series_count(scale.registry)
     disable_created_metrics()
     without = series_count(scale.registry)
-    print(f"series: {without} without _created (the default), {with_created} with them; zero series before "
-          f"the first probe at 3 fetchers per target: {zero_series(exits, targets)}")
+    print(f"series: {without} without _created (the default; budget {SERIES_BUDGET}), {with_created} with them; "
+          f"zero series before the first probe at 3 fetchers per target: {zero_series(exits, targets)}")
+    direct = series_count(scale.registry, lambda sample: sample.labels.get("route") == Route.DIRECT)
+    gate_runs = series_count(scale.registry, lambda sample: sample.name.startswith("captcha_exit_gate_"))
+    print(f"  of which route=\"direct\": {direct}; target x exit gate runs (captcha_exit_gate_*): {gate_runs}")
 
     for name, encode in (("OpenMetrics", generate_openmetrics), ("text", generate_latest)):
         plain = encode(scale.registry)

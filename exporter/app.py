@@ -25,7 +25,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
@@ -35,12 +34,14 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
 from exporter.exposition import Exposition
-from exporter.fetch.factory import fetcher_label, make_fetcher
+from exporter.fetch.factory import make_fetcher
+from exporter.fetch.http import HttpFetcher
 from exporter.lane_limit import LaneLimit
 from exporter.logs import setup_logging
 from exporter.metrics import ProbeMetrics, StateCollector
-from exporter.planner import ExitPlanner
+from exporter.planner import ExitPlanner, target_port
 from exporter.probe import ProbeResult
+from exporter.relays import RelayFacts
 from exporter.scheduler import (
     MAX_LANES,
     PinError,
@@ -56,7 +57,7 @@ from exporter.store import Store, StoreError
 from exporter.supervisor import Session, TorSupervisor
 from exporter.tor.circuit import CircuitPinner
 from exporter.tor.consensus import watch_consensus
-from exporter.tor.geo import CountryLookup
+from exporter.tor.geo import GeoLookup
 from exporter.tor.relay import ExitRelay
 from exporter.values import CircuitError, Fetcher, Lane
 from exporter.view import ExporterView
@@ -64,6 +65,7 @@ from exporter.web import WebServer
 
 log = logging.getLogger(__name__)
 
+ONIONOO_RETRY_SECONDS = 120.0  # how soon Onionoo is tried again after it could not be read
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,24 +137,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_store(data_dir: Path) -> Store:
+def open_store(config: Config) -> Store:
     """The SQLite state in ``data_dir`` (created if needed); StoreError names what is wrong."""
+    data_dir = config.data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
-    return Store(data_dir / "state.db")
+    return Store(data_dir / "state.db", config.history.max_probes, config.history.retention)
 
 
 def build_fetchers(config: Config, classify) -> tuple[dict[str, Fetcher], dict[str, float]]:
-    """The fetchers the targets ask for, with each one's timeout; kinds that cannot be built are
-    left out (their probes then count as `browser` errors) and logged."""
+    """The fetchers the targets ask for (kinds and variants, by name), with each one's timeout; those
+    that cannot be built are left out (their probes then count as `browser` errors) and logged."""
     fetchers, timeouts = {}, {}
-    for kind in sorted({name for target in config.targets for name in target.fetchers} | {"http"}):
+    for name in sorted({name for target in config.targets for name in target.fetchers} | {"http"}):
         try:
-            fetchers[kind], timeouts[kind] = make_fetcher(kind, config.fetchers, classify)
+            fetchers[name], timeouts[name] = make_fetcher(name, config.fetchers, classify, config.baseline_resolve)
         except Exception as exc:
-            log.error("fetcher unavailable", extra={"fetcher": kind, "err": str(exc)})
+            log.error("fetcher unavailable", extra={"fetcher": name, "err": str(exc)})
     return fetchers, timeouts
 
 
@@ -171,10 +174,11 @@ class Exporter:
         ProcessCollector(registry=process)  # process_*: CPU, memory, start time (restarts)
         self.exposition = Exposition(self.registry, live=process)
         self.metrics = ProbeMetrics(self.registry, changed=self.exposition.changed)
-        self.store = open_store(config.data_dir)
+        self.store = open_store(config)
         self.state = State()
         self.state.restore(self.store.load_last(), self.store.load_attempts())
         self.baselines = Baselines(self.store)
+        self.relays = RelayFacts(self.store)
         self._reload_lock = threading.Lock()
         self._series_lock = threading.Lock()
         self._reload_ok, self._reload_time = True, time.time()
@@ -182,7 +186,7 @@ class Exporter:
         self.supervisor = TorSupervisor(lambda: self.config.tor, self.lanes, self._start_session)
         self.view = ExporterView(self.exposition, lambda: self.config, shard, self.planner, self.supervisor,
                                  self.store, self.reload, lambda: (self._reload_ok, self._reload_time),
-                                 lambda: self.pairs, lambda: self.schedules, self.started)
+                                 lambda: self.pairs, lambda: self.schedules, self.started, self.relays)
         self.registry.register(StateCollector(self.view.snapshot, self.state))
         self._use(config)
         try:
@@ -195,9 +199,11 @@ class Exporter:
         """Make ``config`` the one in force (the parts that do not need tor)."""
         self.config = config
         self.detector = Detector(load_signatures(list(config.detect_signatures)))
-        self.pairs = tuple((t.name, fetcher_label(kind, config.fetchers))
-                           for t in config.targets for kind in t.fetchers)
+        self.pairs = tuple((t.name, config.fetchers.label(name)) for t in config.targets for name in t.fetchers)
+        self.direct_pairs = tuple((t.name, config.fetchers.label(name))
+                                  for t in config.targets if t.direct for name in t.fetchers)
         self.schedules = tuple((t.name, run_period(t), t.exits_per_run) for t in config.targets)
+        self.store.recent_limit, self.store.retention = config.history.max_probes, config.history.retention
         self.metrics.circuit_hops.set(config.tor.hops)
         self._prepare_series()
         self.state.forget_targets(t.name for t in config.targets)
@@ -208,7 +214,7 @@ class Exporter:
         """Start the known series at 0 and drop those of gone targets and exits, for the pairs and
         the consensus in force now (taken under the lock, so a late caller never brings back old ones)."""
         with self._series_lock:
-            self.metrics.prepare(self.pairs, self.planner.owned_exits())
+            self.metrics.prepare(self.pairs, self.planner.owned_exits(), self.direct_pairs)
 
     def reload(self) -> tuple[bool, str]:
         """Re-read the config file; a bad one is rejected and the old one stays in force.
@@ -269,7 +275,7 @@ class Exporter:
     def _start_session(self, session: Session) -> None:
         """Start probing on a fresh tor connection (the supervisor closes the session on failure)."""
         config, tor = self.config, session.tor
-        geo = CountryLookup(config.geoip.country_db, tor.controller)
+        geo = GeoLookup(config.geoip.country_db, tor.controller, config.geoip.asn_db)
         session.on_close(geo.close)
         session.on_close(self.planner.detach)
         self._refresh_consensus(tor.controller, geo)
@@ -282,10 +288,11 @@ class Exporter:
         fetchers, timeouts = build_fetchers(config, self.detector.classify)
         for fetcher in fetchers.values():
             session.on_close(fetcher.close)
-        labels = {kind: fetcher_label(kind, config.fetchers) for kind in fetchers}
-        for kind, fetcher in fetchers.items():
+        session.fetchers = fetchers
+        labels = {name: config.fetchers.label(name) for name in fetchers}
+        for name, fetcher in fetchers.items():
             if hasattr(fetcher, "pool"):  # a browser fetcher
-                fetcher.pool.on_restart = self.metrics.browsers(labels[kind])
+                fetcher.pool.on_restart = self.metrics.browsers(labels[name])
         first = self._lane_limit_first()
         limit = LaneLimit(os.cpu_count() or 1, first, len(tor.lanes)) if first else None
         session.prober = Prober(tor.lanes, lambda lane, exit: pin(pinner, self.planner, lane, exit), fetchers,
@@ -295,29 +302,42 @@ class Exporter:
         session.on_close(lambda: session.prober.shutdown(wait=True))
         scheduler = Scheduler(config.schedule, session.prober, self.planner.candidates, self.state.last_attempted,
                               learn_baseline=lambda target: self.baselines.learn(target, self.config))
+        if config.onionoo.enabled:  # every interval, retried sooner while it fails
+            scheduler.every(min(config.onionoo.interval, ONIONOO_RETRY_SECONDS), lambda: self._read_onionoo(session),
+                            "onionoo")
         scheduler.start(config.targets)
         session.on_close(scheduler.shutdown)
         log.info("probing", extra={"tor_version": tor.version, "lanes": len(tor.lanes),
                                    "lane_limit": limit.limit if limit else len(tor.lanes),
                                    "exits": len(self.planner.selected), "targets": len(config.targets)})
 
-    def _refresh_consensus(self, controller, geo: CountryLookup) -> None:
+    def _refresh_consensus(self, controller, geo: GeoLookup) -> None:
         """Re-read exits and weights; called at start and on every NEWCONSENSUS."""
-        consensus = self.planner.refresh(controller, geo)
+        consensus = self.planner.refresh(controller, geo, geo.details)
+        self.relays.saw((exit.fingerprint for exit in consensus.exits), consensus.valid_after.timestamp())
         self._prepare_series()
         log.info("consensus", extra={"valid_after": consensus.valid_after.isoformat(),
                                      "exits": len(consensus.exits), "selected": len(self.planner.selected)})
 
+    def _read_onionoo(self, session: Session) -> None:
+        """Relays' first-seen times from Onionoo, through a lane pinned to an exit that allows its port."""
+        config = self.config
+        read = self.relays.onionoo_success_time
+        if read is not None and time.time() - read < config.onionoo.interval:
+            return
+        http = HttpFetcher(config.fetchers.http)
+        timeout = config.fetchers.http.timeout
+
+        def fetch(exit: ExitRelay, url: str):
+            return session.prober.on_exit(exit, lambda lane: http.fetch(url, lane, timeout)).result().final
+
+        self.relays.read_onionoo(config.onionoo.url, self.planner.allowing(target_port(config.onionoo.url)), fetch)
+
     # -- each probe's result -----------------------------------------------
 
-    def _release(self, lane: Lane) -> None:
-        pinner = self._pinner
-        if pinner is not None:
-            pinner.release(lane)
-
     def record(self, result: ProbeResult) -> None:
-        self.state.record(result)
-        self.store.record(result, evidence=result.evidence)
+        measurement = self.state.record(result)
+        self.store.record(result, evidence=result.evidence, measurement=measurement)
         self.metrics.observe(result)
 
     def keep_evidence(self, result: ProbeResult, screenshot: bytes | None) -> str | None:

@@ -14,6 +14,7 @@ loading; YAML may give ``5MiB``, ``500KB`` or a number.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, replace
@@ -31,9 +32,10 @@ from exporter.config_schema import (
     derived,
     key,
     kind,
+    overlay,
     render,
+    render_over,
     section,
-    section_kind,
     yaml_keys,
 )
 from exporter.config_yaml import (
@@ -48,6 +50,9 @@ from exporter.config_yaml import (
 )
 
 FETCHER_KINDS = ("http", "chromium", "firefox", "tor-browser")
+SECURITY_LEVELS = ("standard", "safer", "safest")
+TOR_BROWSER_LABELS = tuple(f"tor-browser-{level}" for level in SECURITY_LEVELS)  # the tor-browser kind's labels
+FETCHER_NAME = r"[a-z0-9_-]+"
 TOR_FLAGS = ("Authority", "BadExit", "Exit", "Fast", "Guard", "HSDir", "MiddleOnly", "NoEdConsensus",
              "Running", "Stable", "StaleDesc", "Sybil", "V2Dir", "Valid")  # dir-spec "known-flags"
 TARGET_NAME = r"[a-z0-9_-]+"
@@ -184,15 +189,77 @@ def _url(value: Value) -> str:
 
 
 def _fetcher_list(value: Value) -> tuple[str, ...]:
-    kinds = []
+    """Fetcher kinds or variant names (``check_across`` checks they exist: variants come later)."""
+    names = []
     for item in value.items():
-        kind_name = item.choice(FETCHER_KINDS, "fetcher")
-        if kind_name in kinds:
-            item.fail(f"{kind_name!r} is listed twice")
-        kinds.append(kind_name)
-    if not kinds:
+        name = item.string(FETCHER_NAME, " (a fetcher kind or a variant name)")
+        if name in names:
+            item.fail(f"{name!r} is listed twice")
+        names.append(name)
+    if not names:
         value.fail("needs at least one fetcher")
-    return tuple(kinds)
+    return tuple(names)
+
+
+def _expected_status(value: Value) -> int:
+    """A status the judged page can have: redirects are followed, so never 1xx or 3xx."""
+    status = value.integer(100, 599)
+    if status < 200 or 300 <= status < 400:
+        value.fail(f"a probe judges the page its redirects lead to, which never has status {status}; "
+                   "expect a status from 200-299 or 400-599")
+    return status
+
+
+def _expectation(value: Value, context: Context) -> Expectation:
+    mapping = value.mapping(yaml_keys(Expectation))
+    if mapping.get("status") is None and mapping.get("title") is None:
+        value.fail("an expectation needs a status, a title or both (an empty one always holds)")
+    return build(Expectation, mapping, context)
+
+
+def _browser_prefs(value: Value) -> dict[str, bool | int | str]:
+    """Browser preferences (Firefox's about:config, Chromium's profile preferences): name → value."""
+    prefs = {}
+    for name, item in value.mapping():
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+            item.fail(f"invalid preference name {name!r}")
+        if item.kind == "bool":
+            prefs[name] = item.boolean()
+        elif item.kind == "int":
+            prefs[name] = item.integer()
+        elif item.kind in ("str", "float"):
+            prefs[name] = item.string()
+        else:
+            item.expected("true, false, an integer or a string")
+    return prefs
+
+
+def _arguments(value: Value) -> tuple[str, ...]:
+    return tuple(item.string() for item in value.items())
+
+
+def _variants(value: Value, context: Context) -> dict[str, Variant]:
+    """``name: {kind: KIND, key: value, ...}``: the kind's section (``fetchers.KIND``) with these keys changed."""
+    variants = {}
+    for name, item in value.mapping():
+        if not re.fullmatch(FETCHER_NAME, name):
+            item.fail(f"invalid variant name {name!r} (use lowercase letters, digits, _ and -)")
+        if name in FETCHER_KINDS or name in TOR_BROWSER_LABELS:
+            item.fail(f"{name!r} is already the label of a fetcher kind; give the variant a name of its own")
+        kind_name = item.mapping().require("kind").choice(FETCHER_KINDS, "fetcher kind")
+        base = context.find(_section_field(kind_name))
+        settings = overlay(base, item.mapping(("kind", *yaml_keys(type(base)))), context)
+        variants[name] = Variant(kind_name, settings, render_over(settings, base))
+    return variants
+
+
+def _render_variants(variants: dict[str, Variant]) -> dict:
+    return {name: {"kind": variant.kind, **variant.rendered} for name, variant in variants.items()}
+
+
+def _section_field(kind_name: str) -> str:
+    """The Fetchers field of a kind's section: ``tor-browser`` → ``tor_browser``."""
+    return kind_name.replace("-", "_")
 
 
 def _host_patterns(value: Value) -> tuple[str, ...]:
@@ -311,10 +378,11 @@ class TorConfig(Schema):
 
 @dataclass(frozen=True)
 class Expectation:
-    """What a target's real page looks like (optional)."""
+    """What a target's real page looks like (optional): a normal page that differs is counted as a
+    page change of kind ``unexpected`` (exporter.change.expect)."""
 
-    status: int | None = key(_integer(100, 599), None)
-    title: str | None = key(STRING, None)
+    status: int | None = key(kind(_expected_status), None)
+    title: str | None = key(STRING, None)  # compared with whitespace collapsed, as the detector reads titles
 
 
 @dataclass(frozen=True)
@@ -341,8 +409,10 @@ class Target:
                           write_if=lambda target: target.cron is None)
     fetchers: tuple[str, ...] = key(kind(_fetcher_list), fallback=lambda context: ("http",))
     exits_per_run: int = key(AT_LEAST_ONE, fallback=lambda context: context.find("schedule").exits_per_run)
-    expect: Expectation | None = key(section_kind(Expectation), None)
+    expect: Expectation | None = key(Kind(_expectation, lambda e: None if e is None else render(e)), None)
     change: ChangeDetection = section(ChangeDetection)
+    # the direct control: each run also probes the target without Tor, with each of its fetchers
+    direct: bool = key(BOOLEAN, True)
     # schedule.cron, unless the target sets its own interval
     cron: str | None = derived(lambda given, context: None if given.get("interval") else context.find("schedule").cron)
 
@@ -394,6 +464,11 @@ class BrowserFetcherConfig:
     driver: str | None = key(COMMAND, None)
     ca_file: Path | None = key(EXISTING_FILE, None)
     headless: bool = key(BOOLEAN, True)
+    # extra command-line arguments of the browser, e.g. Chromium's --lang=de-DE
+    arguments: tuple[str, ...] = key(kind(_arguments), ())
+    # browser preferences: Firefox's about:config (privacy.resistFingerprinting: true), Chromium's profile
+    # preferences (intl.accept_languages: de-DE)
+    prefs: dict[str, bool | int | str] = key(kind(_browser_prefs), default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -401,7 +476,19 @@ class TorBrowserConfig(BrowserFetcherConfig):
     """Tor Browser's options: a browser's, plus where the bundle is and its security level."""
 
     tbb_path: Path | None = key(_path("directory"), None)  # the unpacked bundle, which holds Browser/
-    security_level: str = key(_choice(("standard", "safer", "safest"), "security level"), "standard")
+    security_level: str = key(_choice(SECURITY_LEVELS, "security level"), "standard")
+
+
+FetcherSettings = HttpFetcherConfig | BrowserFetcherConfig | TorBrowserConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A fetcher kind run with other settings: its own ``fetcher`` label (the variant's name)."""
+
+    kind: str
+    settings: FetcherSettings
+    rendered: dict = dataclasses.field(default_factory=dict, compare=False)  # the keys it changes, as YAML
 
 
 @dataclass(frozen=True)
@@ -410,6 +497,24 @@ class Fetchers:
     chromium: BrowserFetcherConfig = section(BrowserFetcherConfig)
     firefox: BrowserFetcherConfig = section(BrowserFetcherConfig)
     tor_browser: TorBrowserConfig = section(TorBrowserConfig, name="tor-browser")
+    # name → variant, e.g. tor-browser-safest: {kind: tor-browser, security_level: safest}; read after the
+    # kinds' sections, which a variant starts from
+    variants: dict[str, Variant] = key(Kind(_variants, _render_variants), default_factory=dict)
+
+    def resolve(self, name: str) -> tuple[str, FetcherSettings]:
+        """The kind and settings of a fetcher name (a kind or a variant); KeyError for neither."""
+        if name in self.variants:
+            return self.variants[name].kind, self.variants[name].settings
+        if name not in FETCHER_KINDS:
+            raise KeyError(name)
+        return name, getattr(self, _section_field(name))
+
+    def label(self, name: str) -> str:
+        """The ``fetcher`` label of a fetcher name: a variant's name, or the kind's (Tor Browser's carries
+        its security level)."""
+        if name == "tor-browser":
+            return f"tor-browser-{self.tor_browser.security_level}"
+        return name
 
 
 @dataclass(frozen=True)
@@ -420,8 +525,25 @@ class Web:
 
 @dataclass(frozen=True)
 class GeoIP:
-    country_db: Path | None = key(EXISTING_FILE, None)
-    asn_db: Path | None = key(EXISTING_FILE, None)
+    country_db: Path | None = key(EXISTING_FILE, None)  # GeoLite2/GeoIP2 Country: country and continent
+    asn_db: Path | None = key(EXISTING_FILE, None)  # GeoLite2/GeoIP2 ASN: each exit's network
+
+
+@dataclass(frozen=True)
+class Onionoo:
+    """Relays' first-seen times from Onionoo's details document, fetched through an exit every ``interval``."""
+
+    enabled: bool = key(BOOLEAN, True)
+    url: str = key(kind(_url), "https://onionoo.torproject.org/details")
+    interval: float = key(INTERVAL, 6 * 3600.0)
+
+
+@dataclass(frozen=True)
+class History:
+    """The probes kept in data_dir/state.db for the probe pages and /api/v1/probes."""
+
+    retention: float = key(POSITIVE_SECONDS, 86400.0)
+    max_probes: int = key(AT_LEAST_ONE, 200_000)
 
 
 @dataclass(frozen=True)
@@ -441,11 +563,13 @@ class Config(Schema):
     fetchers: Fetchers = section(Fetchers)
     web: Web = section(Web)
     geoip: GeoIP = section(GeoIP)
+    onionoo: Onionoo = section(Onionoo)
     evidence: Evidence = section(Evidence)
+    history: History = section(History)
     data_dir: Path = key(_path(), Path("data"), fallback=lambda context: context.base_dir / "data")
     # custom detector signatures, as parsed by exporter.detect
     detect_signatures: tuple = key(kind(_detect_signatures), (), name="detect.signatures")
-    # host name → address for the direct (not through Tor) baseline fetch, like curl --resolve
+    # host name → address for the fetches without Tor (the baseline and the direct control), like curl --resolve
     baseline_resolve: dict[str, str] = key(kind(_resolve), default_factory=dict, name="baseline.resolve")
     source: Path | None = None  # the file it was loaded from (not a key)
 
@@ -510,11 +634,18 @@ def parse_config(text: str, source: str = "<string>", base_dir: Path | None = No
 
 def check_across(config: Config, root: Value) -> None:
     """The rules that span sections, each key being valid alone; errors point at the key that asks."""
+    fetchers = config.fetchers
+    known = (*FETCHER_KINDS, *fetchers.variants)
     for target_index, target in enumerate(config.targets):
-        for fetcher_index, fetcher in enumerate(target.fetchers):
-            if fetcher == "tor-browser" and config.fetchers.tor_browser.tbb_path is None:
-                _locate(root, ["targets", target_index, "fetchers", fetcher_index]).fail(
-                    "the tor-browser fetcher needs fetchers.tor-browser.tbb_path (the unpacked Tor Browser directory)")
+        for fetcher_index, name in enumerate(target.fetchers):
+            where = ["targets", target_index, "fetchers", fetcher_index]
+            if name not in known:
+                _locate(root, where).fail(f"unknown fetcher {name!r}{suggest(name, known)}; "
+                                          "a fetcher is a kind or a variant named under fetchers.variants")
+            kind_name, settings = fetchers.resolve(name)
+            if kind_name == "tor-browser" and settings.tbb_path is None:
+                needs = "fetchers.tor-browser.tbb_path" if name == kind_name else f"fetchers.variants.{name}.tbb_path"
+                _locate(root, where).fail(f"the {name} fetcher needs {needs} (the unpacked Tor Browser directory)")
 
 
 def _locate(value: Value, where: list[str | int]) -> Value:

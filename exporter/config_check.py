@@ -28,8 +28,9 @@ def run(args) -> int:
 
 
 def summary(config: Config) -> str:
-    """``3 targets, fetchers http+chromium, tor launch, every 10m, 2 lanes``."""
-    fetchers = sorted({kind for target in config.targets for kind in target.fetchers}, key=FETCHER_KINDS.index)
+    """``3 targets, fetchers http+chromium+chromium-de, tor launch, every 10m, 2 lanes`` (variants after their kind)."""
+    names = {name for target in config.targets for name in target.fetchers}
+    fetchers = sorted(names, key=lambda name: (FETCHER_KINDS.index(config.fetchers.resolve(name)[0]), name))
     schedule = config.schedule
     when = f"cron '{schedule.cron}'" if schedule.cron else f"every {format_duration(schedule.interval)}"
     parts = [

@@ -134,6 +134,20 @@ def build(cls: type, mapping: Mapping, context: Context) -> Any:
     return cls(**values)
 
 
+def overlay(base: Any, mapping: Mapping, context: Context) -> Any:
+    """``base`` (a dataclass built by :func:`build`) with the keys ``mapping`` gives read in over it."""
+    built = build(type(base), mapping, context)
+    given = {field.name: getattr(built, field.name) for field, rule in _keyed(type(base))
+             if mapping.get(_name(field, rule)) is not None}
+    return dataclasses.replace(base, **given)
+
+
+def render_over(obj: Any, base: Any) -> dict[str, Any]:
+    """The keys of ``render(obj)`` whose values differ from ``base``'s: what an :func:`overlay` changed."""
+    ours, theirs = render(obj), render(base)
+    return {name: value for name, value in ours.items() if theirs.get(name) != value}
+
+
 def render(obj: Any) -> dict[str, Any]:
     """``obj`` as the YAML data an operator would write (keys not set are left out)."""
     data: dict[str, Any] = {}

@@ -14,7 +14,7 @@ import logging
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.config import ConfigError, load_config
+from exporter.config import FETCHER_KINDS, ConfigError, load_config
 from exporter.config_schema import render
 from exporter.detect import Detector, load_signatures
 from exporter.fetch.factory import make_fetcher
@@ -26,7 +26,7 @@ from exporter.probe import ProbeResult, error_result, run_probe
 from exporter.tor.circuit import CircuitPinner
 from exporter.tor.consensus import allows_port, read_exits
 from exporter.tor.control import TorUnavailable, open_tor
-from exporter.tor.geo import CountryLookup
+from exporter.tor.geo import GeoLookup
 from exporter.values import CircuitError
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the YAML configuration file")
     parser.add_argument("--target", required=True, help="the target's name")
     parser.add_argument("--exit", metavar="FINGERPRINT", help="probe through this exit (default: the heaviest allowed)")
-    parser.add_argument("--fetcher", help="fetcher kind (default: the target's first)")
+    parser.add_argument("--fetcher", help="fetcher kind or variant name (default: the target's first)")
 
 
 class _Captured(logging.Handler):
@@ -61,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: no target named {args.target!r} (targets: {', '.join(t.name for t in config.targets)})")
         return 1
     kind = args.fetcher or target.fetchers[0]
+    known = (*FETCHER_KINDS, *config.fetchers.variants)
+    if kind not in known:
+        print(f"error: no fetcher named {kind!r} (fetchers: {', '.join(known)})")
+        return 1
     captured = _Captured()
     root = logging.getLogger()
     root.addHandler(captured)
@@ -82,11 +86,11 @@ def _probe_once(config, target, kind: str, fingerprint: str | None) -> ProbeResu
     detector = Detector(load_signatures(list(config.detect_signatures)))
     fetcher, timeout = make_fetcher(kind, config.fetchers, detector.classify)
     tor = open_tor(config.tor, lanes=1)
-    geo = CountryLookup(config.geoip.country_db, tor.controller)
+    geo = GeoLookup(config.geoip.country_db, tor.controller, config.geoip.asn_db)
     pinner = CircuitPinner(tor.controller, tor.lanes, config.tor.deny_hosts, timeout=config.tor.circuit_timeout,
                            hops=config.tor.hops)
     try:
-        consensus = read_exits(tor.controller, geo)
+        consensus = read_exits(tor.controller, geo, geo.details)
         exit = _choose_exit(tor.controller, consensus.exits, config, target, fingerprint)
         log.info("probing", extra={"target": target.name, "exit": exit.fingerprint, "nickname": exit.nickname,
                                    "country": exit.country, "fetcher": kind, "url": target.url})
@@ -94,7 +98,7 @@ def _probe_once(config, target, kind: str, fingerprint: str | None) -> ProbeResu
         try:
             pinner.pin(tor.lanes[0], exit, consensus.relays)
         except CircuitError as exc:
-            return error_result(target, kind, exit, "circuit", str(exc))
+            return error_result(target, fetcher.name, exit, "circuit", str(exc))
         return run_probe(target, exit, fetcher, tor.lanes[0], detector.classify, timeout)
     finally:
         for step in (fetcher.close, pinner.stop, geo.close, tor.close):
@@ -137,7 +141,7 @@ def report(result: ProbeResult, log_lines: list[str], config, target, kind: str)
         verdict = [f"no answer: {result.error_reason}", f"error: {result.error_message}"]
     exit = dataclasses.asdict(result.exit)
     module = {"target": render(target),
-              "fetcher": {kind: render(getattr(config.fetchers, kind.replace("-", "_")))},
+              "fetcher": {kind: render(config.fetchers.resolve(kind)[1])},
               "exit": {**exit, "flags": sorted(exit["flags"])}}
     return "\n".join([
         f"Probe {result.probe_id}", "",

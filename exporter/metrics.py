@@ -9,10 +9,21 @@ exporter schedules its own probes (a browser probe through Tor takes seconds
 to minutes), so values describe the latest probes, not the moment of the
 scrape.
 
+Routes: every verdict metric carries ``route`` (``tor`` or ``direct``, the
+control without Tor; ``exporter.values.Route``).  A direct probe has no exit, so
+its ``country`` is empty (Prometheus drops empty labels) and it adds nothing to
+the per-exit series, the exit-weighted ratios or the target × exit runs: the
+route splits only the per-target series, which it at most doubles.
+
+Target × exit: the runs of challenges and blocks (``captcha_exit_gate_*``), one
+pair of gauges per (target, fetcher, exit) whose last probe within the window
+met a gate, at most ``MAX_GATE_RUNS`` per target and fetcher (the runs that
+began first); ``/api/v1/probes`` has every probe.
+
 Series budget: before any probe, the only zero series are the probe errors of
-every reason per target and fetcher (so error panels and the error-rate alert
-read 0 from the start) and the restarts of every reason per browser fetcher;
-every other counter and histogram series is born with its first event.
+every reason per target, fetcher and route (so error panels and the error-rate
+alert read 0 from the start) and the restarts of every reason per browser
+fetcher; every other counter and histogram series is born with its first event.
 prometheus_client's ``_created`` series are off unless the environment sets
 ``PROMETHEUS_DISABLE_CREATED_SERIES`` itself: Prometheus would store each as a
 series of its own, doubling the count, and nothing reads them.
@@ -36,17 +47,37 @@ from prometheus_client.core import GaugeMetricFamily
 
 from exporter import __version__
 from exporter.build import revision
+from exporter.change.expect import UNEXPECTED
 from exporter.change.onion import KINDS as ONION_KINDS
 from exporter.probe import ProbeResult
-from exporter.state import State, weighted_ratio
+from exporter.state import Measurement, State, weighted_ratio
 from exporter.tor.relay import ExitRelay
-from exporter.values import BrowserRestart, ErrorReason, StreamClosed
+from exporter.values import (
+    BrowserRestart,
+    ErrorReason,
+    Route,
+    StreamClosed,
+    VerdictKind,
+)
 
 if "PROMETHEUS_DISABLE_CREATED_SERIES" not in os.environ:
     disable_created_metrics()
 
 LOAD_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60)
 CLEAR_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60)
+GATES = (VerdictKind.CHALLENGE, VerdictKind.BLOCK)  # the verdicts whose runs the target × exit gauges show
+MAX_GATE_RUNS = 500  # per target and fetcher: a third of today's ~1,500 exits (README: series budget)
+
+
+@dataclass(frozen=True)
+class FetcherInfo:
+    """A fetcher as ``captcha_fetcher_info`` shows it: what runs behind the ``fetcher`` label."""
+
+    fetcher: str  # the label value: a kind, tor-browser-<level>, or a variant's name
+    kind: str  # http, chromium, firefox, tor-browser
+    browser: str  # as the running browser names itself (WebDriver browserName), or the HTTP library
+    version: str  # WebDriver browserVersion, or the library's version
+    settings: str  # the settings that make it this variant, "key=value, ..." ("" for a kind's defaults)
 
 
 @dataclass(frozen=True)
@@ -68,6 +99,9 @@ class Snapshot:
     # per target: its interval and the fingerprints of the exits it may use (from its last run)
     plan: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
     backing_off: frozenset[str] = frozenset()  # exits skipped for now after repeated circuit failures
+    first_seen: dict[str, float] = field(default_factory=dict)  # exit fingerprint → first seen (unix time)
+    onionoo_success_time: float | None = None  # the last Onionoo details document read
+    fetchers: tuple[FetcherInfo, ...] = ()  # the fetchers whose browser (or library) is known
 
 
 class ProbeMetrics:
@@ -75,7 +109,8 @@ class ProbeMetrics:
 
     def __init__(self, registry: CollectorRegistry, changed: Callable[[], None] = lambda: None):
         self._changed = changed
-        per_country = ["target", "fetcher", "country"]
+        per_route = ["target", "fetcher", "route"]
+        per_country = [*per_route, "country"]
         self.probes = Counter("captcha_probes", "Probes that got an answer.", per_country, registry=registry)
         self.challenges = Counter("captcha_challenges", "Probes that met an interstitial challenge, by gate vendor.",
                                   per_country + ["provider"], registry=registry)
@@ -84,15 +119,15 @@ class ProbeMetrics:
         self.site_errors = Counter("captcha_site_errors", "Probes answered by an error page of the site or its CDN.",
                                    per_country + ["provider"], registry=registry)
         self.widgets = Counter("captcha_widgets", "Normal pages that embed a CAPTCHA widget, by CAPTCHA vendor.",
-                               ["target", "fetcher", "provider"], registry=registry)
+                               [*per_route, "provider"], registry=registry)
         self.errors = Counter("captcha_probe_errors", "Probes that got no answer, by reason.",
-                              ["target", "fetcher", "reason"], registry=registry)
-        self.load = Histogram("captcha_page_load_seconds", "Time to load the page through Tor.",
-                              ["target", "fetcher"], buckets=LOAD_BUCKETS, registry=registry)
+                              [*per_route, "reason"], registry=registry)
+        self.load = Histogram("captcha_page_load_seconds", "Time to load the page (through Tor or direct).",
+                              per_route, buckets=LOAD_BUCKETS, registry=registry)
         self.outcomes = Counter("captcha_challenge_outcomes", "How challenges ended in a browser.",
-                                ["target", "fetcher", "provider", "outcome"], registry=registry)
+                                [*per_route, "provider", "outcome"], registry=registry)
         self.clear = Histogram("captcha_challenge_clear_seconds", "Time a challenge took to clear by itself.",
-                               ["target", "fetcher", "provider"], buckets=CLEAR_BUCKETS, registry=registry)
+                               [*per_route, "provider"], buckets=CLEAR_BUCKETS, registry=registry)
         self.exit_probes = Counter("captcha_exit_probes", "Answered probes through this exit.",
                                    ["fingerprint"], registry=registry)
         self.exit_challenges = Counter("captcha_exit_challenges", "Challenges met through this exit.",
@@ -114,8 +149,9 @@ class ProbeMetrics:
                                   "Hops of the circuits probes use (tor.hops): what the load times measured.",
                                   registry=registry)
         self.changed = Counter("captcha_page_changed",
-                               "Normal pages that differ from the page fetched without Tor, by kind of change.",
-                               per_country + ["kind"], registry=registry)
+                               "Normal pages that differ from the page fetched without Tor, or from the "
+                               "target's expect (kind unexpected), by kind of change.",
+                               [*per_country, "kind"], registry=registry)
         self.similarity = Gauge("captcha_page_similarity_ratio",
                                 "Similarity of the last normal page to the page fetched without Tor (1 = same).",
                                 ["target", "fetcher"], registry=registry)
@@ -139,36 +175,43 @@ class ProbeMetrics:
 
     def _count(self, result: ProbeResult) -> None:
         exemplar = {"probe_id": result.probe_id}
-        target, fetcher, country = result.target, result.fetcher, result.exit.country
+        route = (result.target, result.fetcher, result.route)
+        exit = result.exit
+        country = exit.country if exit else ""  # the direct route has no exit
         if result.verdict is None:
-            self.errors.labels(target, fetcher, result.error_reason).inc(exemplar=exemplar)
+            self.errors.labels(*route, result.error_reason).inc(exemplar=exemplar)
             return
         kind, provider = result.verdict.kind, result.verdict.provider
-        self.probes.labels(target, fetcher, country).inc(exemplar=exemplar)
-        self.exit_probes.labels(result.exit.fingerprint).inc()
-        self.load.labels(target, fetcher).observe(result.fetch.load_seconds, exemplar=exemplar)
+        self.probes.labels(*route, country).inc(exemplar=exemplar)
+        self.load.labels(*route).observe(result.fetch.load_seconds, exemplar=exemplar)
+        if exit:
+            self.exit_probes.labels(exit.fingerprint).inc()
         if kind == "challenge":
-            self.challenges.labels(target, fetcher, country, provider).inc(exemplar=exemplar)
-            self.exit_challenges.labels(result.exit.fingerprint).inc()
+            self.challenges.labels(*route, country, provider).inc(exemplar=exemplar)
+            if exit:
+                self.exit_challenges.labels(exit.fingerprint).inc()
         elif kind == "block":
-            self.blocks.labels(target, fetcher, country, provider).inc(exemplar=exemplar)
-            self.exit_blocks.labels(result.exit.fingerprint).inc()
+            self.blocks.labels(*route, country, provider).inc(exemplar=exemplar)
+            if exit:
+                self.exit_blocks.labels(exit.fingerprint).inc()
         elif kind == "error":
-            self.site_errors.labels(target, fetcher, country, provider).inc(exemplar=exemplar)
+            self.site_errors.labels(*route, country, provider).inc(exemplar=exemplar)
         elif kind == "widget":
-            self.widgets.labels(target, fetcher, provider).inc(exemplar=exemplar)
+            self.widgets.labels(*route, provider).inc(exemplar=exemplar)
         if kind in ("ok", "widget"):
             for onion_kind in ONION_KINDS:
-                self.onion.labels(target, onion_kind).set(1 if onion_kind in result.onion else 0)
+                self.onion.labels(result.target, onion_kind).set(1 if onion_kind in result.onion else 0)
         if result.change is not None:
-            self.similarity.labels(target, fetcher).set(result.change.similarity)
+            self.similarity.labels(result.target, result.fetcher).set(result.change.similarity)
             if result.change.kind:
-                self.changed.labels(target, fetcher, country, result.change.kind).inc(exemplar=exemplar)
+                self.changed.labels(*route, country, result.change.kind).inc(exemplar=exemplar)
+        if result.unexpected is not None:
+            self.changed.labels(*route, country, UNEXPECTED).inc(exemplar=exemplar)
         outcome = result.fetch.outcome
         if outcome and kind in ("challenge", "block"):
-            self.outcomes.labels(target, fetcher, provider, outcome).inc(exemplar=exemplar)
+            self.outcomes.labels(*route, provider, outcome).inc(exemplar=exemplar)
             if outcome == "cleared" and result.fetch.clear_seconds is not None:
-                self.clear.labels(target, fetcher, provider).observe(result.fetch.clear_seconds, exemplar=exemplar)
+                self.clear.labels(*route, provider).observe(result.fetch.clear_seconds, exemplar=exemplar)
 
     def circuit_failed(self, reason: str) -> None:
         self.circuit_failures.labels(reason).inc()
@@ -189,13 +232,17 @@ class ProbeMetrics:
         self.streams_closed.labels(reason).inc()
         self._changed()
 
-    def prepare(self, pairs: Iterable[tuple[str, str]], exits: Iterable[ExitRelay]) -> None:
-        """Start the error series at 0 (the module's series budget) and drop the series of targets
-        and exits that are gone."""
+    def prepare(self, pairs: Iterable[tuple[str, str]], exits: Iterable[ExitRelay],
+                direct: Iterable[tuple[str, str]] = ()) -> None:
+        """Start the error series at 0 (the module's series budget) for the (target, fetcher) ``pairs``
+        through Tor and the ``direct`` ones, and drop the series of targets and exits that are gone."""
         pairs = list(pairs)
-        for target, fetcher in pairs:
-            for reason in ErrorReason:
-                self.errors.labels(target, fetcher, reason)
+        for route, routed in ((Route.TOR, pairs), (Route.DIRECT, direct)):
+            for target, fetcher in routed:
+                for reason in ErrorReason:
+                    if route is Route.DIRECT and reason is ErrorReason.CIRCUIT:
+                        continue  # no circuit without tor
+                    self.errors.labels(target, fetcher, route, reason)
         # the new set first, so a probe ending meanwhile cannot bring back a series removed here
         gone, self._targets = self._targets - {t for t, _ in pairs}, {t for t, _ in pairs}
         for target in gone:
@@ -239,12 +286,30 @@ class StateCollector:
         weight = GaugeMetricFamily("captcha_exit_weight", "Exit probability from the consensus (Tor Metrics' formula).",
                                    labels=["fingerprint"])
         info = GaugeMetricFamily("captcha_exit_info", "Facts about an exit relay; always 1.",
-                                 labels=["fingerprint", "nickname", "country"])
+                                 labels=["fingerprint", "nickname", "country", "continent", "asn", "as_name"])
+        first_seen = GaugeMetricFamily("captcha_exit_first_seen_timestamp_seconds",
+                                       "When the exit relay was first seen in a consensus (Onionoo's first_seen, "
+                                       "else the earliest consensus the exporter saw it in).", labels=["fingerprint"])
         for relay in snap.exits:
             weight.add_metric([relay.fingerprint], relay.probability)
-            info.add_metric([relay.fingerprint, relay.nickname, relay.country], 1)
+            info.add_metric([relay.fingerprint, relay.nickname, relay.country, relay.continent, relay.asn,
+                             relay.as_name], 1)
+            if relay.fingerprint in snap.first_seen:
+                first_seen.add_metric([relay.fingerprint], snap.first_seen[relay.fingerprint])
         yield weight
         yield info
+        yield first_seen
+        onionoo = GaugeMetricFamily("captcha_onionoo_last_success_timestamp_seconds",
+                                    "When the exporter last read Onionoo's details document (through Tor).")
+        if snap.onionoo_success_time is not None:
+            onionoo.add_metric([], snap.onionoo_success_time)
+        yield onionoo
+        fetchers = GaugeMetricFamily("captcha_fetcher_info", "What runs behind each fetcher label: the browser "
+                                     "(or HTTP library) and its version as it reports them, and the variant's "
+                                     "settings; always 1.", labels=["fetcher", "kind", "browser", "version", "settings"])
+        for fetcher in snap.fetchers:
+            fetchers.add_metric([fetcher.fetcher, fetcher.kind, fetcher.browser, fetcher.version, fetcher.settings], 1)
+        yield fetchers
 
         valid_after = GaugeMetricFamily("captcha_consensus_valid_after_timestamp_seconds",
                                         "valid-after time of the consensus in use.")
@@ -304,6 +369,14 @@ class StateCollector:
                                      "Share of total exit weight measured within the window.", labels=labels)
         last = GaugeMetricFamily("captcha_last_probe_timestamp_seconds", "Time of the last answered probe.",
                                  labels=labels)
+        gate_labels = ["target", "fetcher", "fingerprint", "verdict"]
+        gate_since = GaugeMetricFamily(
+            "captcha_exit_gate_since_timestamp_seconds",
+            "Since when every probe of the target through this exit met the gate (challenge or block): the "
+            "start of the run its last probe within the window belongs to.", labels=gate_labels)
+        gate_probes = GaugeMetricFamily("captcha_exit_gate_probes",
+                                        "Probes of the target through this exit in that run, all of which met the "
+                                        "gate.", labels=gate_labels)
         weights = {e.fingerprint: e.probability for e in snap.exits}
         since = time.time() - snap.window
         for target, fetcher in snap.pairs:
@@ -314,6 +387,22 @@ class StateCollector:
             coverage.add_metric([target, fetcher], covered)
             if measurements:
                 last.add_metric([target, fetcher], max(m.time for m in measurements.values()))
+            for fingerprint, run in gate_runs(measurements, since):
+                labels = [target, fetcher, fingerprint, run.kind]
+                gate_since.add_metric(labels, run.since)
+                gate_probes.add_metric(labels, run.run)
         yield ratio
         yield coverage
         yield last
+        yield gate_since
+        yield gate_probes
+
+
+def gate_runs(measurements: dict[str, Measurement], since: float,
+              limit: int = MAX_GATE_RUNS) -> list[tuple[str, Measurement]]:
+    """The exits whose last probe since ``since`` met a gate, with that run: the ``limit`` runs that
+    began first (they change least from scrape to scrape), by fingerprint within the same start."""
+    runs = [(fingerprint, m) for fingerprint, m in measurements.items() if m.kind in GATES and m.time >= since]
+    if len(runs) > limit:
+        runs = sorted(runs, key=lambda item: (item[1].since, item[0]))[:limit]
+    return runs

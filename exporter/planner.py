@@ -50,9 +50,10 @@ class ExitPlanner:
         self._port_ok: set[tuple[str, int]] = set()  # (fingerprint, port) tor said the policy accepts
         self._plan: dict[str, tuple[float, tuple[str, ...]]] = {}  # target → (interval, exits it may use)
 
-    def refresh(self, controller, country_of: Callable[[str], str]) -> Consensus:
+    def refresh(self, controller, country_of: Callable[[str], str],
+                details_of: Callable[[str], dict[str, str]] = lambda address: {}) -> Consensus:
         """Re-read exits and weights from tor's consensus; forget what the old one allowed."""
-        consensus = read_exits(controller, country_of)
+        consensus = read_exits(controller, country_of, details_of)
         # selection first, then the shard: every replica then agrees on top-N and on the sample
         selected = self._shard.owned(select_exits(consensus.exits, self._selection(),
                                                   random.Random(consensus.valid_after.timestamp())))
@@ -83,7 +84,13 @@ class ExitPlanner:
 
     def candidates(self, target: Target) -> list[ExitRelay]:
         """Selected exits whose exit policy allows the target's port."""
-        port = target_port(target.url)
+        allowed = self.allowing(target_port(target.url))
+        with self._lock:
+            self._plan[target.name] = (target.interval, tuple(exit.fingerprint for exit in allowed))
+        return allowed
+
+    def allowing(self, port: int) -> list[ExitRelay]:
+        """Selected exits whose exit policy allows ``port`` (none while tor is away)."""
         with self._lock:
             controller, selected, known, port_ok = self._controller, self._selected, set(self._port_ok), self._port_ok
         if controller is None:
@@ -93,7 +100,6 @@ class ExitPlanner:
         with self._lock:
             if self._port_ok is port_ok:  # still the same consensus
                 self._port_ok.update((exit.fingerprint, port) for exit in allowed)
-            self._plan[target.name] = (target.interval, tuple(exit.fingerprint for exit in allowed))
         return allowed
 
     def plan(self, targets: tuple[Target, ...]) -> tuple[tuple[str, float, tuple[str, ...]], ...]:

@@ -3,7 +3,9 @@
 The caller pins the lane to the exit first (one circuit serves every target and
 fetcher due for that exit); a probe never raises: every attempt ends in a
 ProbeResult with either a verdict or an error reason, so attempts are always
-accounted for.
+accounted for.  A probe on the direct lane (``DIRECT_LANE``) is the control
+without Tor: it has no exit, route ``direct``, and is never compared with the
+baseline (it is what the baseline is made of).
 """
 
 from __future__ import annotations
@@ -15,9 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.change import Baseline, Change, compare, onion_facts
+from exporter.change.expect import unexpected
 from exporter.config import Target
 from exporter.tor.relay import ExitRelay
-from exporter.values import Fetcher, FetchError, FetchResult, Lane, Response, Verdict
+from exporter.values import (
+    Fetcher,
+    FetchError,
+    FetchResult,
+    Lane,
+    Response,
+    Route,
+    Verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +40,7 @@ class ProbeResult:
     probe_id: str
     target: str
     fetcher: str
-    exit: ExitRelay
+    exit: ExitRelay | None  # None on the direct route
     started: float  # unix time
     duration: float
     verdict: Verdict | None = None
@@ -39,11 +50,14 @@ class ProbeResult:
     change: Change | None = None  # vs the direct baseline; only for `ok` pages, when a baseline exists
     onion: frozenset[str] = frozenset()  # onion-service announcements: alt_svc, onion_location
     evidence: str | None = None  # directory of the saved evidence, for probes that met something
+    route: Route = Route.TOR
+    unexpected: str | None = None  # how a normal page differs from the target's `expect`, if it does
 
     @property
     def needs_evidence(self) -> bool:
-        """Anything but a plain, unchanged normal page is worth keeping evidence of."""
-        return self.fetch is not None and (self.verdict.kind != "ok" or bool(self.change and self.change.kind))
+        """Anything but a plain, unchanged, expected normal page is worth keeping evidence of."""
+        return self.fetch is not None and (self.verdict.kind != "ok" or bool(self.change and self.change.kind)
+                                           or self.unexpected is not None)
 
     @property
     def answered(self) -> bool:
@@ -64,22 +78,28 @@ def judge(fetch: FetchResult, classify: Classify) -> Verdict:
     return first if first.kind.severity >= final.kind.severity else final
 
 
-def run_probe(target: Target, exit: ExitRelay, fetcher: Fetcher, lane: Lane,
+def run_probe(target: Target, exit: ExitRelay | None, fetcher: Fetcher, lane: Lane,
               classify: Classify, timeout: float, baseline: Baseline | None = None) -> ProbeResult:
-    """Fetch ``target.url`` with ``fetcher`` through ``lane`` (already pinned to ``exit``).
+    """Fetch ``target.url`` with ``fetcher`` through ``lane`` (already pinned to ``exit``;
+    the direct lane has no exit).
 
-    A normal page is compared with ``baseline`` (the page fetched without Tor); gate and
-    error pages are not, since they differ from any real page by definition.
+    A normal page through Tor is compared with ``baseline`` (the page fetched without Tor);
+    gate and error pages are not, since they differ from any real page by definition.  A
+    normal page on either route is checked against the target's ``expect``.
     """
     probe_id = new_probe_id()
     started, clock = time.time(), time.monotonic()
-    common = dict(probe_id=probe_id, target=target.name, fetcher=fetcher.name, exit=exit, started=started)
+    route = Route.DIRECT if lane.direct else Route.TOR
+    common = {"probe_id": probe_id, "target": target.name, "fetcher": fetcher.name, "exit": exit,
+              "started": started, "route": route}
     try:
         fetch = fetcher.fetch(target.url, lane, timeout)
         verdict = judge(fetch, classify)
-        change = None
-        if verdict.kind == "ok" and baseline is not None:  # a page too complex to read raises FetchError
+        change = None  # a page too complex to read raises FetchError, here or in unexpected()
+        if verdict.kind == "ok" and baseline is not None and route is Route.TOR:
             change = compare(baseline, fetch.final, threshold=target.change.threshold, ignore=target.change.ignore)
+        normal = verdict.kind in ("ok", "widget")
+        differs = unexpected(target.expect, fetch.final) if normal else None
     except FetchError as exc:
         result = ProbeResult(**common, duration=time.monotonic() - clock,
                              error_reason=exc.reason, error_message=str(exc))
@@ -89,27 +109,33 @@ def run_probe(target: Target, exit: ExitRelay, fetcher: Fetcher, lane: Lane,
                              error_reason="internal", error_message=f"{type(exc).__name__}: {exc}")
     else:
         result = ProbeResult(**common, duration=time.monotonic() - clock, verdict=verdict, fetch=fetch,
-                             change=change, onion=frozenset(onion_facts(fetch.first) | onion_facts(fetch.final)))
+                             change=change, onion=frozenset(onion_facts(fetch.first) | onion_facts(fetch.final)),
+                             unexpected=differs)
     log_probe(result)
     return result
 
 
-def error_result(target: Target, fetcher_name: str, exit: ExitRelay, reason: str, message: str) -> ProbeResult:
+def error_result(target: Target, fetcher_name: str, exit: ExitRelay | None, reason: str, message: str,
+                 route: Route = Route.TOR) -> ProbeResult:
     """The result of a probe that could not start (e.g. no circuit to its exit)."""
     result = ProbeResult(probe_id=new_probe_id(), target=target.name, fetcher=fetcher_name, exit=exit,
-                         started=time.time(), duration=0.0, error_reason=reason, error_message=message)
+                         started=time.time(), duration=0.0, error_reason=reason, error_message=message, route=route)
     log_probe(result)
     return result
 
 
 def log_probe(result: ProbeResult) -> None:
+    exit = result.exit
     fields = {
-        "probe_id": result.probe_id, "target": result.target, "exit": result.exit.fingerprint,
-        "nickname": result.exit.nickname, "country": result.exit.country, "fetcher": result.fetcher,
+        "probe_id": result.probe_id, "target": result.target, "route": result.route,
+        "exit": exit.fingerprint if exit else "-", "nickname": exit.nickname if exit else "-",
+        "country": exit.country if exit else "-", "fetcher": result.fetcher,
     }
     if result.verdict is not None:
         if result.change is not None:
             fields.update(changed=result.change.kind or "no", similarity=f"{result.change.similarity:.2f}")
+        if result.unexpected is not None:
+            fields.update(unexpected=result.unexpected)
         fields.update(verdict=result.verdict.kind, provider=result.verdict.provider or "-",
                       markers=",".join(result.verdict.markers) or "-",
                       outcome=result.fetch.outcome or "-", load_seconds=f"{result.fetch.load_seconds:.3f}")

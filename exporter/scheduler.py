@@ -4,6 +4,8 @@ A target run picks its next exits (least recently tried first, exits backing
 off after repeated circuit failures left out) and queues the target on each.
 A lane takes the exit that became due first, pins one circuit to it, and probes
 every target queued on that exit by then, with every fetcher of each target.
+Each run also queues the target's direct control (unless ``direct: false``):
+one probe per fetcher without Tor, on the direct lane, one target at a time.
 Scrapes never wait for any of this.
 """
 
@@ -14,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC
 
@@ -28,7 +30,7 @@ from exporter.lane_limit import LaneLimit
 from exporter.plan import next_exits
 from exporter.probe import Classify, ProbeResult, error_result, run_probe
 from exporter.tor.relay import ExitRelay
-from exporter.values import ErrorReason, Fetcher, Lane, ProbeError
+from exporter.values import DIRECT_LANE, ErrorReason, Fetcher, Lane, ProbeError, Route
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,8 @@ class Prober:
         self._lock = threading.Lock()
         self._queued: dict[str, dict[str, Target]] = {}  # exit fingerprint → targets waiting for it
         self._running: dict[str, set[str]] = {}  # exit fingerprint → targets being probed on it
+        self._direct = ThreadPoolExecutor(max_workers=1, thread_name_prefix="direct")
+        self._direct_pending: set[str] = set()  # targets whose direct control is queued or running
 
     def submit(self, target: Target, exit: ExitRelay) -> bool:
         """Queue ``target`` on ``exit`` unless it is already queued or running there."""
@@ -157,6 +161,20 @@ class Prober:
         if new_exit:
             self._pool.submit(self._run, exit)
         return True
+
+    def submit_direct(self, target: Target) -> bool:
+        """Queue the direct control of ``target`` unless it is already queued or running."""
+        with self._lock:
+            if target.name in self._direct_pending:
+                return False
+            self._direct_pending.add(target.name)
+        self._direct.submit(self._run_direct, target)
+        return True
+
+    def on_exit(self, exit: ExitRelay, work: Callable[[Lane], object]) -> Future:
+        """Run ``work(lane)`` on a free lane pinned to ``exit``, between probes (e.g. reading Onionoo
+        through Tor); the future holds its result, or the PinError or the work's exception."""
+        return self._pool.submit(self._borrow, exit, work)
 
     def is_pending(self, target: Target, exit: ExitRelay) -> bool:
         with self._lock:
@@ -230,22 +248,48 @@ class Prober:
 
     def _probe_targets(self, exit: ExitRelay, targets: list[Target], lane: Lane) -> None:
         for target in targets:
-            for name in target.fetchers:
-                fetcher = self._fetchers.get(name)
-                if fetcher is None:
-                    self._on_result(error_result(target, self._labels.get(name, name), exit, "browser",
-                                                 f"fetcher {name} is not available"))
-                    continue
-                result = run_probe(target, exit, fetcher, lane, self._classify, self._timeouts[name],
-                                   self._baseline(target.name))
-                if self._limit:
-                    self._limit.learn(1, result.duration)
-                if self._keep_evidence and result.needs_evidence:
-                    # the screenshot must be taken now, before the lane's browser loads another page
-                    result = replace(result, evidence=self._keep_evidence(result, fetcher.screenshot(lane)))
-                self._on_result(result)
+            self._probe_target(target, exit, lane)
+
+    def _run_direct(self, target: Target) -> None:
+        try:
+            self._probe_target(target, None, DIRECT_LANE)
+        except Exception:  # never lose the direct worker to a bug
+            log.exception("direct control failed", extra={"target": target.name})
+        finally:
+            with self._lock:
+                self._direct_pending.discard(target.name)
+
+    def _probe_target(self, target: Target, exit: ExitRelay | None, lane: Lane) -> None:
+        """Probe ``target`` with each of its fetchers on ``lane`` (pinned to ``exit``, or direct)."""
+        route = Route.DIRECT if lane.direct else Route.TOR
+        for name in target.fetchers:
+            fetcher = self._fetchers.get(name)
+            if fetcher is None:
+                self._on_result(error_result(target, self._labels.get(name, name), exit, "browser",
+                                             f"fetcher {name} is not available", route))
+                continue
+            result = run_probe(target, exit, fetcher, lane, self._classify, self._timeouts[name],
+                               self._baseline(target.name))
+            if self._limit and not lane.direct:
+                self._limit.learn(1, result.duration)
+            if self._keep_evidence and result.needs_evidence:
+                # the screenshot must be taken now, before the lane's browser loads another page
+                result = replace(result, evidence=self._keep_evidence(result, fetcher.screenshot(lane)))
+            self._on_result(result)
+
+    def _borrow(self, exit: ExitRelay, work: Callable[[Lane], object]) -> object:
+        lane = self._free.get()
+        try:
+            self._pin(lane, exit)
+            try:
+                return work(lane)
+            finally:
+                self._release(lane)
+        finally:
+            self._free.put(lane)
 
     def shutdown(self, wait: bool = True) -> None:
+        self._direct.shutdown(wait=wait, cancel_futures=True)
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
@@ -262,14 +306,22 @@ class Scheduler:
         self._last_attempted = last_attempted
         self._learn_baseline = learn_baseline
         self._scheduler = BackgroundScheduler(daemon=True)
+        self._chores: set[str] = set()  # ids of the jobs that are no target's (every())
 
     def start(self, targets: Sequence[Target]) -> None:
         self.set_targets(targets)
         self._scheduler.start()
 
+    def every(self, seconds: float, job: Callable[[], object], name: str) -> None:
+        """Run ``job`` now and then every ``seconds`` (a chore of the session, e.g. reading Onionoo)."""
+        self._chores.add(name)
+        self._scheduler.add_job(job, IntervalTrigger(seconds=seconds), id=name, replace_existing=True,
+                                max_instances=1, coalesce=True, misfire_grace_time=None, next_run_time=_now())
+
     def set_targets(self, targets: Sequence[Target]) -> None:
         """(Re)schedule every target; jobs of targets no longer listed are removed."""
         wanted = {t.name for t in targets} | {f"baseline:{t.name}" for t in targets if self._learn_baseline}
+        wanted |= self._chores
         for job in self._scheduler.get_jobs():
             if job.id not in wanted:
                 job.remove()
@@ -300,6 +352,8 @@ class Scheduler:
                       and not self._prober.backoff.waiting(e.fingerprint, now)]
         chosen = next_exits(candidates, target.exits_per_run, self._last_attempted(target.name))
         queued = sum(self._prober.submit(target, exit) for exit in chosen)
+        if target.direct:
+            self._prober.submit_direct(target)
         log.debug("target run", extra={"target": target.name, "exits": len(chosen), "queued": queued})
         return queued
 

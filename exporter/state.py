@@ -3,6 +3,10 @@ exporter.store persists them).
 
 The weighted challenge ratio and the exit coverage are computed from the last
 answered probe of each exit within the window, weighted by exit probability.
+Each measurement also carries its run: since when, and for how many probes in
+a row, the exit has given the target (with that fetcher) this verdict; the
+target × exit drill-down exports the runs of challenges and blocks.  Only
+probes through Tor are remembered here: the direct route has no exit.
 """
 
 from __future__ import annotations
@@ -22,6 +26,18 @@ class Measurement:
     provider: str
     time: float
     probe_id: str
+    since: float | None = None  # when the run of this kind began (None: with this probe)
+    run: int = 1  # probes in the run, this one included
+
+    def __post_init__(self):
+        if self.since is None:
+            object.__setattr__(self, "since", self.time)
+
+    def followed_by(self, kind: str, provider: str, time: float, probe_id: str) -> Measurement:
+        """The next measurement of the same exit: the run goes on while the kind stays the same."""
+        if kind == self.kind:
+            return Measurement(kind, provider, time, probe_id, self.since, self.run + 1)
+        return Measurement(kind, provider, time, probe_id)
 
 
 class State:
@@ -37,12 +53,20 @@ class State:
             self._last = {key: dict(value) for key, value in last.items()}
             self._attempted = {key: dict(value) for key, value in attempted.items()}
 
-    def record(self, result: ProbeResult) -> None:
+    def record(self, result: ProbeResult) -> Measurement | None:
+        """Remember a probe through Tor; returns its measurement (None for no answer or no exit)."""
+        if result.exit is None:
+            return None
+        fingerprint = result.exit.fingerprint
         with self._lock:
-            self._attempted.setdefault(result.target, {})[result.exit.fingerprint] = result.started
-            if result.verdict is not None:
-                self._last.setdefault((result.target, result.fetcher), {})[result.exit.fingerprint] = Measurement(
-                    result.verdict.kind, result.verdict.provider, result.started, result.probe_id)
+            self._attempted.setdefault(result.target, {})[fingerprint] = result.started
+            if result.verdict is None:
+                return None
+            last = self._last.setdefault((result.target, result.fetcher), {})
+            facts = (result.verdict.kind, result.verdict.provider, result.started, result.probe_id)
+            previous = last.get(fingerprint)
+            last[fingerprint] = measurement = previous.followed_by(*facts) if previous else Measurement(*facts)
+            return measurement
 
     def last_attempted(self, target: str) -> dict[str, float]:
         """When each exit was last tried for ``target`` (answered or not), by fingerprint."""

@@ -6,6 +6,12 @@ So exactly one connection writes, from one thread fed by a queue: callers only
 enqueue and never wait on the lock.  In WAL mode readers see the last committed
 state without blocking the writer or each other, so every read opens its own
 short-lived connection.
+
+Probes are kept for the probe pages and ``/api/v1/probes`` (the long tail of the
+target × exit drill-down) for ``retention`` seconds and at most ``recent_limit``
+of them; the columns the API filters on are indexed beside each JSON record.
+Relays' first-seen times (from Onionoo, or the first consensus the exporter saw
+them in) are kept for good: the earliest known time wins.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -24,7 +31,7 @@ from exporter.state import Measurement
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 READ_TIMEOUT_SECONDS = 10.0  # readers wait this long only while a WAL checkpoint or recovery runs
 BATCH = 500  # queued writes committed in one transaction
 
@@ -32,15 +39,38 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS measurement (
     target TEXT NOT NULL, fetcher TEXT NOT NULL, fingerprint TEXT NOT NULL,
     kind TEXT NOT NULL, provider TEXT NOT NULL, time REAL NOT NULL, probe_id TEXT NOT NULL,
+    since REAL, run INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (target, fetcher, fingerprint)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS attempt (
     target TEXT NOT NULL, fingerprint TEXT NOT NULL, time REAL NOT NULL,
     PRIMARY KEY (target, fingerprint)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS probe (
-    seq INTEGER PRIMARY KEY, probe_id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
+    seq INTEGER PRIMARY KEY, probe_id TEXT NOT NULL UNIQUE, record TEXT NOT NULL,
+    started REAL, target TEXT, fetcher TEXT, route TEXT, fingerprint TEXT, verdict TEXT);
 CREATE TABLE IF NOT EXISTS baseline (
     target TEXT NOT NULL, fetcher TEXT NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (target, fetcher)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS relay (
+    fingerprint TEXT PRIMARY KEY, first_seen REAL NOT NULL, source TEXT NOT NULL) WITHOUT ROWID;
+"""
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS probe_target ON probe (target, started);
+CREATE INDEX IF NOT EXISTS probe_exit ON probe (fingerprint, started);
+CREATE INDEX IF NOT EXISTS probe_started ON probe (started);
+"""
+# Schema 1 → 2: a measurement's run, and the probe columns /api/v1/probes filters on (filled from the records).
+_UPGRADE_FROM_1 = """
+ALTER TABLE measurement ADD COLUMN since REAL;
+ALTER TABLE measurement ADD COLUMN run INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE probe ADD COLUMN started REAL;
+ALTER TABLE probe ADD COLUMN target TEXT;
+ALTER TABLE probe ADD COLUMN fetcher TEXT;
+ALTER TABLE probe ADD COLUMN route TEXT;
+ALTER TABLE probe ADD COLUMN fingerprint TEXT;
+ALTER TABLE probe ADD COLUMN verdict TEXT;
+UPDATE probe SET started = json_extract(record, '$.started'), target = json_extract(record, '$.target'),
+    fetcher = json_extract(record, '$.fetcher'), route = 'tor',
+    fingerprint = json_extract(record, '$.exit.fingerprint'), verdict = json_extract(record, '$.verdict');
 """
 
 Write = Callable[[sqlite3.Connection], None]
@@ -51,16 +81,18 @@ class StoreError(Exception):
 
 
 def probe_record(result: ProbeResult, evidence: str | None = None) -> dict[str, Any]:
-    """What the landing page and a probe's page show about one probe, as plain JSON data."""
-    fetch = result.fetch
+    """What the landing page, a probe's page and /api/v1/probes show about one probe, as plain JSON data."""
+    fetch, exit = result.fetch, result.exit
     return {
         "probe_id": result.probe_id,
         "target": result.target,
         "fetcher": result.fetcher,
+        "route": result.route,
         "started": result.started,
         "duration": result.duration,
-        "exit": {"fingerprint": result.exit.fingerprint, "nickname": result.exit.nickname,
-                 "address": result.exit.address, "country": result.exit.country},
+        "exit": {"fingerprint": exit.fingerprint, "nickname": exit.nickname, "address": exit.address,
+                 "country": exit.country, "continent": exit.continent, "asn": exit.asn, "as_name": exit.as_name}
+        if exit else None,
         "verdict": result.verdict.kind if result.verdict else None,
         "provider": result.verdict.provider if result.verdict else "",
         "markers": list(result.verdict.markers) if result.verdict else [],
@@ -71,6 +103,7 @@ def probe_record(result: ProbeResult, evidence: str | None = None) -> dict[str, 
         "first": {"url": fetch.first.url, "status": fetch.first.status} if fetch else None,
         "final": {"url": fetch.final.url, "status": fetch.final.status} if fetch else None,
         "redirects": list(fetch.redirects) if fetch else [],
+        "unexpected": result.unexpected,
         "error_reason": result.error_reason,
         "error_message": result.error_message,
         "evidence": evidence,
@@ -80,9 +113,11 @@ def probe_record(result: ProbeResult, evidence: str | None = None) -> dict[str, 
 class Store:
     """Last measurements, last attempts, recent probes and baselines in SQLite (WAL, one writer)."""
 
-    def __init__(self, path: str | Path, recent_limit: int = 1000):
+    def __init__(self, path: str | Path, recent_limit: int = 200_000, retention: float = 86400.0):
+        """Probes are kept for ``retention`` seconds, at most ``recent_limit`` of them."""
         self.path = Path(path)
         self.recent_limit = recent_limit
+        self.retention = retention
         # writes, flush markers (set once the writes before them are committed) and None (stop)
         self._queue: queue.Queue[Write | threading.Event | None] = queue.Queue()
         writer = self._open_writer()
@@ -104,9 +139,11 @@ class Store:
                 raise sqlite3.OperationalError(f"journal mode is {mode}, not wal")
             connection.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL never corrupts
             version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(f"schema version {version}, expected {SCHEMA_VERSION}")
-            connection.executescript(_SCHEMA)
+            if version == 1:
+                connection.executescript(f"BEGIN; {_UPGRADE_FROM_1} COMMIT;")
+            connection.executescript(_SCHEMA + _INDEXES)
             connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             connection.close()
@@ -156,6 +193,7 @@ class Store:
 
     def _prune(self, connection: sqlite3.Connection) -> None:
         connection.execute("DELETE FROM probe WHERE seq <= (SELECT MAX(seq) FROM probe) - ?", (self.recent_limit,))
+        connection.execute("DELETE FROM probe WHERE started < ?", (time.time() - self.retention,))
 
     def _enqueue(self, write: Write | threading.Event) -> None:
         if self._closed:
@@ -178,20 +216,37 @@ class Store:
 
     # -- writes --------------------------------------------------------------
 
-    def record(self, result: ProbeResult, evidence: str | None = None) -> None:
-        """Remember a probe: the attempt, the measurement if it was answered, and its record."""
-        fingerprint = result.exit.fingerprint
+    def record(self, result: ProbeResult, evidence: str | None = None, measurement: Measurement | None = None) -> None:
+        """Remember a probe: its record, and through Tor the attempt and the ``measurement`` it made
+        (exporter.state gives it, with its run)."""
+        fingerprint = result.exit.fingerprint if result.exit else None
         record = json.dumps(probe_record(result, evidence), separators=(",", ":"))
+        columns = (result.probe_id, record, result.started, result.target, result.fetcher, str(result.route),
+                   fingerprint, result.verdict.kind if result.verdict else None)
 
         def write(connection: sqlite3.Connection) -> None:
-            connection.execute("INSERT OR REPLACE INTO attempt VALUES (?, ?, ?)",
-                               (result.target, fingerprint, result.started))
-            if result.verdict is not None:
-                connection.execute("INSERT OR REPLACE INTO measurement VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                   (result.target, result.fetcher, fingerprint, result.verdict.kind,
-                                    result.verdict.provider, result.started, result.probe_id))
-            connection.execute("INSERT OR REPLACE INTO probe (probe_id, record) VALUES (?, ?)",
-                               (result.probe_id, record))
+            if fingerprint is not None:
+                connection.execute("INSERT OR REPLACE INTO attempt VALUES (?, ?, ?)",
+                                   (result.target, fingerprint, result.started))
+            if measurement is not None:
+                connection.execute("INSERT OR REPLACE INTO measurement VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   (result.target, result.fetcher, fingerprint, measurement.kind,
+                                    measurement.provider, measurement.time, measurement.probe_id,
+                                    measurement.since, measurement.run))
+            connection.execute("INSERT OR REPLACE INTO probe (probe_id, record, started, target, fetcher, route, "
+                               "fingerprint, verdict) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", columns)
+
+        self._enqueue(write)
+
+    def saw_relays(self, first_seen: dict[str, float], source: str) -> None:
+        """Relays' first-seen times (unix) from ``source``; for each relay the earliest known time wins."""
+        rows = sorted(first_seen.items())
+
+        def write(connection: sqlite3.Connection) -> None:
+            connection.executemany(
+                "INSERT INTO relay VALUES (?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET "
+                "first_seen = excluded.first_seen, source = excluded.source "
+                "WHERE excluded.first_seen < relay.first_seen", [(fp, when, source) for fp, when in rows])
 
         self._enqueue(write)
 
@@ -225,10 +280,15 @@ class Store:
     def load_last(self) -> dict[tuple[str, str], dict[str, Measurement]]:
         """The last answered probe per (target, fetcher), by exit fingerprint."""
         last: dict[tuple[str, str], dict[str, Measurement]] = {}
-        for target, fetcher, fingerprint, kind, provider, when, probe_id in self._query(
-                "SELECT target, fetcher, fingerprint, kind, provider, time, probe_id FROM measurement"):
-            last.setdefault((target, fetcher), {})[fingerprint] = Measurement(kind, provider, when, probe_id)
+        for target, fetcher, fingerprint, *facts in self._query(
+                "SELECT target, fetcher, fingerprint, kind, provider, time, probe_id, since, run FROM measurement"):
+            last.setdefault((target, fetcher), {})[fingerprint] = Measurement(*facts)
         return last
+
+    def load_relays(self) -> dict[str, tuple[float, str]]:
+        """Every relay's first-seen time and where it came from, by fingerprint."""
+        return {fp: (when, source) for fp, when, source in self._query("SELECT fingerprint, first_seen, source "
+                                                                         "FROM relay")}
 
     def load_attempts(self) -> dict[str, dict[str, float]]:
         """When each exit was last tried per target (answered or not), by fingerprint."""
@@ -241,6 +301,28 @@ class Store:
         """The last ``limit`` probe records, oldest first."""
         rows = self._query("SELECT record FROM probe ORDER BY seq DESC LIMIT ?", (limit,))
         return [json.loads(record) for record, in reversed(rows)]
+
+    def probes(self, limit: int, since: float | None = None, until: float | None = None,
+               **equal: str | None) -> list[dict[str, Any]]:
+        """Up to ``limit`` probe records, newest first, started within [since, until] and matching every
+        given column of ``equal`` (target, fetcher, route, fingerprint, verdict; verdict "none": no answer)."""
+        clauses, parameters = [], []
+        for column, value in equal.items():
+            if column not in ("target", "fetcher", "route", "fingerprint", "verdict"):
+                raise ValueError(f"no probe column {column!r}")
+            if value == "none" and column == "verdict":
+                clauses.append("verdict IS NULL")
+            elif value is not None:
+                clauses.append(f"{column} = ?")
+                parameters.append(value)
+        for bound, value in ((">=", since), ("<=", until)):
+            if value is not None:
+                clauses.append(f"started {bound} ?")
+                parameters.append(value)
+        where = " AND ".join(clauses) or "1"
+        rows = self._query(f"SELECT record FROM probe WHERE {where} ORDER BY started DESC, seq DESC LIMIT ?",
+                           (*parameters, limit))
+        return [json.loads(record) for record, in rows]
 
     def probe(self, probe_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT record FROM probe WHERE probe_id = ?", (probe_id,))

@@ -36,6 +36,7 @@ class Session:
     def __init__(self, tor: OurTor):
         self.tor = tor
         self.prober = None  # set once probing runs: the view reads its queue lengths
+        self.fetchers: dict = {}  # fetcher name → fetcher, once probing runs: the view reads their identity
         self._closers: list[Callable[[], object]] = [tor.close]
 
     def on_close(self, step: Callable[[], object]) -> None:

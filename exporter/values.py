@@ -78,6 +78,19 @@ class BrowserRestart(StrEnum):
     LAUNCH_FAILED = "launch_failed"  # a new browser could not be started
 
 
+class Route(StrEnum):
+    """How a probe reached the target: the `route` label of every verdict metric.
+
+    Only ``tor`` probes go through an exit (per-exit series and the exit-weighted
+    ratios are Tor's); ``direct`` is the control without Tor, from the exporter's
+    own address.  Routes are a closed set so new ones (onion services) add a value,
+    not a label.
+    """
+
+    TOR = "tor"
+    DIRECT = "direct"
+
+
 class StreamClosed(StrEnum):
     """Why the exporter closed a stream of a lane: the `reason` label of captcha_streams_closed_total."""
 
@@ -123,6 +136,15 @@ class Lane:
     socks_host: str
     socks_port: int
     session_group: int
+
+    @property
+    def direct(self) -> bool:
+        """The direct lane has no SocksPort: its fetches leave this machine without Tor."""
+        return self.socks_port == 0
+
+
+# The lane of the direct control: fetchers run without a proxy (browsers of their own, kept warm).
+DIRECT_LANE = Lane(index=-1, socks_host="", socks_port=0, session_group=-1)
 
 
 @dataclass(frozen=True)

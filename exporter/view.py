@@ -13,13 +13,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from exporter.config import Config, config_yaml
+from exporter.config import FETCHER_KINDS, Config, config_yaml
 from exporter.exposition import Exposition
-from exporter.metrics import Snapshot
+from exporter.fetch.factory import settings_text
+from exporter.metrics import FetcherInfo, Snapshot
 from exporter.planner import ExitPlanner
+from exporter.relays import RelayFacts
 from exporter.shard import Shard
 from exporter.store import Store
-from exporter.supervisor import TorSupervisor
+from exporter.supervisor import Session, TorSupervisor
 
 RECENT_PROBES = 200  # shown on the landing page
 
@@ -29,7 +31,8 @@ class ExporterView:
                  planner: ExitPlanner, supervisor: TorSupervisor, store: Store,
                  reload: Callable[[], tuple[bool, str]], reload_status: Callable[[], tuple[bool, float]],
                  pairs: Callable[[], tuple[tuple[str, str], ...]],
-                 schedules: Callable[[], tuple[tuple[str, float, int], ...]], started: float):
+                 schedules: Callable[[], tuple[tuple[str, float, int], ...]], started: float,
+                 relays: RelayFacts | None = None):
         """``started`` is when the exporter started (the status page shows it)."""
         self.exposition = exposition
         self._config = config
@@ -42,6 +45,7 @@ class ExporterView:
         self._pairs = pairs
         self._schedules = schedules
         self._started = started
+        self._relays = relays
 
     def snapshot(self) -> Snapshot:
         config, consensus, session = self._config(), self._planner.consensus, self._supervisor.session
@@ -63,6 +67,9 @@ class ExporterView:
             reload_success_time=reload_time,
             plan=self._planner.plan(config.targets),
             backing_off=prober.backoff.skipped(time.time()) if prober else frozenset(),
+            first_seen=self._relays.first_seen() if self._relays else {},
+            onionoo_success_time=self._relays.onionoo_success_time if self._relays else None,
+            fetchers=fetcher_infos(config, session),
         )
 
     def ready(self) -> tuple[bool, str]:
@@ -95,11 +102,26 @@ class ExporterView:
     def probe(self, probe_id: str) -> dict | None:
         return self._store.probe(probe_id)
 
+    def probes(self, limit: int, since: float | None, until: float | None, **equal: str | None) -> list[dict]:
+        return self._store.probes(limit, since, until, **equal)
+
     def evidence_dir(self) -> Path:
         return self._config().data_dir / "evidence"
 
     def config_text(self) -> str:
         return config_yaml(self._config())
+
+
+def fetcher_infos(config: Config, session: Session | None) -> tuple[FetcherInfo, ...]:
+    """captcha_fetcher_info of every fetcher of the session whose browser (or library) is known: a
+    browser fetcher's once its first browser started."""
+    infos = []
+    for name, fetcher in (session.fetchers if session else {}).items():
+        identity = fetcher.identity
+        if identity is not None and name in (*config.fetchers.variants, *FETCHER_KINDS):
+            kind, _ = config.fetchers.resolve(name)
+            infos.append(FetcherInfo(fetcher.name, kind, *identity, settings_text(name, config.fetchers)))
+    return tuple(infos)
 
 
 def _count(number: int, noun: str) -> str:

@@ -1,4 +1,5 @@
-"""The exporter's HTTP endpoint: /metrics, a landing page, probe pages, evidence, health, readiness, reload.
+"""The exporter's HTTP endpoint: /metrics, a landing page, probe pages, /api/v1/probes (exporter.api), evidence,
+health, readiness, reload.
 
 Every route sits behind the optional web config (TLS, basic auth, extra
 headers; see exporter.webconfig).  Our own pages carry a CSP that allows no
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import logging
 import os
 import re
@@ -23,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
-from exporter import __version__
+from exporter import __version__, api
 from exporter.config import ConfigError
 from exporter.evidence import (
     CHANGE_DIFF,
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
+JSON = "application/json"
 TLS_HANDSHAKE_SECONDS = 10.0
 PAGE_HEADERS = (
     ("Content-Security-Policy",
@@ -74,6 +77,9 @@ class View(Protocol):
 
     def probe(self, probe_id: str) -> dict[str, Any] | None:
         """One probe's record (exporter.store.probe_record), or None."""
+
+    def probes(self, limit: int, since: float | None, until: float | None, **equal: str | None) -> list[dict]:
+        """Probe records for /api/v1/probes, newest first (exporter.store.Store.probes)."""
 
     def config_text(self) -> str: ...
 
@@ -212,6 +218,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._page(200, landing_page(self.view))
         elif path == "/config":
             self._send(200, self.view.config_text().encode(), TEXT)
+        elif path == "/api/v1/probes":
+            status, document = api.answer(self.view, self.path.partition("?")[2])
+            self._send(status, json.dumps(document, separators=(",", ":")).encode(), JSON)
         elif path == "/-/healthy":
             self._send(200, b"Healthy.\n", TEXT)
         elif path == "/-/ready":
@@ -329,7 +338,7 @@ def landing_page(view: View) -> str:
     return _document("captcha-exporter", f"""<h1>captcha-exporter {esc(__version__)}</h1>
 <p>How often Tor users meet CAPTCHAs, challenges and block pages.
 <a href="/metrics">Metrics</a> · <a href="/config">Configuration</a> ·
-<a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
+<a href="/api/v1/probes">Probes (JSON)</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
 <h2>Status: {"ready" if ready else "not ready"}</h2><p>{esc(why)}</p>
 <table>{status_rows}</table>
 <details style="margin-top:1em"><summary>Configuration in effect</summary><pre>{esc(view.config_text())}</pre></details>
@@ -343,9 +352,10 @@ def _probe_row(view: View, record: dict[str, Any]) -> str:
     esc = html.escape
     verdict = record["verdict"] or f"no answer: {record['error_reason']}"
     load = record["load_seconds"]
-    cells = (_when(record["started"]), record["target"], record["exit"]["nickname"],
-             record["exit"]["fingerprint"], record["exit"]["country"], record["fetcher"], verdict,
-             record["provider"], record["outcome"] or "", "" if load is None else f"{load:.2f}")
+    exit = record["exit"] or {"nickname": "direct", "fingerprint": "", "country": ""}  # the route without Tor
+    cells = (_when(record["started"]), record["target"], exit["nickname"], exit["fingerprint"], exit["country"],
+             record["fetcher"], verdict, record["provider"], record["outcome"] or "",
+             "" if load is None else f"{load:.2f}")
     probe_id = record["probe_id"]
     link = f'<a href="/probe/{esc(probe_id)}">{esc(probe_id)}</a>' if PROBE_ID.fullmatch(probe_id) else esc(probe_id)
     files = evidence_files(view, probe_id) if PROBE_ID.fullmatch(probe_id) else []

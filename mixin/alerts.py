@@ -9,7 +9,10 @@ Two kinds:
 
 - findings about the sites (challenge spike, blocks, modified pages, probe
   errors, coverage), judged over an hour on at least ``min_probes`` probes and
-  aggregated across replicas (the recording rules);
+  aggregated across replicas (the recording rules).  A finding for Tor users
+  stands only while the direct control (``route="direct"``, the same fetchers
+  without Tor) does not meet the same: a site that challenges everybody is
+  CaptchaTargetChallengesEveryone, a lower severity, not a Tor finding;
 - the exporter's own health, judged per instance so one stuck replica of
   several cannot hide behind healthy ones, and against each target's own
   interval (``captcha_target_interval_seconds``), so an hourly target is not
@@ -38,47 +41,69 @@ def prometheus_alerts(config: Config) -> dict:
                 "annotations": {"summary": summary, "description": description,
                                 "runbook_url": config.runbook(name), "dashboard_url": dashboard}}
 
+    tor, direct = s('route="tor"'), s('route="direct"')
+
+    def unless_direct(record: str, by: str = "job, target, fetcher") -> str:
+        """``unless`` the direct control meets the same: then it is no Tor finding."""
+        return f"unless on ({by}) {record}{direct} > {t.direct_ratio}"
+
     findings = [
         alert("CaptchaChallengeRateSpike",
-              f"target_fetcher:captcha_challenges_per_probes:ratio_rate1h > {t.challenge_spike_ratio}\n"
-              "and target_fetcher:captcha_challenges_per_probes:ratio_rate1h\n"
-              f"  > {t.challenge_spike_factor:g} * target_fetcher:captcha_challenges_per_probes:ratio_rate1d\n"
-              f"and target_fetcher:captcha_probes:increase1h >= {t.min_probes}",
+              f"target_fetcher:captcha_challenges_per_probes:ratio_rate1h{tor} > {t.challenge_spike_ratio}\n"
+              f"and target_fetcher:captcha_challenges_per_probes:ratio_rate1h{tor}\n"
+              f"  > {t.challenge_spike_factor:g} * target_fetcher:captcha_challenges_per_probes:ratio_rate1d{tor}\n"
+              f"and target_fetcher:captcha_probes:increase1h{tor} >= {t.min_probes}\n"
+              + unless_direct("target_fetcher:captcha_challenges_per_probes:ratio_rate1h"),
               t.challenge_spike_for, severity.ticket,
               "Tor users meet far more challenges than usual on a target.",
-              "{{ $labels.target }} ({{ $labels.fetcher }}): {{ $value | humanizePercentage }} of probes met a "
-              f"challenge in the last hour, more than {times(t.challenge_spike_factor)} the target's 1-day "
-              "baseline.",
+              "{{ $labels.target }} ({{ $labels.fetcher }}): {{ $value | humanizePercentage }} of probes through "
+              f"Tor met a challenge in the last hour, more than {times(t.challenge_spike_factor)} the target's "
+              "1-day baseline, while probes without Tor mostly did not.",
+              target_dashboard),
+        alert("CaptchaTargetChallengesEveryone",
+              f"target_fetcher:captcha_challenges_per_probes:ratio_rate1h{direct} > {t.direct_ratio}\n"
+              f"and on (job, target, fetcher) target_fetcher:captcha_challenges_per_probes:ratio_rate1h{tor}"
+              f" > {t.direct_ratio}\n"
+              f"and target_fetcher:captcha_probes:increase1h{direct} >= {t.min_direct_probes}",
+              t.challenges_everyone_for, severity.info,
+              "A target now challenges everyone, not only Tor users.",
+              "{{ $labels.target }} ({{ $labels.fetcher }}): {{ $value | humanizePercentage }} of probes without "
+              "Tor met a challenge in the last hour, and most probes through Tor did too: the site challenges "
+              "every visitor, so its challenges say nothing about Tor.",
               target_dashboard),
         alert("CaptchaTargetBlockedForTor",
-              f"target_fetcher:captcha_blocks_per_probes:ratio_rate1h > {t.blocked_ratio}\n"
-              f"and target_fetcher:captcha_probes:increase1h >= {t.min_probes}",
+              f"target_fetcher:captcha_blocks_per_probes:ratio_rate1h{tor} > {t.blocked_ratio}\n"
+              f"and target_fetcher:captcha_probes:increase1h{tor} >= {t.min_probes}\n"
+              + unless_direct("target_fetcher:captcha_blocks_per_probes:ratio_rate1h"),
               t.blocked_for, severity.ticket,
               "A target blocks most Tor exits.",
-              "{{ $labels.target }} ({{ $labels.fetcher }}) answered {{ $value | humanizePercentage }} of probes in "
-              "the last hour with a block page.",
+              "{{ $labels.target }} ({{ $labels.fetcher }}) answered {{ $value | humanizePercentage }} of probes "
+              "through Tor in the last hour with a block page.",
               target_dashboard),
         alert("CaptchaPageModifiedForTor",
-              f"target_fetcher_kind:captcha_page_changes_per_probes:ratio_rate1h > {t.page_modified_ratio}\n"
-              f"and ignoring (kind) target_fetcher:captcha_probes:increase1h >= {t.min_probes}",
+              f"target_fetcher_kind:captcha_page_changes_per_probes:ratio_rate1h{tor} > {t.page_modified_ratio}\n"
+              f"and ignoring (kind) target_fetcher:captcha_probes:increase1h{tor} >= {t.min_probes}\n"
+              + unless_direct("target_fetcher_kind:captcha_page_changes_per_probes:ratio_rate1h",
+                              "job, target, fetcher, kind"),
               t.page_modified_for, severity.ticket,
               "A target serves Tor users a modified page.",
-              "{{ $labels.target }} ({{ $labels.fetcher }}): {{ $value | humanizePercentage }} of probes in the "
-              "last hour saw a page that was {{ $labels.kind }} compared with the expected page.",
+              "{{ $labels.target }} ({{ $labels.fetcher }}): {{ $value | humanizePercentage }} of probes through "
+              "Tor in the last hour saw a page that was {{ $labels.kind }} compared with the expected page.",
               target_dashboard),
         alert("CaptchaProbeErrorRateHigh",
               f"target_fetcher:captcha_probe_errors_per_attempts:ratio_rate1h > {t.probe_error_ratio}\n"
               f"and target_fetcher:captcha_probe_attempts:increase1h >= {t.min_probes}",
               t.probe_error_for, severity.ticket,
               "Most probes of a target fail before a page is classified.",
-              "{{ $value | humanizePercentage }} of probes of {{ $labels.target }} ({{ $labels.fetcher }}) failed "
-              "in the last hour (timeouts, circuits, browser errors); its ratios rest on few measurements.",
+              "{{ $value | humanizePercentage }} of probes of {{ $labels.target }} ({{ $labels.fetcher }}, "
+              "{{ $labels.route }}) failed in the last hour (timeouts, circuits, browser errors); its ratios rest on "
+              "few measurements.",
               health_dashboard),
         # Coverage is only judged where it can grow: a target with an answer in the window (before its
         # first answers every coverage is 0), and an exporter probing (CaptchaTorDown covers the rest).
         alert("CaptchaExitCoverageLow",
               f"target_fetcher:captcha_exit_coverage_ratio:sum < {t.exit_coverage_ratio}\n"
-              "and on (job, target, fetcher) target_fetcher:captcha_probes:increase1d > 0\n"
+              f"and on (job, target, fetcher) target_fetcher:captcha_probes:increase1d{tor} > 0\n"
               f"unless on (job) (min by (job) (captcha_tor_up{s()}) == 0)",
               t.exit_coverage_for, severity.info,
               "Measurements cover too little of the Tor exit capacity.",

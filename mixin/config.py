@@ -37,6 +37,13 @@ class Thresholds:
     challenge_spike_ratio: float = 0.2  # ... and above challenge_spike_factor × the target's 1-day ratio
     challenge_spike_factor: float = 2.0
     challenge_spike_for: str = "20m"
+    # the direct control: a Tor finding is Tor's only while the direct probes (route="direct") do not meet the
+    # same above direct_ratio; above it with Tor too, the target "challenges everyone"
+    direct_ratio: float = 0.5
+    min_direct_probes: int = 3  # one direct probe per run and fetcher: 6 an hour at 10-minute intervals
+    challenges_everyone_for: str = "30m"
+    # the target × exit drill-down hides exits whose run of gated probes is shorter than this
+    min_exit_probes: int = 2
     blocked_ratio: float = 0.5
     blocked_for: str = "30m"
     page_modified_ratio: float = 0.25

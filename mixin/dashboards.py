@@ -27,21 +27,27 @@ UID_HEALTH = "captcha-exporter-health"
 
 # Label names of each series the dashboards select from (docs/architecture.md
 # and the recording rules); a filter variable only applies where its label exists.
+ROUTED = {"target", "fetcher", "route"}  # every verdict metric: route is tor or direct (the control without Tor)
+TARGET_EXIT = {"target", "fetcher", "fingerprint", "verdict"}  # the target × exit gate runs
+RECORDED = {"target", "fetcher", "route"}
 METRIC_LABELS = {
-    "captcha_probes_total": {"target", "fetcher", "country"},
-    "captcha_challenges_total": {"target", "fetcher", "country", "provider"},
-    "captcha_blocks_total": {"target", "fetcher", "country", "provider"},
-    "captcha_widgets_total": {"target", "fetcher", "provider"},
-    "captcha_site_errors_total": {"target", "fetcher", "country", "provider"},
-    "captcha_probe_errors_total": {"target", "fetcher", "reason"},
-    "captcha_page_load_seconds_bucket": {"target", "fetcher", "le"},
-    "captcha_challenge_outcomes_total": {"target", "fetcher", "provider", "outcome"},
-    "captcha_challenge_clear_seconds_bucket": {"target", "fetcher", "provider", "le"},
+    "captcha_probes_total": ROUTED | {"country"},
+    "captcha_challenges_total": ROUTED | {"country", "provider"},
+    "captcha_blocks_total": ROUTED | {"country", "provider"},
+    "captcha_widgets_total": ROUTED | {"provider"},
+    "captcha_site_errors_total": ROUTED | {"country", "provider"},
+    "captcha_probe_errors_total": ROUTED | {"reason"},
+    "captcha_page_load_seconds_bucket": ROUTED | {"le"},
+    "captcha_challenge_outcomes_total": ROUTED | {"provider", "outcome"},
+    "captcha_challenge_clear_seconds_bucket": ROUTED | {"provider", "le"},
     "captcha_exit_weight": {"fingerprint"},
-    "captcha_exit_info": {"fingerprint", "nickname", "country"},
+    "captcha_exit_info": {"fingerprint", "nickname", "country", "continent", "asn", "as_name"},
+    "captcha_exit_first_seen_timestamp_seconds": {"fingerprint"},
     "captcha_exit_probes_total": {"fingerprint"},
     "captcha_exit_challenges_total": {"fingerprint"},
     "captcha_exit_blocks_total": {"fingerprint"},
+    "captcha_exit_gate_since_timestamp_seconds": TARGET_EXIT,
+    "captcha_exit_gate_probes": TARGET_EXIT,
     "captcha_weighted_challenge_ratio": {"target", "fetcher"},
     "captcha_exit_coverage_ratio": {"target", "fetcher"},
     "captcha_last_probe_timestamp_seconds": {"target", "fetcher"},
@@ -50,6 +56,8 @@ METRIC_LABELS = {
     "captcha_probes_queued": set(),
     "captcha_consensus_valid_after_timestamp_seconds": set(),
     "captcha_exporter_build_info": {"version", "revision", "tor_version"},
+    "captcha_fetcher_info": {"fetcher", "kind", "browser", "version", "settings"},
+    "captcha_onionoo_last_success_timestamp_seconds": set(),
     "captcha_tor_up": set(),
     "captcha_target_interval_seconds": {"target"},
     "captcha_target_exits_per_run": {"target"},
@@ -60,22 +68,26 @@ METRIC_LABELS = {
     "process_resident_memory_bytes": set(),
     "process_cpu_seconds_total": set(),
     "process_start_time_seconds": set(),
-    "captcha_page_changed_total": {"target", "fetcher", "country", "kind"},
+    "captcha_page_changed_total": ROUTED | {"country", "kind"},
     "captcha_page_similarity_ratio": {"target", "fetcher"},
     "captcha_target_onion_available": {"target", "kind"},
     "captcha_config_last_reload_successful": set(),
     "captcha_config_last_reload_success_timestamp_seconds": set(),
     "up": set(),
     "scrape_duration_seconds": set(),
-    "target_fetcher:captcha_challenges_per_probes:ratio_rate1h": {"target", "fetcher"},
-    "target_fetcher:captcha_challenges_per_probes:ratio_rate1d": {"target", "fetcher"},
-    "target_fetcher:captcha_blocks_per_probes:ratio_rate1h": {"target", "fetcher"},
-    "target_fetcher:captcha_blocks_per_probes:ratio_rate1d": {"target", "fetcher"},
-    "target_fetcher:captcha_probe_errors_per_attempts:ratio_rate1h": {"target", "fetcher"},
+    "target_fetcher:captcha_challenges_per_probes:ratio_rate1h": RECORDED,
+    "target_fetcher:captcha_challenges_per_probes:ratio_rate1d": RECORDED,
+    "target_fetcher:captcha_blocks_per_probes:ratio_rate1h": RECORDED,
+    "target_fetcher:captcha_blocks_per_probes:ratio_rate1d": RECORDED,
+    "target_fetcher:captcha_probe_errors_per_attempts:ratio_rate1h": RECORDED,
     "target_fetcher:captcha_weighted_challenge_ratio:coverage_weighted_mean": {"target", "fetcher"},
     "target_fetcher:captcha_exit_coverage_ratio:sum": {"target", "fetcher"},
-    "target_fetcher:captcha_page_load_seconds:p90_rate1h": {"target", "fetcher"},
+    "target_fetcher:captcha_page_load_seconds:p90_rate1h": RECORDED,
+    "exit_age:captcha_exit_challenges_per_probes:ratio_rate1d": {"age"},
 }
+
+TOR = 'route="tor"'
+DIRECT = 'route="direct"'
 
 # The exporter's page listing recent probes; evidence (HAR, HTML, screenshot)
 # is kept under its data_dir. ${exporter_url} is a textbox variable.
@@ -89,21 +101,22 @@ RATIO_THRESHOLDS = [(None, "green"), (0.2, "orange"), (0.5, "red")]
 
 
 class Selector:
-    """Builds ``metric{label=~"$var",…}`` for the filter variables of one dashboard."""
+    """Builds ``metric{label=~"$var",…}`` for the filter variables of one dashboard, plus fixed ``matchers``
+    (e.g. ``route="tor"``)."""
 
     def __init__(self, *variables: str):
         self.variables = ("job", *variables)
 
-    def __call__(self, metric: str) -> str:
+    def __call__(self, metric: str, *matchers: str) -> str:
         labels = METRIC_LABELS[metric] | {"job", "instance"}
-        matchers = ",".join(f'{v}=~"${v}"' for v in self.variables if v in labels)
-        return f"{metric}{{{matchers}}}"
+        found = [f'{v}=~"${v}"' for v in self.variables if v in labels]
+        return f"{metric}{{{','.join((*found, *matchers))}}}"
 
-    def ratio(self, events: str, probes: str, window: str, by: str = "") -> str:
+    def ratio(self, events: str, probes: str, window: str, by: str = "", matchers: tuple[str, ...] = ()) -> str:
         """sum(events) / sum(probes); 0 (not absent) where no event was ever counted."""
         grouping = f" by ({by})" if by else ""
-        total = f"sum{grouping} (increase({self(probes)}[{window}]))"
-        counted = f"sum{grouping} (increase({self(events)}[{window}]))"
+        total = f"sum{grouping} (increase({self(probes, *matchers)}[{window}]))"
+        counted = f"sum{grouping} (increase({self(events, *matchers)}[{window}]))"
         zero = f"0 * {total}" if by else "vector(0)"
         return f"({counted} or {zero}) / {total}"
 
@@ -335,26 +348,30 @@ def layout(rows: list[list[dict]]) -> list[dict]:
 def overview(config: Config) -> dict:
     s = Selector("target", "fetcher")
     exits = Selector()
-    country_ratio = s.ratio("captcha_challenges_total", "captcha_probes_total", "$__range", by="country")
-    exit_ratio = s.ratio("captcha_exit_challenges_total", "captcha_exit_probes_total", "$__range",
-                         by="fingerprint")
-    relay_link = (f"/d/{UID_RELAY}/relay-search?${{datasource:queryparam}}&${{job:queryparam}}"
-                  "&var-fingerprint=${__data.fields.fingerprint}&${__url_time_range}")
+    min_probes = config.thresholds.min_exit_probes
+    country_ratio = s.ratio("captcha_challenges_total", "captcha_probes_total", "$__range", by="country",
+                            matchers=(TOR,))
     target_link = (f"/d/{UID_TARGET}/target?${{datasource:queryparam}}&${{job:queryparam}}"
                    "&var-target=${__field.labels.target}&${__url_time_range}")
     by_provider = "sum by (provider) (increase({}[$__range]))"
+    tor_and_direct = [query(f"max by (target, fetcher) ({s(record, route)})", table=True)
+                      for record in ("target_fetcher:captcha_challenges_per_probes:ratio_rate1h",
+                                     "target_fetcher:captcha_blocks_per_probes:ratio_rate1h")
+                      for route in (TOR, DIRECT)]
     rows = [
         [
             stat("Targets", "Targets with at least one completed probe in the selection.",
                  [query(f"count(count by (target) ({s('captcha_last_probe_timestamp_seconds')}))")],
                  unit="none"),
-            stat("Probes", "Completed probes in the time range (all targets, fetchers and exits selected).",
-                 [query(f"sum(increase({s('captcha_probes_total')}[$__range]))")], unit="short"),
-            stat("Challenge ratio", "Challenged probes / completed probes over the time range.",
-                 [query(s.ratio("captcha_challenges_total", "captcha_probes_total", "$__range"))],
+            stat("Probes", "Completed probes through Tor in the time range (all targets, fetchers and exits "
+                 "selected).",
+                 [query(f"sum(increase({s('captcha_probes_total', TOR)}[$__range]))")], unit="short"),
+            stat("Challenge ratio", "Challenged probes / completed probes through Tor over the time range.",
+                 [query(s.ratio("captcha_challenges_total", "captcha_probes_total", "$__range", matchers=(TOR,)))],
                  unit="percentunit", steps=RATIO_THRESHOLDS),
-            stat("Block ratio", "Probes answered with a block page / completed probes over the time range.",
-                 [query(s.ratio("captcha_blocks_total", "captcha_probes_total", "$__range"))],
+            stat("Block ratio", "Probes through Tor answered with a block page / completed probes over the time "
+                 "range.",
+                 [query(s.ratio("captcha_blocks_total", "captcha_probes_total", "$__range", matchers=(TOR,)))],
                  unit="percentunit", steps=RATIO_THRESHOLDS),
             stat("Probe error ratio", "Failed probes / (completed + failed probes) over the time range.",
                  [query(f"(sum(increase({s('captcha_probe_errors_total')}[$__range])) or vector(0))"
@@ -367,19 +384,21 @@ def overview(config: Config) -> dict:
                  unit="percentunit", steps=((None, "red"), (0.5, "orange"), (0.8, "green"))),
         ],
         [
-            timeseries("Challenge ratio per target (1h)",
-                       "Challenged probes / completed probes over the preceding hour, per target and fetcher "
-                       "(recording rule target_fetcher:captcha_challenges_per_probes:ratio_rate1h). "
+            timeseries("Challenge ratio per target through Tor (1h)",
+                       "Challenged probes / completed probes through Tor over the preceding hour, per target and "
+                       "fetcher (recording rule target_fetcher:captcha_challenges_per_probes:ratio_rate1h). "
                        "Click a line to open the Target dashboard.",
-                       [query(s("target_fetcher:captcha_challenges_per_probes:ratio_rate1h"),
+                       [query(s("target_fetcher:captcha_challenges_per_probes:ratio_rate1h", TOR),
                               "{{target}} {{fetcher}}")],
                        unit="percentunit", min_value=0, max_value=1,
                        links=[{"title": "Target dashboard", "url": target_link}]),
-            timeseries("Block ratio per target (1h)",
-                       "Probes answered with a block page / completed probes over the preceding hour.",
-                       [query(s("target_fetcher:captcha_blocks_per_probes:ratio_rate1h"), "{{target}} {{fetcher}}")],
-                       unit="percentunit", min_value=0, max_value=1,
-                       links=[{"title": "Target dashboard", "url": target_link}]),
+            table("Tor against direct (1h)", "Per target and fetcher, the challenge and block ratio of the last "
+                  "hour through Tor and without Tor (the direct control: the same fetcher from the exporter's "
+                  "own address). Tor high and direct low: the site challenges Tor users; both high: it "
+                  "challenges everyone (CaptchaTargetChallengesEveryone).",
+                  tor_and_direct, unit="percentunit", merge=True, steps=RATIO_THRESHOLDS,
+                  rename={"Value #A": "challenges, Tor", "Value #B": "challenges, direct",
+                          "Value #C": "blocks, Tor", "Value #D": "blocks, direct"}),
         ],
         [
             timeseries("Weighted challenge ratio",
@@ -395,53 +414,166 @@ def overview(config: Config) -> dict:
         ],
         [
             geomap("Challenge ratio by exit country",
-                   "Challenged probes / completed probes over the time range, by the country of the exit "
-                   "relay (uppercase ISO 3166 alpha-2, looked up in Grafana's gazetteer; '??' is not drawn).",
+                   "Challenged probes / completed probes through Tor over the time range, by the country of the "
+                   "exit relay (uppercase ISO 3166 alpha-2, looked up in Grafana's gazetteer; '??' is not drawn).",
                    [query(country_ratio, table=True)], unit="percentunit", steps=RATIO_THRESHOLDS),
             table("By exit country", "Challenge ratio per exit country over the time range, worst first.",
                   [query(country_ratio, table=True)], unit="percentunit", width=8, height=10,
                   rename={"Value": "challenge ratio"}, steps=RATIO_THRESHOLDS),
         ],
         [
-            bargauge("Challenges by provider", "Challenges seen in the time range, by the vendor that served them.",
-                     [query(by_provider.format(s("captcha_challenges_total")), "{{provider}}")], unit="short"),
-            bargauge("Blocks by provider", "Block pages seen in the time range, by the vendor that served them.",
-                     [query(by_provider.format(s("captcha_blocks_total")), "{{provider}}")], unit="short"),
-            bargauge("Widgets by provider", "Pages that embedded a CAPTCHA widget (no interstitial) in the "
-                     "time range, by vendor.",
-                     [query(by_provider.format(s("captcha_widgets_total")), "{{provider}}")], unit="short"),
+            bargauge("Challenges by provider", "Challenges seen through Tor in the time range, by the vendor "
+                     "that served them.",
+                     [query(by_provider.format(s("captcha_challenges_total", TOR)), "{{provider}}")], unit="short"),
+            bargauge("Blocks by provider", "Block pages seen through Tor in the time range, by the vendor that "
+                     "served them.",
+                     [query(by_provider.format(s("captcha_blocks_total", TOR)), "{{provider}}")], unit="short"),
+            bargauge("Widgets by provider", "Pages that embedded a CAPTCHA widget (no interstitial) through Tor "
+                     "in the time range, by vendor.",
+                     [query(by_provider.format(s("captcha_widgets_total", TOR)), "{{provider}}")], unit="short"),
         ],
         [
-            table("Most challenged exits",
-                  "The 20 exit relays with the highest challenge ratio over the time range (all targets; exit "
-                  "counters carry no target label). Click a fingerprint for its Relay search dashboard.",
-                  [query(f"topk(20, {exit_ratio} * on (fingerprint) group_left (nickname, country) "
-                         f"max by (fingerprint, nickname, country) ({exits('captcha_exit_info')}))", table=True)],
-                  unit="percentunit", rename={"Value": "challenge ratio"}, steps=RATIO_THRESHOLDS,
-                  overrides=[{"matcher": {"id": "byName", "options": "fingerprint"},
-                              "properties": [{"id": "links", "value": [
-                                  {"title": "Relay search", "url": relay_link}, TOR_METRICS_LINK]}]}]),
+            most_challenged_exits(config, s, min_probes),
+            bargauge("Challenge ratio by relay age", "Challenged / answered probes through exits of each age over "
+                     "the last day (all targets; the age is the time since the exit was first seen: Onionoo's "
+                     "first_seen, or the first consensus the exporter saw it in). Recording rule "
+                     "exit_age:captcha_exit_challenges_per_probes:ratio_rate1d.",
+                     [query(exits("exit_age:captcha_exit_challenges_per_probes:ratio_rate1d"), "{{age}}")],
+                     unit="percentunit"),
+        ],
+        [
+            ratio_by_exit_fact("By network", "Challenge ratio over the time range through the exits of each "
+                               "autonomous system (all targets; the exporter's geoip.asn_db names them), with the "
+                               "probes behind it.", "asn, as_name"),
+            ratio_by_exit_fact("By continent", "Challenge ratio over the time range through the exits of each "
+                               "continent (all targets; from geoip.country_db).", "continent"),
+        ],
+        [
+            timeseries("Block ratio per target through Tor (1h)",
+                       "Probes through Tor answered with a block page / completed probes over the preceding hour.",
+                       [query(s("target_fetcher:captcha_blocks_per_probes:ratio_rate1h", TOR),
+                              "{{target}} {{fetcher}}")],
+                       unit="percentunit", min_value=0, max_value=1,
+                       links=[{"title": "Target dashboard", "url": target_link}]),
             timeseries("Probe errors by reason",
-                       "Probes that failed before a page was classified, per minute, by reason.",
-                       [query(f"sum by (reason) (rate({s('captcha_probe_errors_total')}[$__rate_interval])) * 60",
-                              "{{reason}}")], unit="opm"),
+                       "Probes that failed before a page was classified, per minute, by reason and route.",
+                       [query(f"sum by (reason, route) (rate({s('captcha_probe_errors_total')}[$__rate_interval]))"
+                              " * 60", "{{reason}} {{route}}")], unit="opm"),
         ],
         [
             timeseries("Page load time p90 (1h)", "90th percentile of the time to load a page (final response), "
-                       "over the preceding hour, per target and fetcher.",
-                       [query(s("target_fetcher:captcha_page_load_seconds:p90_rate1h"), "{{target}} {{fetcher}}")],
+                       "over the preceding hour, per target, fetcher and route.",
+                       [query(s("target_fetcher:captcha_page_load_seconds:p90_rate1h"),
+                              "{{target}} {{fetcher}} {{route}}")],
                        unit="s"),
             timeseries("Probe error ratio (1h)", "Failed probes / (completed + failed probes) over the "
-                       "preceding hour, per target and fetcher.",
+                       "preceding hour, per target, fetcher and route.",
                        [query(s("target_fetcher:captcha_probe_errors_per_attempts:ratio_rate1h"),
-                              "{{target}} {{fetcher}}")],
+                              "{{target}} {{fetcher}} {{route}}")],
                        unit="percentunit", min_value=0, max_value=1),
         ],
     ]
     return dashboard(config, UID_OVERVIEW, "CAPTCHA exporter / Overview",
-                     "How often Tor users meet CAPTCHAs, challenges and block pages, per target, provider "
-                     "and exit country.",
-                     [target_variable(), fetcher_variable()], rows)
+                     "How often Tor users meet CAPTCHAs, challenges and block pages, per target, against the same "
+                     "fetchers without Tor, by provider, exit country, network and relay age.",
+                     [target_variable(), fetcher_variable(), exporter_url_variable(config)], rows,
+                     links=[probes_api_link("Single probes (JSON API)", "")])
+
+
+def exit_ratio_by(labels: str, window: str) -> str:
+    """Challenged / answered probes through the exits grouped by some of captcha_exit_info's labels."""
+    exits = Selector()
+    facts = f"max by (job, instance, fingerprint, {labels}) ({exits('captcha_exit_info')})"
+
+    def joined(counter: str) -> str:
+        return (f"sum by ({labels}) (increase({exits(counter)}[{window}]) * on (job, instance, fingerprint) "
+                f"group_left ({labels}) {facts})")
+
+    probes = joined("captcha_exit_probes_total")
+    return f"({joined('captcha_exit_challenges_total')} or 0 * {probes}) / {probes}"
+
+
+def ratio_by_exit_fact(title: str, description: str, labels: str) -> dict:
+    """A table of the challenge ratio and the probes over the time range, by ``labels`` of captcha_exit_info."""
+    return table(title, description,
+                 [query(exit_ratio_by(labels, "$__range"), table=True),
+                  query(exit_probes_by(labels, "$__range"), table=True)],
+                 unit="short", merge=True, rename={"Value #A": "challenge ratio", "Value #B": "probes"},
+                 overrides=[unit_of("challenge ratio", "percentunit")])
+
+
+def exit_probes_by(labels: str, window: str) -> str:
+    exits = Selector()
+    facts = f"max by (job, instance, fingerprint, {labels}) ({exits('captcha_exit_info')})"
+    return (f"sum by ({labels}) (increase({exits('captcha_exit_probes_total')}[{window}]) * on (job, instance, "
+            f"fingerprint) group_left ({labels}) {facts})")
+
+
+def gate_runs(s: Selector, metric: str, verdicts: str, window: str) -> str:
+    """Per (target, exit, verdict) whose probes met one of ``verdicts`` (a regex) within ``window``: the
+    longest run of such probes in a row (captcha_exit_gate_probes) or its start (…_since_timestamp_seconds)."""
+    selected = s(metric, 'verdict=~"' + verdicts + '"')
+    return f"max by (target, fingerprint, verdict) (max_over_time({selected}[{window}]))"
+
+
+def with_exit_facts(expr: str) -> str:
+    """``expr`` (by fingerprint) with each exit's nickname, country and network as labels."""
+    facts = Selector()("captcha_exit_info")
+    return (f"{expr} * on (fingerprint) group_left (nickname, country, asn) "
+            f"max by (fingerprint, nickname, country, asn) ({facts})")
+
+
+def exit_runs_table(title: str, description: str, s: Selector, verdicts: str, min_probes: int, top: int | None,
+                    width: int) -> dict:
+    """Exits whose runs of ``verdicts`` are at least ``min_probes`` long: how long, and since when (ms, for
+    Grafana's time unit)."""
+    runs = f"{gate_runs(s, 'captcha_exit_gate_probes', verdicts, '$__range')} >= {min_probes}"
+    since = gate_runs(s, "captcha_exit_gate_since_timestamp_seconds", verdicts, "$__range")
+    return table(title, description,
+                 [query(with_exit_facts(f"topk({top}, {runs})" if top else f"({runs})"), table=True),
+                  query(f"1000 * ({since} and on (target, fingerprint, verdict) ({runs}))", table=True)],
+                 unit="short", width=width, height=10, merge=True,
+                 rename={"Value #A": "probes in a row", "Value #B": "since"},
+                 overrides=[exit_links(), unit_of("since", "dateTimeAsIso")])
+
+
+def most_challenged_exits(config: Config, s: Selector, min_probes: int) -> dict:
+    return exit_runs_table(
+        "Most challenged exits",
+        "Exits that challenged the selected targets and fetchers within the time range, by target: the longest "
+        f"run of probes in a row that all met a challenge (runs of fewer than {min_probes} probes are hidden: "
+        "too few to tell) and since when. Click a fingerprint for its Relay search dashboard, its Tor Metrics "
+        "page or its probes (the exporter's JSON API, for the long tail).",
+        s, "challenge", min_probes, top=20, width=16)
+
+
+def exit_links() -> dict:
+    relay_link = (f"/d/{UID_RELAY}/relay-search?${{datasource:queryparam}}&${{job:queryparam}}"
+                  "&var-fingerprint=${__data.fields.fingerprint}&${__url_time_range}")
+    probes = {"title": "Probes of this exit and target (JSON API)", "targetBlank": True,
+              "url": "${exporter_url}/api/v1/probes?target=${__data.fields.target}&exit=${__data.fields.fingerprint}"
+                     "&since=${__from:date:seconds}&until=${__to:date:seconds}"}
+    return {"matcher": {"id": "byName", "options": "fingerprint"},
+            "properties": [{"id": "links", "value": [{"title": "Relay search", "url": relay_link}, TOR_METRICS_LINK,
+                                                     probes]}]}
+
+
+def unit_of(column: str, unit: str) -> dict:
+    return {"matcher": {"id": "byName", "options": column}, "properties": [{"id": "unit", "value": unit}]}
+
+
+def probes_api_link(title: str, filters: str) -> dict:
+    """A dashboard link to the exporter's /api/v1/probes over the dashboard's time range."""
+    return {"title": title, "type": "link", "targetBlank": True, "icon": "doc",
+            "url": f"${{exporter_url}}/api/v1/probes?{filters}since=${{__from:date:seconds}}"
+                   "&until=${__to:date:seconds}",
+            "tooltip": "Single probes as JSON, newest first (at most 1,000 per answer)",
+            "tags": [], "asDropdown": False, "includeVars": False, "keepTime": False}
+
+
+def exporter_url_variable(config: Config) -> dict:
+    return textbox_variable("exporter_url", "Exporter URL", config.exporter_url,
+                            "Base URL of the exporter's web page, for evidence links and its JSON API.")
 
 
 def target(config: Config) -> dict:
@@ -452,76 +584,104 @@ def target(config: Config) -> dict:
                  "url": EVIDENCE_URL, "targetBlank": True}]
     per_country = "sum by (country) (increase({}[$__range]))"
     quantile = "histogram_quantile({q}, sum by (le{by}) (increase({m}[1h])))"
+    min_probes = config.thresholds.min_exit_probes
+    unexpected = s("captcha_page_changed_total", 'kind="unexpected"')
     rows = [
         [
-            stat("Challenge ratio", "Challenged probes / completed probes over the time range.",
-                 [query(s.ratio("captcha_challenges_total", "captcha_probes_total", "$__range"))],
-                 unit="percentunit", steps=RATIO_THRESHOLDS),
-            stat("Block ratio", "Block pages / completed probes over the time range.",
-                 [query(s.ratio("captcha_blocks_total", "captcha_probes_total", "$__range"))],
-                 unit="percentunit", steps=RATIO_THRESHOLDS),
+            stat("Challenge ratio", "Challenged probes / completed probes through Tor over the time range.",
+                 [query(s.ratio("captcha_challenges_total", "captcha_probes_total", "$__range", matchers=(TOR,)))],
+                 unit="percentunit", steps=RATIO_THRESHOLDS, width=3),
+            stat("Direct challenge ratio", "The same without Tor: challenged direct probes (the control, from the "
+                 "exporter's own address) / completed direct probes over the time range.",
+                 [query(s.ratio("captcha_challenges_total", "captcha_probes_total", "$__range",
+                                matchers=(DIRECT,)))],
+                 unit="percentunit", steps=RATIO_THRESHOLDS, width=3),
+            stat("Block ratio", "Block pages / completed probes through Tor over the time range.",
+                 [query(s.ratio("captcha_blocks_total", "captcha_probes_total", "$__range", matchers=(TOR,)))],
+                 unit="percentunit", steps=RATIO_THRESHOLDS, width=3),
             stat("Weighted challenge ratio", "Exit-probability-weighted challenge ratio (highest of the "
                  "selected fetchers).",
                  [query(f"max({s('target_fetcher:captcha_weighted_challenge_ratio:coverage_weighted_mean')})")],
-                 unit="percentunit", steps=RATIO_THRESHOLDS),
+                 unit="percentunit", steps=RATIO_THRESHOLDS, width=3),
             stat("Exit coverage", "Share of exit probability measured within the exporter's window "
                  "(lowest of the selected fetchers).",
                  [query(f"min({s('target_fetcher:captcha_exit_coverage_ratio:sum')})")],
-                 unit="percentunit", steps=((None, "red"), (0.5, "orange"), (0.8, "green"))),
-            stat("Page load p90", "90th percentile page load time over the time range.",
+                 unit="percentunit", steps=((None, "red"), (0.5, "orange"), (0.8, "green")), width=3),
+            stat("Page load p90", "90th percentile page load time through Tor over the time range.",
                  [query(f"histogram_quantile(0.9, sum by (le) "
-                        f"(increase({s('captcha_page_load_seconds_bucket')}[$__range])))")], unit="s"),
+                        f"(increase({s('captcha_page_load_seconds_bucket', TOR)}[$__range])))")], unit="s", width=3),
             stat("Intervals since last probe", "Time since the most recent completed probe of this target, in "
                  f"intervals of the target (CaptchaTargetNotProbed fires above {late:g}).",
                  [query(f"(time() - max({s('captcha_last_probe_timestamp_seconds')}))"
                         f" / max({s('captcha_target_interval_seconds')})")], unit="none",
-                 steps=((None, "green"), (late, "red"))),
+                 steps=((None, "green"), (late, "red")), width=3),
         ],
         [
-            timeseries("Challenge ratio: last hour vs. 1-day baseline",
-                       "Per fetcher: challenge ratio over the preceding hour and over the preceding day "
-                       f"(CaptchaChallengeRateSpike fires at {spike.challenge_spike_factor:g} times the baseline "
-                       f"and above {spike.challenge_spike_ratio:.0%}).",
-                       [query(s("target_fetcher:captcha_challenges_per_probes:ratio_rate1h"), "{{fetcher}} 1h"),
-                        query(s("target_fetcher:captcha_challenges_per_probes:ratio_rate1d"), "{{fetcher}} 1d")],
+            timeseries("Challenge ratio: Tor vs direct, last hour vs. 1-day baseline",
+                       "Per fetcher: challenge ratio through Tor over the preceding hour and day, and without Tor "
+                       "(the direct control) over the preceding hour. CaptchaChallengeRateSpike fires when Tor "
+                       f"exceeds {spike.challenge_spike_factor:g} times its baseline and "
+                       f"{spike.challenge_spike_ratio:.0%} while direct stays at most {spike.direct_ratio:.0%}; "
+                       "CaptchaTargetChallengesEveryone when both are above it.",
+                       [query(s("target_fetcher:captcha_challenges_per_probes:ratio_rate1h", TOR), "{{fetcher}} Tor 1h"),
+                        query(s("target_fetcher:captcha_challenges_per_probes:ratio_rate1d", TOR), "{{fetcher}} Tor 1d"),
+                        query(s("target_fetcher:captcha_challenges_per_probes:ratio_rate1h", DIRECT),
+                              "{{fetcher}} direct 1h")],
                        unit="percentunit", min_value=0, max_value=1, links=evidence),
-            timeseries("Block ratio: last hour vs. 1-day baseline",
-                       "Per fetcher: block-page ratio over the preceding hour and over the preceding day.",
-                       [query(s("target_fetcher:captcha_blocks_per_probes:ratio_rate1h"), "{{fetcher}} 1h"),
-                        query(s("target_fetcher:captcha_blocks_per_probes:ratio_rate1d"), "{{fetcher}} 1d")],
+            timeseries("Block ratio: Tor vs direct, last hour vs. 1-day baseline",
+                       "Per fetcher: block-page ratio through Tor over the preceding hour and day, and without "
+                       "Tor over the preceding hour.",
+                       [query(s("target_fetcher:captcha_blocks_per_probes:ratio_rate1h", TOR), "{{fetcher}} Tor 1h"),
+                        query(s("target_fetcher:captcha_blocks_per_probes:ratio_rate1d", TOR), "{{fetcher}} Tor 1d"),
+                        query(s("target_fetcher:captcha_blocks_per_probes:ratio_rate1h", DIRECT),
+                              "{{fetcher}} direct 1h")],
                        unit="percentunit", min_value=0, max_value=1, links=evidence),
         ],
         [
-            table("By exit country", "Completed probes, challenges and blocks over the time range, per exit "
-                  "country.",
-                  [query(per_country.format(s("captcha_probes_total")), table=True),
-                   query(per_country.format(s("captcha_challenges_total")), table=True),
-                   query(per_country.format(s("captcha_blocks_total")), table=True)],
+            table("By exit country", "Completed probes, challenges and blocks through Tor over the time range, "
+                  "per exit country.",
+                  [query(per_country.format(s("captcha_probes_total", TOR)), table=True),
+                   query(per_country.format(s("captcha_challenges_total", TOR)), table=True),
+                   query(per_country.format(s("captcha_blocks_total", TOR)), table=True)],
                   unit="short", merge=True,
                   rename={"Value #A": "probes", "Value #B": "challenges", "Value #C": "blocks"}),
             bargauge("Gate pages by provider", "Challenges, block pages and site error pages in the time "
-                     "range, by the vendor that served them.",
-                     [query(f"sum by (provider) (increase({s('captcha_challenges_total')}[$__range]))",
-                            "challenge: {{provider}}"),
-                      query(f"sum by (provider) (increase({s('captcha_blocks_total')}[$__range]))",
-                            "block: {{provider}}"),
-                      query(f"sum by (provider) (increase({s('captcha_site_errors_total')}[$__range]))",
-                            "site error: {{provider}}")],
+                     "range, by route and by the vendor that served them.",
+                     [query(f"sum by (provider, route) (increase({s('captcha_challenges_total')}[$__range]))",
+                            "challenge {{route}}: {{provider}}"),
+                      query(f"sum by (provider, route) (increase({s('captcha_blocks_total')}[$__range]))",
+                            "block {{route}}: {{provider}}"),
+                      query(f"sum by (provider, route) (increase({s('captcha_site_errors_total')}[$__range]))",
+                            "site error {{route}}: {{provider}}")],
                      unit="short", width=12),
         ],
         [
+            exit_runs_table(
+                "Exits that challenged or blocked ${target}",
+                "Every exit whose probes of this target met a challenge or a block within the time range: its "
+                f"longest run of probes in a row that all met it, and since when (runs of fewer than {min_probes} "
+                "probes are hidden). The exporter keeps the 500 runs that began first per fetcher; click a "
+                "fingerprint for the probes themselves (the JSON API) or the relay.",
+                s, "challenge|block", min_probes, top=None, width=16),
+            timeseries("Pages not as expected (per hour)", "Normal pages whose status or title differs from the "
+                       "target's expect, through Tor and direct, over a sliding hour. Only direct: the expectation "
+                       "is stale or the site changed for everyone; only Tor: Tor users get another page.",
+                       [query(f"sum by (route) (increase({unexpected}[1h]))", "{{route}}")],
+                       unit="short", width=8, height=10, links=evidence),
+        ],
+        [
             timeseries("Challenges and blocks (per hour)", "Challenges and block pages over a sliding hour, "
-                       "by vendor. The dots are single probes: open one for its evidence.",
-                       [query(f"sum by (provider) (increase({s('captcha_challenges_total')}[1h]))",
-                              "challenge: {{provider}}", exemplar=True),
-                        query(f"sum by (provider) (increase({s('captcha_blocks_total')}[1h]))",
-                              "block: {{provider}}", exemplar=True)],
+                       "by vendor and route. The dots are single probes: open one for its evidence.",
+                       [query(f"sum by (provider, route) (increase({s('captcha_challenges_total')}[1h]))",
+                              "challenge {{route}}: {{provider}}", exemplar=True),
+                        query(f"sum by (provider, route) (increase({s('captcha_blocks_total')}[1h]))",
+                              "block {{route}}: {{provider}}", exemplar=True)],
                        unit="short", width=8, links=evidence),
             timeseries("Challenge outcomes (per hour)", "What the browser's challenge turned into, over a "
                        "sliding hour: cleared by itself, needs interaction, or blocked.",
-                       [query(f"sum by (provider, outcome) "
-                              f"(increase({s('captcha_challenge_outcomes_total')}[1h]))", "{{provider}} {{outcome}}",
-                              exemplar=True)],
+                       [query(f"sum by (provider, outcome, route) "
+                              f"(increase({s('captcha_challenge_outcomes_total')}[1h]))",
+                              "{{provider}} {{outcome}} {{route}}", exemplar=True)],
                        unit="short", width=8, links=evidence),
             timeseries("Challenge clear time", "Time a self-clearing challenge took to let the browser through "
                        "(p50 and p90 over a sliding hour).",
@@ -532,20 +692,22 @@ def target(config: Config) -> dict:
         ],
         [
             timeseries("Page load time", "Time to load the page (final response), p50 and p90 over a sliding "
-                       "hour, per fetcher. The dots are single probes: open one for its evidence.",
-                       [query(quantile.format(q=0.5, by=", fetcher", m=s("captcha_page_load_seconds_bucket")),
-                              "p50 {{fetcher}}", exemplar=True),
-                        query(quantile.format(q=0.9, by=", fetcher", m=s("captcha_page_load_seconds_bucket")),
-                              "p90 {{fetcher}}")], unit="s"),
-            timeseries("Page changed for Tor (per hour)", "Probes whose page differed from the expected page, "
-                       "by kind (injected, rewritten, different), over a sliding hour.",
-                       [query(f"sum by (kind) (increase({s('captcha_page_changed_total')}[1h]))", "{{kind}}")],
+                       "hour, per fetcher and route. The dots are single probes: open one for its evidence.",
+                       [query(quantile.format(q=0.5, by=", fetcher, route", m=s("captcha_page_load_seconds_bucket")),
+                              "p50 {{fetcher}} {{route}}", exemplar=True),
+                        query(quantile.format(q=0.9, by=", fetcher, route", m=s("captcha_page_load_seconds_bucket")),
+                              "p90 {{fetcher}} {{route}}")], unit="s"),
+            timeseries("Page changed for Tor (per hour)", "Probes through Tor whose page differed from the "
+                       "expected page, by kind (injected, rewritten, different; unexpected: not the target's "
+                       "expect), over a sliding hour.",
+                       [query(f"sum by (kind) (increase({s('captcha_page_changed_total', TOR)}[1h]))", "{{kind}}")],
                        unit="short", links=evidence),
         ],
         [
             timeseries("Widgets (per hour)", "Pages embedding a CAPTCHA widget without an interstitial, by "
-                       "vendor, over a sliding hour.",
-                       [query(f"sum by (provider) (increase({s('captcha_widgets_total')}[1h]))", "{{provider}}")],
+                       "vendor and route, over a sliding hour.",
+                       [query(f"sum by (provider, route) (increase({s('captcha_widgets_total')}[1h]))",
+                              "{{provider}} {{route}}")],
                        unit="short"),
             timeseries("Page similarity", "Similarity of the page seen through Tor to the expected page "
                        "(1 = identical).",
@@ -556,19 +718,32 @@ def target(config: Config) -> dict:
                  [query(f"max by (kind) ({s('captcha_target_onion_available')})", "{{kind}}")],
                  unit="none", mappings=YES_NO, width=4, height=8),
         ],
+        [
+            fetchers_table(s),
+        ],
     ]
     return dashboard(config, UID_TARGET, "CAPTCHA exporter / Target",
-                     "One target across exits, fetchers and time, with links to the exporter's evidence.",
+                     "One target across exits, fetchers and time, through Tor against the same fetchers without "
+                     "Tor, with links to the exporter's evidence and single probes.",
                      [target_variable(multi=False), fetcher_variable(),
                       query_variable("country", "Exit country",
                                      'label_values(captcha_probes_total{job=~"$job",target=~"$target"}, country)'),
-                      textbox_variable("exporter_url", "Exporter URL", config.exporter_url,
-                                       "Base URL of the exporter's web page, for evidence links.")],
+                      exporter_url_variable(config)],
                      rows,
                      links=[{"title": "Recent probes and evidence (exporter)", "type": "link",
                              "url": EVIDENCE_URL, "targetBlank": True,
                              "icon": "doc", "tooltip": "The exporter's recent-probes table",
-                             "tags": [], "asDropdown": False, "includeVars": False, "keepTime": False}])
+                             "tags": [], "asDropdown": False, "includeVars": False, "keepTime": False},
+                            probes_api_link("Probes of ${target} (JSON API)", "target=${target}&")])
+
+
+def fetchers_table(s: Selector, width: int = 24) -> dict:
+    return table("Fetchers", "What runs behind each fetcher label: the browser (or HTTP library) and its version "
+                 "as it reports itself, and the settings that make a variant (e.g. Tor Browser's security level, "
+                 "Firefox's resist-fingerprinting).",
+                 [query(f"max by (fetcher, kind, browser, version, settings) ({s('captcha_fetcher_info')})",
+                        table=True)],
+                 unit="none", width=width, height=6, hide=("Time", "Value"))
 
 
 def relay(config: Config) -> dict:
@@ -579,12 +754,17 @@ def relay(config: Config) -> dict:
             "&${nickname:queryparam}&var-fingerprint=${__data.fields.fingerprint}&${__url_time_range}")
     fingerprint_links = [{"matcher": {"id": "byName", "options": "fingerprint"},
                           "properties": [{"id": "links", "value": [TOR_METRICS_LINK]}]}]
+    runs = "max by (target, fetcher, verdict) (max_over_time({}[$__range]))"
     rows = [
         [
-            table("Relay", "Nickname and country of the exit as the exporter last saw them in the consensus. "
-                  "Click the fingerprint for the relay's page on Tor Metrics.",
-                  [query(f"max by (fingerprint, nickname, country) ({s('captcha_exit_info')})", table=True)],
-                  unit="none", height=4, hide=("Time", "Value"), overrides=fingerprint_links),
+            table("Relay", "Nickname, country, continent and network (autonomous system) of the exit as the "
+                  "exporter last saw them. Click the fingerprint for the relay's page on Tor Metrics.",
+                  [query(f"max by (fingerprint, nickname, country, continent, asn, as_name) "
+                         f"({s('captcha_exit_info')})", table=True)],
+                  unit="none", width=9, height=4, hide=("Time", "Value"), overrides=fingerprint_links),
+            stat("Relay age", "Time since the relay was first seen in a consensus (Onionoo's first_seen, or the "
+                 "first consensus the exporter saw it in).",
+                 [query(f"time() - min({s('captcha_exit_first_seen_timestamp_seconds')})")], unit="s", width=3),
             stat("Exit probability", "Chance that a Tor client picks this relay as its exit (consensus weight "
                  "and flags, Tor Metrics' formula).",
                  [query(f"max({s('captcha_exit_weight')})")], unit="percentunit"),
@@ -595,6 +775,16 @@ def relay(config: Config) -> dict:
             stat("Block ratio", "Block pages / completed probes through this exit over the time range.",
                  [query(s.ratio("captcha_exit_blocks_total", "captcha_exit_probes_total", "$__range"))],
                  unit="percentunit", steps=RATIO_THRESHOLDS),
+        ],
+        [
+            table("Targets it challenges or blocks", "Per target and fetcher whose probes through this exit met a "
+                  "challenge or a block within the time range: the longest run of such probes in a row, and "
+                  "since when.",
+                  [query(runs.format(s("captcha_exit_gate_probes")), table=True),
+                   query("1000 * " + runs.format(s("captcha_exit_gate_since_timestamp_seconds")), table=True)],
+                  unit="short", width=24, height=6, merge=True,
+                  rename={"Value #A": "probes in a row", "Value #B": "since"},
+                  overrides=[unit_of("since", "dateTimeAsIso")]),
         ],
         [
             timeseries("Verdicts (per hour)", "Completed probes, challenges and blocks through this exit over a "
@@ -664,6 +854,13 @@ def health(config: Config) -> dict:
                  steps=((None, "green"), (10800, "red"))),
             stat("Config reload", "Whether the last configuration reload succeeded.",
                  [query(f"min({s('captcha_config_last_reload_successful')})")], unit="none", mappings=OK_FAILED),
+        ],
+        [
+            fetchers_table(s, width=18),
+            stat("Onionoo read", "Time since the exporter last read Onionoo's details document through Tor (the "
+                 "exits' first-seen times; without it they come from the consensuses the exporter saw).",
+                 [query(f"time() - max({s('captcha_onionoo_last_success_timestamp_seconds')})")], unit="s",
+                 width=6, height=6, steps=((None, "green"), (86400, "orange"))),
         ],
         [
             timeseries("Probe rate by fetcher", "Completed probes per minute.",

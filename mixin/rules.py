@@ -1,9 +1,14 @@
 """Recording rules, named level:metric:operations.
 
-Level ``target_fetcher``: one series per (job, target, fetcher); country,
-provider and instance are summed away with ``without``, so any extra target
-labels from the scrape config survive. Ratios are always a sum of events
-divided by a sum of probes, never an average of ratios.
+Level ``target_fetcher``: one series per (job, target, fetcher) and route;
+country, provider and instance are summed away with ``without``, so
+``route`` (``tor``, or ``direct`` for the control without Tor) and any extra
+target labels from the scrape config survive. Ratios are always a sum of
+events divided by a sum of probes, never an average of ratios.
+
+Level ``exit_age``: per job and relay age (``age``: the time since the exit
+was first seen, in the buckets CAPTCHA Monitor used), over the per-exit
+counters (all targets, Tor only).
 
 Probes arrive every ~10 minutes per target, so windows are 1h (the "now") and
 1d (the target's own baseline); shorter windows hold too few probes. A target
@@ -60,8 +65,36 @@ def prometheus_rules(config: Config) -> dict:
                f"histogram_quantile(0.9,\n  sum without (instance) (rate(captcha_page_load_seconds_bucket{s()}[1h]))\n)"),
     ]
     return {"groups": [{"name": "captcha-exporter.counts", "rules": counts},
-                       {"name": "captcha-exporter.ratios", "rules": ratios}]}
+                       {"name": "captcha-exporter.ratios", "rules": ratios},
+                       {"name": "captcha-exporter.relays", "rules": relay_age_rules(config)}]}
 
 
-def record(name: str, expr: str) -> dict:
-    return {"record": name, "expr": expr}
+DAY = 86400
+# (age label, lower bound, upper bound) in seconds since the exit was first seen
+AGES = (("0-7d", 0, 7 * DAY), ("7-30d", 7 * DAY, 30 * DAY), ("30-182d", 30 * DAY, 182 * DAY),
+        ("182d+", 182 * DAY, None))
+
+
+def relay_age_rules(config: Config) -> list[dict]:
+    """Challenged / answered probes over a day through exits of each age (one rule per bucket: a label
+    cannot come from a value)."""
+    s = config.selector
+    rules = []
+    for age, low, high in AGES:
+        within = f"time() - captcha_exit_first_seen_timestamp_seconds{s()} >= {low}" + (f" < {high}" if high else "")
+
+        def of_age(counter: str, within: str = within) -> str:
+            return f"sum by (job) (\n  increase({counter}{s()}[1d])\n  and on (job, instance, fingerprint) ({within})\n)"
+
+        probes = of_age("captcha_exit_probes_total")
+        rules.append(record("exit_age:captcha_exit_challenges_per_probes:ratio_rate1d",
+                            f"(\n{of_age('captcha_exit_challenges_total')}\nor 0 * {probes}\n)\n/ {probes}",
+                            {"age": age}))
+    return rules
+
+
+def record(name: str, expr: str, labels: dict[str, str] | None = None) -> dict:
+    rule = {"record": name, "expr": expr}
+    if labels:
+        rule["labels"] = labels
+    return rule

@@ -17,14 +17,17 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Self
 
 from .dns import DnsServer
 from .edge import Edge
-from .geoipdb import assign_countries, write_country_db
+from .geoipdb import assign_countries, assign_networks, write_asn_db, write_country_db
 from .latency import Delays
 from .network import BootReport, TorNetwork
+from .onionoo import HOST_NAME as ONIONOO_HOST
+from .onionoo import OnionooServer, relays_with_ages
 from .peers import peer_identifier
 from .policy import Policy, default_policy
 from .ports import free_ports
@@ -62,9 +65,12 @@ class TestBed:
             self.workdir / "tor", resolv_conf=self.workdir / "resolv.conf", exits=exits, delays=self.delays
         )
         self.countries = assign_countries([n.address for n in self.network.exits])
+        self.networks = assign_networks([n.address for n in self.network.exits])
         self.geoip_db = self.workdir / "testbed-country.mmdb"
-        self.identify = peer_identifier(self.network.pids,
-                                        edge_ports=lambda: {self.edge.http_port, self.edge.https_port})
+        self.asn_db = self.workdir / "testbed-asn.mmdb"
+        self.identify = peer_identifier(self.network.pids, edge_ports=lambda: {
+            self.edge.http_port, self.edge.https_port, self.onionoo.port if self.onionoo else 0})
+        self.onionoo: OnionooServer | None = None
         self.edge = Edge(
             policy or default_policy([n.nickname for n in self.network.exits]),
             self._identify_behind_relays if self.delays else self.identify,
@@ -82,15 +88,26 @@ class TestBed:
             for name in self.edge.hostnames():
                 self.dns.add(name, HOST)
             write_country_db(self.geoip_db, self.countries)
+            write_asn_db(self.asn_db, self.networks)
             self.boot = self.network.start()
             (self.workdir / "edge").mkdir(exist_ok=True)
             self.edge.start()
             if self.delays is not None:
                 self._delay_the_edge()
+            self._start_onionoo()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_onionoo(self) -> None:
+        """Onionoo's details document about the exits, at onionoo.test (through the exits, as any site)."""
+        exits = [{"fingerprint": node.fingerprint, "nickname": node.nickname, "address": node.address,
+                  "country": self.countries[node.address], "asn": self.networks[node.address][0],
+                  "as_name": self.networks[node.address][1]} for node in self.network.exits]
+        self.onionoo = OnionooServer(relays_with_ages(exits, time.time()), self.identify, HOST)
+        self.onionoo.start()
+        self.dns.add(ONIONOO_HOST, HOST)
 
     def _delay_the_edge(self) -> None:
         """Relays on new ports in front of the edge's; its URLs then name the relays' ports."""
@@ -103,7 +120,9 @@ class TestBed:
         return self.identify(self.delays.origin(peer) or peer)
 
     def stop(self) -> None:
-        """Stop the edge, every tor, the relays and the DNS server; remove the temporary directory."""
+        """Stop the edge, Onionoo, every tor, the relays and the DNS server; remove the temporary directory."""
+        if self.onionoo is not None:
+            self.onionoo.stop()
         try:
             self.edge.stop()
         finally:
@@ -151,6 +170,8 @@ class TestBed:
             ],
             "dns": {"host": self.dns.host, "port": self.dns.port},
             "geoip_db": str(self.geoip_db),
+            "asn_db": str(self.asn_db),
+            "onionoo": {"url": self.onionoo.url() if self.onionoo else None},
             "edge": {
                 "http_port": edge.http_port,
                 "https_port": edge.https_port,

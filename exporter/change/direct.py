@@ -1,71 +1,18 @@
 """Fetching a target without tor, for the baseline: the page the site serves to everyone.
 
-The request is the HTTP fetcher's (same headers, body cap, deadline and
-error reasons); only the route differs: no proxy, and ``trust_env`` off so
-HTTP(S)_PROXY cannot put one back.  ``resolve`` pins host names to addresses
-the way ``curl --resolve`` does: the socket goes to the address while the
-Host header, TLS SNI and certificate check keep using the name.
+The request is the HTTP fetcher's on the direct lane (same headers, body cap,
+deadline, error reasons, ``resolve`` pinning, and redirects followed as a
+probe follows them: the baseline must be the page a probe ends on, not an
+apex's redirect).
 """
 
 from __future__ import annotations
 
-import time
-from urllib.parse import urljoin
-
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
 from exporter.config import HttpFetcherConfig
-from exporter.fetch.http import (
-    MAX_REDIRECTS,
-    REDIRECT_STATUSES,
-    HttpFetcher,
-    TrustedTLS,
-)
-from exporter.values import FetchError, Response
+from exporter.fetch.http import HttpFetcher
+from exporter.values import DIRECT_LANE, Response
 
 
 def fetch_direct(url: str, config: HttpFetcherConfig, resolve: dict[str, str] | None = None) -> Response:
-    """The page ``url`` leads to, straight from this machine, redirects followed as a probe follows
-    them (the baseline must be the page a probe ends on, not an apex's redirect); raises FetchError."""
-    fetcher = HttpFetcher(config)
-    deadline = time.monotonic() + config.timeout
-    with requests.Session() as session:
-        session.trust_env = False
-        adapter = TrustedTLS(fetcher.tls)
-        if resolve:
-            _pin_addresses(adapter, {host.lower(): address for host, address in resolve.items()})
-            session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        for _ in range(MAX_REDIRECTS + 1):
-            response, _ = fetcher._get(session, url, deadline)
-            location = response.header("location")
-            if response.status not in REDIRECT_STATUSES or not location:
-                return response
-            url = urljoin(url, location)
-    raise FetchError("connection", f"more than {MAX_REDIRECTS} redirects from {url}")
-
-
-def _pin_addresses(adapter: HTTPAdapter, resolve: dict[str, str]) -> None:
-    """Make ``adapter``'s connections dial ``resolve[host]`` but keep ``host`` for Host, SNI and verification."""
-
-    class Pinned:
-        def _new_conn(self):
-            # urllib3 dials _dns_host, which also names the Host header, SNI and the
-            # certificate check: swap in the address for the dial only.
-            name = self._dns_host
-            self._dns_host = resolve.get(name.rstrip(".").lower(), name)
-            try:
-                return super()._new_conn()
-            finally:
-                self._dns_host = name
-
-    class PinnedHTTPPool(HTTPConnectionPool):
-        ConnectionCls = type("PinnedHTTPConnection", (Pinned, HTTPConnection), {})
-
-    class PinnedHTTPSPool(HTTPSConnectionPool):
-        ConnectionCls = type("PinnedHTTPSConnection", (Pinned, HTTPSConnection), {})
-
-    adapter.poolmanager.pool_classes_by_scheme = {"http": PinnedHTTPPool, "https": PinnedHTTPSPool}
+    """The page ``url`` leads to, straight from this machine; raises FetchError."""
+    return HttpFetcher(config, resolve).fetch(url, DIRECT_LANE, config.timeout).first

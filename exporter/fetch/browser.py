@@ -132,6 +132,12 @@ class BrowserSession:
         """The Navigation Timing entry of the document shown now (``exporter.fetch.timing``)."""
         return self.driver.execute_script(NAVIGATION_TIMING_JS) or {}
 
+    @property
+    def identity(self) -> tuple[str, str]:
+        """(browser, version) as the running browser reports them (WebDriver capabilities)."""
+        capabilities = self.driver.capabilities
+        return capabilities.get("browserName", ""), capabilities.get("browserVersion", "")
+
     def screenshot(self) -> bytes | None:
         try:
             return self.driver.get_screenshot_as_png()
@@ -190,22 +196,28 @@ def _response(document: DocumentResponse, body: str) -> Response:
 
 
 class BrowserFetcher:
-    """``fetch(url, lane, timeout)`` with a warm browser per lane.
+    """``fetch(url, lane, timeout)`` with a warm browser per lane (the direct lane included: a browser
+    without a proxy, whose host names ``resolve`` may pin to addresses).
 
     An engine says how a browser starts (``_launch``) and, if its browsers
     start from shared files (a certificate database, a profile), how those are
     made (``_make_shared``); they are made once, on the first launch, and
-    removed on ``close``.
+    removed on ``close``.  ``label`` is the fetcher's ``fetcher`` label (a
+    variant's name); ``identity`` is what the last browser started reported.
     """
 
     name = "browser"
 
-    def __init__(self, cfg, classify: Callable[[Response], Verdict]):
+    def __init__(self, cfg, classify: Callable[[Response], Verdict], resolve: dict[str, str] | None = None,
+                 label: str | None = None):
         self._cfg = cfg
         self._classify = classify
+        self._resolve = dict(resolve or {})
+        self.name = label or self.name
+        self.identity: tuple[str, str] | None = None
         self._shared: Path | None = None
         self._shared_lock = threading.Lock()
-        self._pool = BrowserPool(self._launch, cfg.recycle_after, cfg.memory_limit_bytes, self.name)
+        self._pool = BrowserPool(self._start, cfg.recycle_after, cfg.memory_limit_bytes, self.name)
 
     @property
     def pool(self) -> BrowserPool:
@@ -225,6 +237,11 @@ class BrowserFetcher:
         self._pool.close()
         if self._shared is not None:
             shutil.rmtree(self._shared, ignore_errors=True)
+
+    def _start(self, lane: Lane) -> BrowserSession:
+        session = self._launch(lane)
+        self.identity = session.identity
+        return session
 
     def _launch(self, lane: Lane) -> BrowserSession:
         raise NotImplementedError

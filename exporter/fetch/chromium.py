@@ -107,12 +107,23 @@ def net_error_reason(error_text: str) -> str:
     return error_reason(error_text, NET_ERROR_REASONS)
 
 
+def route_arguments(lane: Lane, resolve: dict[str, str]) -> list[str]:
+    """Everything through the lane's SocksPort (loopback included: by default Chromium would reach
+    loopback hosts directly, around tor); on the direct lane no proxy, with ``resolve``'s names
+    mapped to their addresses (``--host-resolver-rules``)."""
+    if not lane.direct:
+        return [f"--proxy-server=socks5://{lane.socks_host}:{lane.socks_port}", "--proxy-bypass-list=<-loopback>"]
+    rules = ", ".join(f"MAP {host} {address}" for host, address in sorted(resolve.items()))
+    return ["--no-proxy-server", *([f"--host-resolver-rules={rules}"] if rules else [])]
+
+
 class ChromiumBrowser(BrowserSession):
     """One chromedriver and its Chromium, in a session of their own, proxied through one lane."""
 
     documents_from = "the performance log"
 
-    def __init__(self, cfg: BrowserFetcherConfig, lane: Lane, nss_db: Path | None):
+    def __init__(self, cfg: BrowserFetcherConfig, lane: Lane, nss_db: Path | None,
+                 resolve: dict[str, str] | None = None):
         super().__init__(lane, Path(tempfile.mkdtemp(prefix="captcha-chromium-")))
         self._netlog: NetworkLog | None = None
         if nss_db is not None:
@@ -123,10 +134,10 @@ class ChromiumBrowser(BrowserSession):
             options.add_argument("--headless=new")
         if os.geteuid() == 0:
             options.add_argument("--no-sandbox")  # Chromium refuses to sandbox as root
-        for argument in CHROMIUM_ARGUMENTS:
+        for argument in (*CHROMIUM_ARGUMENTS, *route_arguments(lane, resolve or {}), *cfg.arguments):
             options.add_argument(argument)
-        options.add_argument(f"--proxy-server=socks5://{lane.socks_host}:{lane.socks_port}")
-        options.add_argument("--proxy-bypass-list=<-loopback>")
+        if cfg.prefs:
+            options.add_experimental_option("prefs", dict(cfg.prefs))
         options.add_argument(f"--user-data-dir={self.home / 'profile'}")
         options.add_argument("about:blank")  # not the distribution's start page, which phones home
         options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
@@ -208,7 +219,7 @@ class ChromiumFetcher(BrowserFetcher):
 
     def _launch(self, lane: Lane) -> ChromiumBrowser:
         shared = self._shared_files()
-        return ChromiumBrowser(self._cfg, lane, shared / "nssdb" if shared else None)
+        return ChromiumBrowser(self._cfg, lane, shared / "nssdb" if shared else None, self._resolve)
 
     def _make_shared(self, directory: Path) -> None:
         """The NSS database every browser copies into its ``HOME``."""

@@ -54,8 +54,17 @@ log = logging.getLogger(__name__)
 EVENT_GRACE_SECONDS = 2.0
 
 
-def proxy_prefs(lane: Lane) -> dict[str, object]:
-    """Everything through the lane's SocksPort, names resolved by tor, loopback included."""
+def proxy_prefs(lane: Lane, resolve: dict[str, str] | None = None) -> dict[str, object]:
+    """Everything through the lane's SocksPort, names resolved by tor, loopback included; on the direct
+    lane no proxy, and ``resolve``'s names answered with their address (Firefox can force one address
+    for every name, ``network.dns.forceResolve``, so they must all map to one)."""
+    if lane.direct:
+        addresses = set((resolve or {}).values())
+        if len(addresses) > 1:
+            raise FetchError("browser", "a Firefox-family browser without a proxy can pin every host name to one "
+                                        f"address only, and baseline.resolve names {len(addresses)}")
+        return {"network.proxy.type": 0, "network.http.http3.enable": False,
+                **({"network.dns.forceResolve": addresses.pop()} if addresses else {})}
     return {
         "network.proxy.type": 1,  # manual
         "network.proxy.socks": lane.socks_host,
@@ -128,8 +137,8 @@ QUIET_PREFS: dict[str, object] = {
 SYSTEM_ACCESS_ARGUMENT = "-remote-allow-system-access"
 
 
-def browser_prefs(lane: Lane) -> dict[str, object]:
-    return {**QUIET_PREFS, **proxy_prefs(lane)}
+def browser_prefs(lane: Lane, resolve: dict[str, str] | None = None) -> dict[str, object]:
+    return {**QUIET_PREFS, **proxy_prefs(lane, resolve)}
 
 
 # Chrome-context script (Marionette runs it in the browser window, where Services, Cc and Ci are
@@ -268,8 +277,9 @@ class GeckoFetcher(BrowserFetcher):
 
     name = "gecko"
 
-    def __init__(self, cfg: BrowserFetcherConfig, classify: Callable[[Response], Verdict]):
-        super().__init__(cfg, classify)
+    def __init__(self, cfg: BrowserFetcherConfig, classify: Callable[[Response], Verdict],
+                 resolve: dict[str, str] | None = None, label: str | None = None):
+        super().__init__(cfg, classify, resolve, label)
         self._profile: FirefoxProfile | None = None
 
     def _launch(self, lane: Lane) -> GeckoBrowser:

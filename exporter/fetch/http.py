@@ -9,6 +9,12 @@ Certificates are checked with one SSL context per fetcher, loaded once:
 given a CA bundle's path, requests has urllib3 load it into a new context for
 every connection, about 20 ms of CPU for certifi's roots, the largest part of
 an HTTPS probe's cost to the exporter.
+
+On the direct lane (the control without Tor) there is no proxy, and
+``trust_env`` stays off so HTTP(S)_PROXY cannot put one back.  ``resolve``
+pins host names to addresses for those fetches the way ``curl --resolve``
+does: the socket goes to the address while the Host header, TLS SNI and
+certificate check keep using the name.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from urllib.parse import urljoin
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.ssl_ import create_urllib3_context
 
 from exporter.config import HttpFetcherConfig
@@ -41,21 +49,39 @@ class HttpFetcher:
 
     name = "http"
 
-    def __init__(self, config: HttpFetcherConfig):
+    def __init__(self, config: HttpFetcherConfig, resolve: dict[str, str] | None = None, label: str = "http"):
+        """``resolve`` maps host names to addresses for direct fetches; ``label`` is the ``fetcher`` label."""
         self.config = config
+        self.name = label
         self.headers = {"User-Agent": config.user_agent, **BROWSER_HEADERS, **config.headers}
         self.tls = trust_context(config.ca_file)
+        self._resolve = {host.lower(): address for host, address in (resolve or {}).items()}
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """(client, version) for captcha_fetcher_info: the HTTP library this fetcher is."""
+        return "python-requests", requests.__version__
+
+    def session(self, lane: Lane) -> requests.Session:
+        """A fresh session for one fetch on ``lane``: through its SocksPort, or direct."""
+        session = requests.Session()
+        session.trust_env = False  # never let HTTP(S)_PROXY or NO_PROXY bypass tor (or add a proxy to direct)
+        adapter = TrustedTLS(self.tls)
+        if not lane.direct:
+            proxy = f"socks5h://{lane.socks_host}:{lane.socks_port}"
+            session.proxies = {"http": proxy, "https": proxy}
+        elif self._resolve:
+            pin_addresses(adapter, self._resolve)
+            session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
 
     def fetch(self, url: str, lane: Lane, timeout: float) -> FetchResult:
         deadline = time.monotonic() + timeout
-        proxy = f"socks5h://{lane.socks_host}:{lane.socks_port}"
         started = time.monotonic()
         responses: list[Response] = []
         ttfb = None
-        with requests.Session() as session:
-            session.trust_env = False  # never let HTTP(S)_PROXY or NO_PROXY bypass tor
-            session.proxies = {"http": proxy, "https": proxy}
-            session.mount("https://", TrustedTLS(self.tls))
+        with self.session(lane) as session:
             while True:
                 response, elapsed = self._get(session, url, deadline)
                 ttfb = elapsed if ttfb is None else ttfb
@@ -169,3 +195,26 @@ def _remaining(deadline: float, url: str) -> float:
 def _short(exc: Exception) -> str:
     text = str(exc)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def pin_addresses(adapter: HTTPAdapter, resolve: dict[str, str]) -> None:
+    """Make ``adapter``'s connections dial ``resolve[host]`` but keep ``host`` for Host, SNI and verification."""
+
+    class Pinned:
+        def _new_conn(self):
+            # urllib3 dials _dns_host, which also names the Host header, SNI and the
+            # certificate check: swap in the address for the dial only.
+            name = self._dns_host
+            self._dns_host = resolve.get(name.rstrip(".").lower(), name)
+            try:
+                return super()._new_conn()
+            finally:
+                self._dns_host = name
+
+    class PinnedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = type("PinnedHTTPConnection", (Pinned, HTTPConnection), {})
+
+    class PinnedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = type("PinnedHTTPSConnection", (Pinned, HTTPSConnection), {})
+
+    adapter.poolmanager.pool_classes_by_scheme = {"http": PinnedHTTPPool, "https": PinnedHTTPSPool}

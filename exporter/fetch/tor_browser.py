@@ -22,6 +22,7 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from selenium.webdriver.firefox.firefox_profile import FirefoxProfile
 from selenium.webdriver.firefox.options import Options
@@ -46,13 +47,6 @@ TOR_ENDPOINT_VARIABLES = ("TOR_SOCKS_HOST", "TOR_SOCKS_PORT", "TOR_SOCKS_IPC_PAT
                           "TOR_CONTROL_HOST", "TOR_CONTROL_PORT", "TOR_CONTROL_IPC_PATH")
 
 
-def fetcher_label(security_level: str) -> str:
-    """The ``fetcher`` label value: one per security level, so three at most."""
-    if security_level not in SECURITY_SLIDER:
-        raise ValueError(f"unknown Tor Browser security level {security_level!r}")
-    return f"tor-browser-{security_level}"
-
-
 def security_level_prefs(security_level: str) -> dict[str, object]:
     return {
         "browser.security_level.security_slider": SECURITY_SLIDER[security_level],
@@ -60,8 +54,10 @@ def security_level_prefs(security_level: str) -> dict[str, object]:
     }
 
 
-def tor_browser_prefs(lane: Lane, security_level: str) -> dict[str, object]:
-    return {**browser_prefs(lane), **security_level_prefs(security_level)}
+def tor_browser_prefs(lane: Lane, security_level: str, prefs: Mapping[str, object] = MappingProxyType({}),
+                      resolve: dict[str, str] | None = None) -> dict[str, object]:
+    """The proxy (or none, on the direct lane), the security level, then a variant's own ``prefs``."""
+    return {**browser_prefs(lane, resolve), **security_level_prefs(security_level), **prefs}
 
 
 def tor_browser_env(tbb_path: Path, home: Path, base: Mapping[str, str]) -> dict[str, str]:
@@ -95,7 +91,8 @@ class RunningTorBrowserDriver(TorBrowserDriver):
     """
 
     def __init__(self, tbb_path: Path, socks_port: int, profile: FirefoxProfile, prefs: dict[str, object],
-                 headless: bool, service: Service):
+                 headless: bool, service: Service, arguments: tuple[str, ...] = ()):
+        """``socks_port`` 0: the direct lane, no SocksPort to check (``prefs`` turn the proxy off)."""
         self.use_custom_profile = False
         self.tor_cfg = tbb.USE_RUNNING_TOR
         self.tbb_path = str(tbb_path)
@@ -108,7 +105,12 @@ class RunningTorBrowserDriver(TorBrowserDriver):
         self.options.add_argument(SYSTEM_ACCESS_ARGUMENT)
         if headless:
             self.options.add_argument("-headless")
-        self.init_ports(tbb.USE_RUNNING_TOR, socks_port, None)
+        for argument in arguments:
+            self.options.add_argument(argument)
+        if socks_port:
+            self.init_ports(tbb.USE_RUNNING_TOR, socks_port, None)
+        else:
+            self.socks_port, self.control_port = 0, tbb.DEFAULT_CONTROL_PORT
         self.init_prefs(prefs, "")
         WebDriver.__init__(self, options=self.options, service=service)
         self.is_running = True
@@ -118,13 +120,13 @@ class RunningTorBrowserDriver(TorBrowserDriver):
 class TorBrowserFetcher(GeckoFetcher):
     """``fetch(url, lane, timeout)`` with a warm Tor Browser per lane at ``security_level``."""
 
-    def __init__(self, cfg: TorBrowserConfig, classify):
+    def __init__(self, cfg: TorBrowserConfig, classify, resolve: dict[str, str] | None = None,
+                 label: str | None = None):
         if cfg.tbb_path is None:
             raise ValueError("the tor-browser fetcher needs tbb_path: the folder that holds Browser/")
         if not (cfg.tbb_path / tbb.DEFAULT_TBB_FX_BINARY_PATH).is_file():
             raise ValueError(f"{cfg.tbb_path} holds no {tbb.DEFAULT_TBB_FX_BINARY_PATH}: not a Tor Browser")
-        self.name = fetcher_label(cfg.security_level)
-        super().__init__(cfg, classify)
+        super().__init__(cfg, classify, resolve, label or f"tor-browser-{cfg.security_level}")
 
     def _needs_shared(self) -> bool:
         return True  # Tor Browser's own profile.default carries its extensions and settings
@@ -136,5 +138,6 @@ class TorBrowserFetcher(GeckoFetcher):
         tbb_path = self._cfg.tbb_path
         service = driver_service(self._cfg.driver, tor_browser_env(tbb_path, home, os.environ),
                                  cwd=tbb_path / tbb.DEFAULT_TBB_BROWSER_DIR)
-        return RunningTorBrowserDriver(tbb_path, lane.socks_port, profile,
-                                       tor_browser_prefs(lane, self._cfg.security_level), self._cfg.headless, service)
+        cfg = self._cfg
+        prefs = tor_browser_prefs(lane, cfg.security_level, cfg.prefs, self._resolve)
+        return RunningTorBrowserDriver(tbb_path, lane.socks_port, profile, prefs, cfg.headless, service, cfg.arguments)

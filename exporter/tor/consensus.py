@@ -94,8 +94,10 @@ def current_consensus(controller) -> NetworkStatusDocumentV3:
     raise LookupError("tor has no consensus yet (GETINFO and cached consensus files gave nothing)")
 
 
-def read_exits(controller, country_of: Callable[[str], str]) -> Consensus:
-    """The exits of tor's current consensus with exit probability and country."""
+def read_exits(controller, country_of: Callable[[str], str],
+               details_of: Callable[[str], dict[str, str]] = lambda address: {}) -> Consensus:
+    """The exits of tor's current consensus with exit probability and country; ``details_of(address)``
+    gives the other ExitRelay fields known about an address (continent, asn, as_name)."""
     document = current_consensus(controller)
     relays = tuple(document.routers.values())
     probabilities = exit_probabilities(relays, document.bandwidth_weights)
@@ -108,6 +110,7 @@ def read_exits(controller, country_of: Callable[[str], str]) -> Consensus:
             bandwidth=entry.bandwidth or 0,
             probability=probabilities[entry.fingerprint],
             country=country_of(entry.address),
+            **details_of(entry.address),
         )
         for entry in relays
         if entry.fingerprint in probabilities

@@ -1,4 +1,5 @@
-"""The country of a relay address: a GeoIP2 Country database, else tor's own GeoIP table."""
+"""Where a relay address is: its country (a GeoIP2 Country database, else tor's own GeoIP table),
+its continent (that database only) and its network (a GeoLite2/GeoIP2 ASN database, when given)."""
 
 from __future__ import annotations
 
@@ -15,21 +16,25 @@ log = logging.getLogger(__name__)
 UNKNOWN = "??"
 
 
-class CountryLookup:
-    """``lookup(address) -> "DE"`` (uppercase ISO 3166 alpha-2) or ``"??"``; results are cached.
+class GeoLookup:
+    """``lookup(address) -> "DE"`` (uppercase ISO 3166 alpha-2) or ``"??"``; ``details(address)`` gives the
+    continent and network facts of an ExitRelay.  Results are cached.
 
-    With ``country_db`` (a GeoLite2/GeoIP2 Country mmdb) the database answers;
-    without it tor does, through ``GETINFO ip-to-country/<ip>``, which needs
-    tor's geoip files (Debian: tor-geoipdb) and answers ``??`` for private
-    addresses.
+    With ``country_db`` (a GeoLite2/GeoIP2 Country mmdb) the database answers,
+    continent included; without it tor does, through ``GETINFO
+    ip-to-country/<ip>``, which needs tor's geoip files (Debian: tor-geoipdb),
+    answers ``??`` for private addresses and knows no continents.  ``asn_db``
+    (a GeoLite2/GeoIP2 ASN mmdb) names each address's autonomous system.
     """
 
-    def __init__(self, country_db: Path | None, controller=None):
+    def __init__(self, country_db: Path | None, controller=None, asn_db: Path | None = None):
         if country_db is None and controller is None:
-            raise ValueError("CountryLookup needs a country database or a tor controller")
+            raise ValueError("GeoLookup needs a country database or a tor controller")
         self._reader = geoip2.database.Reader(str(country_db)) if country_db else None
+        self._asn_reader = geoip2.database.Reader(str(asn_db)) if asn_db else None
         self._controller = controller
         self._cache: dict[str, str] = {}
+        self._details: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, address: str) -> str:
@@ -41,6 +46,18 @@ class CountryLookup:
         with self._lock:
             self._cache[address] = country
         return country
+
+    def details(self, address: str) -> dict[str, str]:
+        """``{"continent": "EU", "asn": "AS24940", "as_name": "Hetzner Online GmbH"}``: the ExitRelay
+        fields besides the country ("??" and "" when unknown)."""
+        with self._lock:
+            cached = self._details.get(address)
+        if cached is not None:
+            return cached
+        found = {"continent": self._continent(address), **self._network(address)}
+        with self._lock:
+            self._details[address] = found
+        return found
 
     def _from_database(self, address: str) -> str:
         try:
@@ -57,11 +74,31 @@ class CountryLookup:
             return UNKNOWN
         return code.upper() if code and len(code) == 2 and code.isalpha() else UNKNOWN
 
-    def close(self) -> None:
-        if self._reader:
-            self._reader.close()
+    def _continent(self, address: str) -> str:
+        if self._reader is None:
+            return UNKNOWN
+        try:
+            code = self._reader.country(address).continent.code
+        except (geoip2.errors.AddressNotFoundError, ValueError):
+            return UNKNOWN
+        return code.upper() if code else UNKNOWN
 
-    def __enter__(self) -> CountryLookup:
+    def _network(self, address: str) -> dict[str, str]:
+        if self._asn_reader is None:
+            return {"asn": "", "as_name": ""}
+        try:
+            found = self._asn_reader.asn(address)
+        except (geoip2.errors.AddressNotFoundError, ValueError):
+            return {"asn": "", "as_name": ""}
+        number = found.autonomous_system_number
+        return {"asn": f"AS{number}" if number else "", "as_name": found.autonomous_system_organization or ""}
+
+    def close(self) -> None:
+        for reader in (self._reader, self._asn_reader):
+            if reader:
+                reader.close()
+
+    def __enter__(self) -> GeoLookup:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -11,7 +11,10 @@ class ExitRelay:
 
     ``probability`` is the exit probability as Tor Metrics computes it
     (consensus weight × Wee or Wed / 10000, normalised over all exits);
-    ``country`` is an uppercase ISO 3166 alpha-2 code, or "??".
+    ``country`` is an uppercase ISO 3166 alpha-2 code, or "??"; ``continent`` a
+    two-letter continent code (GeoIP2: AF AN AS EU NA OC SA), or "??";
+    ``asn`` the autonomous system as ``AS<number>`` and ``as_name`` its
+    organisation, or "" when no ASN database knows the address.
     """
 
     fingerprint: str
@@ -21,3 +24,6 @@ class ExitRelay:
     bandwidth: int
     probability: float
     country: str = "??"
+    continent: str = "??"
+    asn: str = ""
+    as_name: str = ""

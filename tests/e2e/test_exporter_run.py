@@ -72,7 +72,7 @@ def test_run_counts_what_each_exit_gets(testbed, staged_policy, run_exporter, tm
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         samples = exporter.samples()
-        if all(value(samples, "captcha_probes_total", target=t, fetcher="http", country=c) >= 1
+        if all(value(samples, "captcha_probes_total", target=t, fetcher="http", route="tor", country=c) >= 1
                for t in ("news", "shop") for c in country.values()):
             break
         time.sleep(2)
@@ -94,11 +94,15 @@ def test_run_counts_what_each_exit_gets(testbed, staged_policy, run_exporter, tm
                                  provider=expected[1]) == seen, (site, nickname, kind)
                 else:
                     assert seen == 0, (site, nickname, kind, "counted where the policy serves no gate")
-    assert value(samples, "captcha_probe_errors_total", target="news", fetcher="http", reason="circuit") == 0
+    assert value(samples, "captcha_probe_errors_total", target="news", fetcher="http", route="tor", reason="circuit") == 0
 
-    # the load-time histogram is filled, one observation per answered probe
-    answered = total(samples, "captcha_probes_total", target="news")
-    assert value(samples, "captcha_page_load_seconds_count", target="news", fetcher="http") == answered > 0
+    # the load-time histogram is filled, one observation per answered probe, on each route
+    for route in ("tor", "direct"):
+        answered = total(samples, "captcha_probes_total", target="news", route=route)
+        assert value(samples, "captcha_page_load_seconds_count", target="news", fetcher="http", route=route) == \
+            answered > 0, route
+    assert total(samples, "captcha_challenges_total", target="news", route="direct") == 0, \
+        "the policy serves the real page to direct fetches"
 
     # exit weights: sum to 1 and equal the formula computed here from the same consensus
     for _ in range(20):

@@ -34,7 +34,7 @@ def test_only_modified_pages_count_as_changed(testbed, run_exporter, tmp_path):
         while True:
             samples = exporter.samples()
             compared = total(samples, "captcha_page_changed_total", target="news")
-            if all(value(samples, "captcha_probes_total", target=t, fetcher="http", country=c) >= 2
+            if all(value(samples, "captcha_probes_total", target=t, fetcher="http", route="tor", country=c) >= 2
                    for c in country.values() for t in ("news", "forum", "login")) and compared >= 3:
                 break
             assert time.monotonic() < deadline, exporter.log.read_text()[-3000:]
@@ -44,7 +44,7 @@ def test_only_modified_pages_count_as_changed(testbed, run_exporter, tmp_path):
 
     for nickname in names:
         for kind in ("injected", "rewritten", "different"):
-            seen = value(samples, "captcha_page_changed_total", target="news", fetcher="http",
+            seen = value(samples, "captcha_page_changed_total", target="news", fetcher="http", route="tor",
                          country=country[nickname], kind=kind)
             if modified.get(nickname) == kind:
                 assert seen >= 1, (nickname, kind)

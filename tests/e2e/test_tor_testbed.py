@@ -24,7 +24,7 @@ from exporter.config import TorConfig
 from exporter.tor.circuit import CircuitError, CircuitPinner
 from exporter.tor.consensus import allows_port, read_exits
 from exporter.tor.control import open_tor
-from exporter.tor.geo import CountryLookup
+from exporter.tor.geo import GeoLookup
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +51,7 @@ def tor(state):
 
 @pytest.fixture(scope="module")
 def consensus(tor, state):
-    with CountryLookup(Path(state["geoip_db"]), tor.controller) as country_of:
+    with GeoLookup(Path(state["geoip_db"]), tor.controller) as country_of:
         return read_exits(tor.controller, country_of)
 
 
@@ -293,7 +293,7 @@ def test_launch_mode_starts_a_tor_that_joins_the_test_network(testbed, state, tm
     try:
         assert ours.process is not None and ours.process.poll() is None
         assert ours.wait_bootstrapped(90), ours.controller.get_info("status/bootstrap-phase")
-        with CountryLookup(Path(state["geoip_db"]), ours.controller) as country_of:
+        with GeoLookup(Path(state["geoip_db"]), ours.controller) as country_of:
             consensus = read_exits(ours.controller, country_of)
         assert {relay.fingerprint for relay in consensus.exits} == {exit["fingerprint"] for exit in state["exits"]}
         pinner = CircuitPinner(ours.controller, ours.lanes)

@@ -10,6 +10,7 @@ team's mixin config (another job name). Prometheus listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import socket
@@ -32,26 +33,36 @@ from support import promql_catalog, rendered_mixin
 
 ROOT = Path(__file__).resolve().parents[2]
 
-LABEL_VALUES = {"target": "news", "fetcher": "chromium", "country": "DE", "provider": "cloudflare",
-                "reason": "timeout", "outcome": "cleared", "kind": "injected", "fingerprint": "A" * 40,
-                "nickname": "exit1", "version": "0.1.0", "revision": "0123456789ab",
+DAY = 86400
+# A label's value, or its values: a metric gets one series per combination. Both routes, a changed and an
+# unexpected page, and four exits first seen at ages in each relay-age bucket.
+LABEL_VALUES = {"target": "news", "fetcher": "chromium", "route": ("tor", "direct"), "country": "DE",
+                "provider": "cloudflare", "reason": "timeout", "outcome": "cleared", "kind": ("injected", "unexpected"),
+                "fingerprint": tuple(c * 40 for c in "ABCD"), "nickname": "exit1", "continent": "EU",
+                "asn": "AS64496", "as_name": "Testbed Hosting", "verdict": "challenge", "browser": "chrome",
+                "settings": "prefs.intl.accept_languages=de", "version": "0.1.0", "revision": "0123456789ab",
                 "tor_version": "0.4.9.1"}
+AGE_SECONDS = {"A" * 40: 2 * DAY, "B" * 40: 20 * DAY, "C" * 40: 100 * DAY, "D" * 40: 1000 * DAY}
 WAIT_SECONDS = 60
 
 
 class ContractCollector:
-    """One series per contract metric; counters grow by one per second since start."""
+    """One series per contract metric and label combination; counters grow by one per second since start."""
 
     def __init__(self):
         self.started = time.time()
 
-    def gauge_value(self, name: str, now: float) -> float:
+    def gauge_value(self, name: str, labels: dict[str, str], now: float) -> float:
         if name == "captcha_consensus_valid_after_timestamp_seconds":
             return now - 600
+        if name == "captcha_exit_first_seen_timestamp_seconds":
+            return now - AGE_SECONDS[labels["fingerprint"]]
         if name.endswith("_timestamp_seconds"):
             return now
         if name.endswith("_ratio") or name == "captcha_exit_weight":
             return 0.25
+        if name == "captcha_exit_gate_probes":
+            return 3  # a run long enough for the drill-down tables
         return 1
 
     def collect(self):
@@ -60,16 +71,21 @@ class ContractCollector:
         yield from ProcessCollector(pid=lambda: "self", registry=None).collect()
         for name, kind, label_names in promql_catalog.contract_table():
             labels = sorted(label_names)
-            values = [LABEL_VALUES[label] for label in labels]
+            choices = [LABEL_VALUES[label] if isinstance(LABEL_VALUES[label], tuple) else (LABEL_VALUES[label],)
+                       for label in labels]
             if kind == "counter":
                 family = CounterMetricFamily(name.removesuffix("_total"), name, labels=labels)
-                family.add_metric(values, elapsed)
             elif kind == "histogram":
                 family = HistogramMetricFamily(name, name, labels=labels)
-                family.add_metric(values, [("5.0", elapsed / 2), ("+Inf", elapsed)], sum_value=elapsed * 4)
             else:
                 family = GaugeMetricFamily(name, name, labels=labels)
-                family.add_metric(values, self.gauge_value(name, now))
+            for values in itertools.product(*choices):
+                if kind == "counter":
+                    family.add_metric(list(values), elapsed)
+                elif kind == "histogram":
+                    family.add_metric(list(values), [("5.0", elapsed / 2), ("+Inf", elapsed)], sum_value=elapsed * 4)
+                else:
+                    family.add_metric(list(values), self.gauge_value(name, dict(zip(labels, values)), now))
             yield family
 
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
 import yaml
@@ -23,8 +22,9 @@ def exporter_config(state: dict, port: int, data_dir: Path, control_port: int | 
                     {"name": "shop", "url": edge["sites"]["shop"]}],
         "schedule": {"interval": "10s", "exits_per_run": len(state["exits"]), "concurrency": 2},
         "fetchers": {"http": {"ca_file": edge["ca_file"], "timeout": "15s"}},
-        "geoip": {"country_db": state["geoip_db"]},
-        "baseline": {"resolve": {urlsplit(url).hostname: "127.0.0.1" for url in edge["sites"].values()}},
+        "geoip": {"country_db": state["geoip_db"], "asn_db": state["asn_db"]},
+        "onionoo": {"url": state["onionoo"]["url"]},
+        "baseline": {"resolve": {host: "127.0.0.1" for host in edge["hostnames"]}},
         "web": {"listen": f"127.0.0.1:{port}"},
         "data_dir": str(data_dir),
     }

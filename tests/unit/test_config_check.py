@@ -34,6 +34,24 @@ def test_summary_names_cron_and_custom_signatures(tmp_path, capsys, monkeypatch)
         f"{path}: OK (1 target, fetchers firefox, tor connect, cron '*/5 * * * *', 1 lane, 2 custom signatures)\n")
 
 
+def test_summary_names_variants_after_their_kind(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("targets: [{name: a, url: 'http://a/', fetchers: [chromium-de, http, chromium, ff-rfp]}]\n"
+                    "fetchers:\n  variants:\n    chromium-de: {kind: chromium, arguments: [--lang=de-DE]}\n"
+                    "    ff-rfp: {kind: firefox, prefs: {privacy.resistFingerprinting: true}}\n")
+    assert main(["check-config", str(path)]) == 0
+    assert "fetchers http+chromium+chromium-de+ff-rfp," in capsys.readouterr().out
+
+
+def test_an_expectation_that_can_never_hold_is_refused(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("targets:\n  - name: a\n    url: http://a/\n    expect: {status: 302, title: Home}\n")
+    assert main(["check-config", str(path)]) == 1
+    assert capsys.readouterr().err == (f"{path}:4: targets[0].expect.status: a probe judges the page its redirects "
+                                       "lead to, which never has status 302; expect a status from 200-299 or "
+                                       "400-599\n")
+
+
 def test_invalid_config_prints_the_error_to_stderr(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text("targets:\n  - name: a\n    url: gopher://a/\n")

@@ -154,6 +154,46 @@ BAD_CONFIGS = [
     ("infinite-duration", TARGET + "schedule:\n  window: .inf\n", 4, "schedule.window", "finite number"),
     ("null-required", "targets:\n  - name:\n    url: https://a.example/\n",
      2, "targets[0].name", "expected a string, got nothing"),
+    ("expect-a-redirect", CHANGED.removesuffix("change:\n") + "expect:\n      status: 301\n",
+     5, "targets[0].expect.status", "never has status 301; expect a status from 200-299 or 400-599"),
+    ("expect-informational", CHANGED.removesuffix("change:\n") + "expect: {status: 101}\n",
+     4, "targets[0].expect.status", "never has status 101"),
+    ("expect-nothing", CHANGED.removesuffix("change:\n") + "expect: {}\n",
+     4, "targets[0].expect", "needs a status, a title or both"),
+    ("direct-not-a-bool", CHANGED.removesuffix("change:\n") + "direct: no-tor\n",
+     4, "targets[0].direct", "expected true or false"),
+    ("variant-unknown-kind", TARGET + "fetchers:\n  variants:\n    chromium-de: {kind: chrome}\n",
+     5, "fetchers.variants.chromium-de.kind", "unknown fetcher kind 'chrome' (did you mean 'chromium'?)"),
+    ("variant-without-kind", TARGET + "fetchers:\n  variants:\n    quiet:\n      headless: true\n",
+     6, "fetchers.variants.quiet.kind", "required key is missing"),
+    ("variant-key-of-another-kind", TARGET + "fetchers:\n  variants:\n    c:\n      kind: chromium\n"
+                                             "      security_level: safest\n",
+     7, "fetchers.variants.c.security_level", "unknown key 'security_level'"),
+    ("variant-named-like-a-label", TARGET + "fetchers:\n  variants:\n    tor-browser-safest: {kind: tor-browser}\n",
+     5, "fetchers.variants.tor-browser-safest", "already the label of a fetcher kind"),
+    ("variant-bad-name", TARGET + "fetchers:\n  variants:\n    Chromium.DE: {kind: chromium}\n",
+     5, "fetchers.variants.Chromium.DE", "invalid variant name"),
+    ("variant-bad-pref", TARGET + "fetchers:\n  variants:\n    f:\n      kind: firefox\n"
+                                  "      prefs: {a.b: [1]}\n",
+     7, "fetchers.variants.f.prefs.a.b", "expected true, false, an integer or a string"),
+    ("target-names-no-variant", """\
+        targets:
+          - name: shop
+            url: https://shop.example/
+            fetchers: [chromium, chromium-dee]
+        fetchers:
+          variants:
+            chromium-de: {kind: chromium, arguments: [--lang=de-DE]}
+        """, 4, "targets[0].fetchers[1]", "unknown fetcher 'chromium-dee' (did you mean 'chromium-de'?)"),
+    ("tor-browser-variant-without-bundle", """\
+        targets:
+          - name: shop
+            url: https://shop.example/
+            fetchers: [tb-safest]
+        fetchers:
+          variants:
+            tb-safest: {kind: tor-browser, security_level: safest}
+        """, 4, "targets[0].fetchers[0]", "needs fetchers.variants.tb-safest.tbb_path"),
 ]
 
 

@@ -22,16 +22,21 @@ def full_config(tmp_path) -> str:
     return textwrap.dedent("""\
         tor: {mode: connect, control: "[::1]:9151", socks: "localhost:9150", cookie_file: ~/c, circuit_timeout: 1m}
         targets:
-          - {name: shop, url: "https://shop.example:8443/", interval: 90, fetchers: [tor-browser, http],
+          - {name: shop, url: "https://shop.example:8443/", interval: 90, fetchers: [tor-browser, http, tb-rfp],
              expect: {status: 200}, change: {ignore: ['\\d+ left'], mask_numbers: true, baseline_interval: 1h30m}}
-          - {name: news, url: "http://news.example/"}
+          - {name: news, url: "http://news.example/", direct: false, fetchers: [chromium, chromium-de]}
         exits: {countries: [de], flags: [fast], top: 3}
         schedule: {cron: "*/15 * * * *", jitter: 500ms, concurrency: 4, window: 12h}
         fetchers:
           http: {max_body_bytes: 1MB, ca_file: ca.pem, headers: {X-Count: 3}}
           chromium: {driver: ./bin/chromedriver, memory_limit: 2GiB, challenge_wait: 0.30000000000000004}
           tor-browser: {tbb_path: tbb, security_level: safest}
+          variants:
+            tb-rfp: {kind: tor-browser, security_level: standard, prefs: {privacy.resistFingerprinting: true}}
+            chromium-de: {kind: chromium, arguments: [--lang=de-DE], prefs: {intl.accept_languages: de-DE}}
         web: {listen: "0.0.0.0:9100"}
+        onionoo: {url: "http://onionoo.test:8080/details", interval: 1h}
+        history: {retention: 2d, max_probes: 5000}
         evidence: {max_bytes: 100000000000000000000}
         baseline: {resolve: {shop.example: 127.0.0.1}}
         """)
@@ -58,8 +63,24 @@ def test_rendered_config_uses_the_keys_an_operator_writes(tmp_path):
     assert "interval" not in data["targets"][1]  # follows schedule.cron
     assert data["targets"][0]["interval"] == "90s"
     assert data["fetchers"]["chromium"]["challenge_wait"] == 0.30000000000000004  # "0.3s" would round it
+    # a variant shows the keys it changes from its kind's section
+    assert data["fetchers"]["variants"] == {
+        "tb-rfp": {"kind": "tor-browser", "security_level": "standard", "prefs": {"privacy.resistFingerprinting": True}},
+        "chromium-de": {"kind": "chromium", "arguments": ["--lang=de-DE"], "prefs": {"intl.accept_languages": "de-DE"}}}
     assert data["web"] == {"listen": "0.0.0.0:9100"}
     assert data["baseline"] == {"resolve": {"shop.example": "127.0.0.1"}}
+
+
+def test_a_variant_starts_from_its_kinds_section(tmp_path):
+    config = parse_config(full_config(tmp_path), base_dir=tmp_path)
+    kind, settings = config.fetchers.resolve("chromium-de")
+    assert kind == "chromium" and settings.memory_limit_bytes == 2 * 2**30, "inherited from fetchers.chromium"
+    assert settings.arguments == ("--lang=de-DE",) and config.fetchers.chromium.arguments == ()
+    kind, settings = config.fetchers.resolve("tb-rfp")
+    assert (kind, settings.security_level, settings.tbb_path) == ("tor-browser", "standard", tmp_path / "tbb")
+    assert [config.fetchers.label(name) for name in ("tor-browser", "tb-rfp", "http")] == [
+        "tor-browser-safest", "tb-rfp", "http"]
+    assert config.targets[1].direct is False and config.targets[0].direct is True
 
 
 def test_secrets_are_redacted(tmp_path):

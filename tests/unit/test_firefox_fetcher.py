@@ -10,6 +10,7 @@ import contextlib
 import subprocess
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from selenium.common.exceptions import TimeoutException, WebDriverException
@@ -75,6 +76,7 @@ class FakeService:
 
 class FakeDriver:
     CONTEXT_CHROME = "chrome"
+    capabilities: ClassVar[dict] = {"browserName": "firefox", "browserVersion": "153.0.1"}
 
     def __init__(self, sites):
         self.sites = sites
@@ -234,8 +236,10 @@ def test_timeout_discards_the_browser_and_kills_its_processes(fetchers):
 def test_warm_browser_serves_probes_until_recycled(fetchers):
     sites = {"http://news.test/": Site(events=[started("http://news.test/", 200)])}
     fetcher = fetchers(sites, cfg=BrowserFetcherConfig(recycle_after=2))
+    assert fetcher.identity is None
     for _ in range(3):
         fetcher.fetch("http://news.test/", LANE, timeout=30)
+    assert fetcher.identity == ("firefox", "153.0.1"), "as the running browser reports itself"
     first, second = fetcher.drivers
     assert first.actions.count(("wipe",)) == 2 and second.actions.count(("wipe",)) == 1
     assert first.service.process.poll() is not None and second.service.process.poll() is None

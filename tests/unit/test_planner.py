@@ -23,7 +23,7 @@ def tor(monkeypatch):
     Tor = SimpleNamespace(policy={}, asked=[],
                           consensus=Consensus(exits=EXITS, relays=[], valid_after=datetime(2026, 1, 1, tzinfo=UTC)))
 
-    monkeypatch.setattr(planner_module, "read_exits", lambda controller, country_of: Tor.consensus)
+    monkeypatch.setattr(planner_module, "read_exits", lambda controller, country_of, details_of: Tor.consensus)
 
     def allows_port(controller, fingerprint, port):
         Tor.asked.append(fingerprint)

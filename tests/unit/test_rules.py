@@ -117,8 +117,8 @@ def test_rule_unit_tests_notice_a_broken_threshold(tmp_path):
     shutil.copytree(PROMETHEUS, tmp_path / "prometheus")
     alerts_file = tmp_path / "prometheus" / "rules" / "captcha-alerts.yml"
     text = alerts_file.read_text()
-    assert "ratio_rate1h > 0.2" in text
-    alerts_file.write_text(text.replace("ratio_rate1h > 0.2", "ratio_rate1h > 2", 1))
+    assert 'ratio_rate1h{job="captcha-exporter",route="tor"} > 0.2' in text
+    alerts_file.write_text(text.replace('route="tor"} > 0.2', 'route="tor"} > 2', 1))
     result = promtool("test", "rules", "prometheus/tests/alerts_test.yml", cwd=tmp_path)
     assert result.returncode != 0
     assert "CaptchaChallengeRateSpike" in result.stdout + result.stderr

@@ -1,5 +1,6 @@
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -15,7 +16,7 @@ from exporter.scheduler import (
     available_memory,
     run_period,
 )
-from exporter.values import Verdict
+from exporter.values import DIRECT_LANE, Verdict
 
 
 class FakeFetcher:
@@ -92,6 +93,47 @@ def test_one_circuit_serves_every_target_due_on_an_exit():
     assert sorted(r.target for r in results if r.exit.nickname == "exit1") == ["forum", "news", "shop"]
 
 
+def test_the_direct_control_probes_every_fetcher_on_the_direct_lane_one_target_at_a_time():
+    results, done, on_result = collector(2)
+    pins, lanes, gate = [], [], threading.Event()
+
+    class Held(FakeFetcher):
+        def fetch(self, url, lane, timeout):
+            gate.wait(5)
+            lanes.append(lane)
+            return super().fetch(url, lane, timeout)
+
+    prober = Prober([LANE], lambda lane, exit: pins.append(exit), {"http": Held()}, {"http": 5}, ok, on_result)
+    two_fetchers = target(fetchers=("http", "chromium"))
+    assert prober.submit_direct(two_fetchers)
+    assert not prober.submit_direct(two_fetchers), "already queued"
+    gate.set()
+    assert done.wait(5)
+    prober.shutdown()
+    assert pins == [] and lanes == [DIRECT_LANE]
+    assert sorted((r.fetcher, r.route, r.exit, r.error_reason) for r in results) == [
+        ("chromium", "direct", None, "browser"), ("http", "direct", None, None)]
+    assert prober.queued == 0 and prober.in_flight == 0
+
+
+def test_work_on_an_exit_borrows_a_lane_pinned_to_it_and_unpins_it_after():
+    pins = []
+
+    def pin(lane, exit):
+        if exit.nickname == "exit2":
+            raise PinError("circuit", "no circuit")
+        pins.append((lane.index, exit.nickname))
+
+    prober = Prober([LANE], pin, {"http": FakeFetcher()}, {"http": 5}, ok, lambda result: None,
+                    release=lambda lane: pins.append((lane.index, "released")))
+    assert prober.on_exit(relay(3), lambda lane: f"fetched on lane {lane.index}").result(5) == "fetched on lane 0"
+    with pytest.raises(PinError):
+        prober.on_exit(relay(2), lambda lane: "never").result(5)
+    assert prober.on_exit(relay(4), lambda lane: "the lane came back").result(5) == "the lane came back"
+    prober.shutdown()
+    assert pins == [(0, "exit3"), (0, "released"), (0, "exit4"), (0, "released")]
+
+
 def test_backoff_doubles_after_repeated_failures_and_resets_on_success():
     backoff = Backoff(first=60, cap=200, after=3)
     for _ in range(2):
@@ -121,13 +163,20 @@ def test_a_target_run_skips_exits_backing_off_and_takes_least_recently_tried():
             submitted.append(exit.nickname)
             return True
 
+        def submit_direct(self, target):
+            submitted.append(f"direct:{target.name}")
+            return True
+
     prober = Recorder()
     prober.backoff.failed(relay(2).fingerprint, now=time.time())
     exits = [relay(1), relay(2), relay(3), relay(4)]
     last = {relay(1).fingerprint: 10.0, relay(3).fingerprint: 5.0}
     scheduler = Scheduler(Schedule(), prober, lambda t: exits, lambda name: last)
     assert scheduler.run_target(target(exits_per_run=2)) == 2
-    assert submitted == ["exit4", "exit3"]
+    assert submitted == ["exit4", "exit3", "direct:news"], "each run also queues the direct control"
+    submitted.clear()
+    scheduler.run_target(replace(target(exits_per_run=1), direct=False))
+    assert submitted == ["exit4"], "direct: false turns the control off"
 
 
 def test_auto_lanes_follow_cpus_and_memory():

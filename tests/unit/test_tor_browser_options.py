@@ -14,12 +14,11 @@ from exporter.fetch.gecko import driver_service
 from exporter.fetch.tor_browser import (
     RunningTorBrowserDriver,
     TorBrowserFetcher,
-    fetcher_label,
     security_level_prefs,
     tor_browser_env,
     tor_browser_prefs,
 )
-from exporter.values import Lane
+from exporter.values import DIRECT_LANE, Lane
 from testbed.tls import issue_certificates
 
 LANE = Lane(0, "127.0.0.1", 19050, 1)
@@ -46,17 +45,20 @@ def socks_port():
 
 
 @pytest.mark.parametrize("level, slider", [("standard", 4), ("safer", 2), ("safest", 1)])
-def test_security_level_is_a_preset_slider_and_a_bounded_label(level, slider):
+def test_security_level_is_a_preset_slider_and_a_bounded_label(level, slider, tbb):
     assert security_level_prefs(level) == {
         "browser.security_level.security_slider": slider,
         "browser.security_level.security_custom": False,
     }
-    assert fetcher_label(level) == f"tor-browser-{level}"
+    fetcher = TorBrowserFetcher(TorBrowserConfig(tbb_path=tbb, security_level=level), classify=None)
+    assert fetcher.name == f"tor-browser-{level}"
+    fetcher.close()
 
 
-def test_unknown_security_level_is_refused():
-    with pytest.raises(ValueError):
-        fetcher_label("paranoid")
+def test_a_variant_is_labelled_by_its_name(tbb):
+    fetcher = TorBrowserFetcher(TorBrowserConfig(tbb_path=tbb, security_level="safest"), None, label="tb-safest")
+    assert fetcher.name == "tb-safest" and fetcher.pool._name == "tb-safest"
+    fetcher.close()
 
 
 def test_prefs_combine_the_lane_proxy_and_the_security_level():
@@ -64,6 +66,16 @@ def test_prefs_combine_the_lane_proxy_and_the_security_level():
     assert prefs["network.proxy.socks_port"] == 19050 and prefs["network.proxy.allow_hijacking_localhost"] is True
     assert prefs["browser.security_level.security_slider"] == 1
     assert prefs["dom.security.https_only_mode"] is False
+
+
+def test_a_variants_own_prefs_come_last_and_the_direct_lane_has_no_proxy():
+    prefs = tor_browser_prefs(LANE, "safest", {"privacy.resistFingerprinting": False,
+                                               "browser.security_level.security_slider": 2})
+    assert prefs["privacy.resistFingerprinting"] is False and prefs["browser.security_level.security_slider"] == 2
+    direct = tor_browser_prefs(DIRECT_LANE, "safer", resolve={"news.test": "127.0.0.1"})
+    assert direct["network.proxy.type"] == 0 and "network.proxy.socks_port" not in direct
+    assert direct["network.dns.forceResolve"] == "127.0.0.1"
+    assert direct["browser.security_level.security_slider"] == 2
 
 
 def test_environment_points_at_the_bundle_and_never_at_another_tor(tbb, tmp_path):
@@ -117,6 +129,16 @@ def test_running_tor_driver_has_tbselenium_prefs_then_ours_and_no_process_side_e
     assert seen["cwd"] == cwd == os.getcwd()
     assert seen["environ"] == environ == dict(os.environ)
     assert driver.temp_profile_dir == "/tmp/rust_mozprofile"
+
+
+def test_running_tor_driver_on_the_direct_lane_checks_no_socks_port(tbb, tmp_path, monkeypatch):
+    seen = capture_start(monkeypatch)
+    service = driver_service("/usr/local/bin/geckodriver", {}, cwd=tbb / "Browser")
+    RunningTorBrowserDriver(tbb, 0, None, tor_browser_prefs(DIRECT_LANE, "standard"), True, service,
+                            arguments=("-lang", "de"))
+    moz = seen["options"].to_capabilities()["moz:firefoxOptions"]
+    assert moz["prefs"]["network.proxy.type"] == 0
+    assert moz["args"][-2:] == ["-lang", "de"]
 
 
 def test_running_tor_driver_refuses_a_lane_whose_socks_port_is_closed(tbb, tmp_path, monkeypatch):

@@ -1,14 +1,16 @@
 """What the web reads: readiness and status come from the owners' state, "started" is the exporter's start."""
 
 import time
+import types
 
 from support.spine_values import target
 
-from exporter.config import Config, ExitSelection
+from exporter.config import Config, ExitSelection, parse_config
+from exporter.metrics import FetcherInfo
 from exporter.planner import ExitPlanner
 from exporter.shard import Shard
 from exporter.supervisor import TorSupervisor
-from exporter.view import ExporterView
+from exporter.view import ExporterView, fetcher_infos
 
 
 def view(started: float) -> ExporterView:
@@ -27,3 +29,18 @@ def test_started_is_when_the_exporter_started_not_when_its_module_was_imported()
 def test_not_ready_before_tor_says_why():
     assert view(time.time()).ready() == (False, "connecting to tor")
     assert view(time.time()).snapshot().pairs == (("news", "http"),)
+
+
+def test_fetcher_info_names_the_running_browser_of_each_fetcher_and_its_variant_settings():
+    config = parse_config("""
+targets: [{name: a, url: 'http://a/', fetchers: [http, chromium, chromium-de]}]
+fetchers: {variants: {chromium-de: {kind: chromium, arguments: [--lang=de-DE]}}}
+""")
+    session = types.SimpleNamespace(fetchers={
+        "http": types.SimpleNamespace(name="http", identity=("python-requests", "2.32.3")),
+        "chromium": types.SimpleNamespace(name="chromium", identity=None),  # not started yet
+        "chromium-de": types.SimpleNamespace(name="chromium-de", identity=("chrome", "131.0.1"))})
+    assert fetcher_infos(config, session) == (
+        FetcherInfo("http", "http", "python-requests", "2.32.3", ""),
+        FetcherInfo("chromium-de", "chromium", "chrome", "131.0.1", "arguments=--lang=de-DE"))
+    assert fetcher_infos(config, None) == ()

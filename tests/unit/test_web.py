@@ -49,6 +49,10 @@ class FakeView:
     def probe(self, probe_id):
         return next((r for r in self.records if r["probe_id"] == probe_id), None)
 
+    def probes(self, limit, since, until, **equal):
+        self.asked = (limit, since, until, equal)
+        return list(reversed(self.records))[:limit]
+
     def config_text(self):
         return f"targets:\n- name: {HOSTILE}\n"
 
@@ -130,6 +134,20 @@ def test_config_is_plain_text(server):
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert HOSTILE in response.text
+
+
+def test_the_probes_api_answers_json_and_bounds_its_answer(server, view):
+    answer = requests.get(url(server, f"/api/v1/probes?target=news&exit=${'a' * 40}&verdict=challenge&limit=1"),
+                          timeout=10)
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/json"
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    data = answer.json()["data"]
+    assert [p["probe_id"] for p in data["probes"]] == [BARE] and data["truncated"] is True and data["limit"] == 1
+    assert view.asked == (2, None, None, {"target": "news", "fingerprint": "A" * 40, "verdict": "challenge"})
+    bad = requests.get(url(server, "/api/v1/probes?verdict=captcha"), timeout=10)
+    assert bad.status_code == 400 and bad.json() == {
+        "status": "error", "errorType": "bad_data",
+        "error": "verdict must be one of ok, widget, challenge, block, error, none, got 'captcha'"}
 
 
 def test_unknown_paths_are_404(server):

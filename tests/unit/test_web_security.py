@@ -15,7 +15,7 @@ from exporter.web import WebServer
 
 ROUTES = [("GET", "/"), ("GET", "/metrics"), ("GET", "/config"), ("GET", "/-/healthy"), ("GET", "/-/ready"),
           ("GET", f"/probe/{PROBE}"), ("GET", f"/evidence/{PROBE}/{HTML_FILE}"), ("POST", "/-/reload"),
-          ("GET", "/nope")]
+          ("GET", "/api/v1/probes?target=news&since=1h"), ("GET", "/nope")]
 
 
 @pytest.fixture
