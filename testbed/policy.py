@@ -36,7 +36,8 @@ BEHAVIOURS: dict[str, dict[str, float]] = {
     # other vendors' gates
     "datadome": {},
     "perimeterx": {},
-    "anubis": {"difficulty": 4},
+    "anubis": {"difficulty": 4},  # leading hex zeros: 16^difficulty hashes on average
+    "mcaptcha": {"difficulty_factor": 50_000},  # hashes on average (mCaptcha's difficulty factor)
     # the real page, modified, or headers announcing an onion service
     "injected": {},
     "rewritten": {},
@@ -55,6 +56,7 @@ BEHAVIOURS: dict[str, dict[str, float]] = {
 PARAMETER_RANGES = {
     "delay": (0.0, 600.0),
     "difficulty": (1, 6),
+    "difficulty_factor": (1, 100_000_000),
     "seconds": (0.0, 3600.0),
     "size": (1, 2**34),
     "code": (520, 527),
@@ -217,6 +219,7 @@ _SPREAD = (
     Behaviour("rewritten"),
     Behaviour("onion-location"),
     Behaviour("different"),
+    Behaviour("mcaptcha", {"difficulty_factor": 50_000}),
     Behaviour("reset"),
     Behaviour("huge", {"size": 8_000_000}),
     Behaviour("hang"),

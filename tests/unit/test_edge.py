@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from testbed.behaviours import onion_address, proof_of_work_ok
+from testbed.behaviours import mcaptcha_work_ok, onion_address, proof_of_work_ok
 from testbed.edge import Edge
 from testbed.pages import SITES
 from testbed.policy import load_policy
@@ -39,6 +39,8 @@ POLICY = {
                 "perimeterx": "perimeterx",
                 "anubis": {"behaviour": "anubis", "difficulty": 2},
                 "anubisB": {"behaviour": "anubis", "difficulty": 2},
+                "mcaptcha": {"behaviour": "mcaptcha", "difficulty_factor": 300},
+                "mcaptchaB": {"behaviour": "mcaptcha", "difficulty_factor": 300},
                 "nonce": "nonce",
                 "injected": "injected",
                 "rewritten": "rewritten",
@@ -489,6 +491,56 @@ def test_proof_of_work_check():
     assert not proof_of_work_ok("abd", nonce, digest, 3)
     zeros = len(digest) - len(digest.lstrip("0"))
     assert not proof_of_work_ok("abc", nonce, digest, zeros + 1)
+
+
+def mcaptcha_config(response) -> dict:
+    found = re.search(r'<script id="mcaptcha__config" type="application/json">(.*?)</script>', response.text)
+    return json.loads(found.group(1))
+
+
+def solve_mcaptcha(config: dict) -> dict:
+    floor = 2**32 - 2**32 // config["difficulty_factor"]
+    for nonce in range(10_000_000):
+        digest = hashlib.sha256(f"{config['salt']}{config['string']}{nonce}".encode()).hexdigest()
+        if int(digest[:8], 16) >= floor:
+            return {"string": config["string"], "nonce": nonce, "result": digest, "time": 5, "worker_type": "js"}
+    raise AssertionError("no proof found")
+
+
+def verify_mcaptcha(browser: Browser, work: dict) -> requests.Response:
+    return browser.post("news", "/mcaptcha/api/v1/pow/verify", work)
+
+
+def test_mcaptcha_gate_markers_and_difficulty(browser):
+    response = browser.via("mcaptcha").get()
+    assert response.status_code == 403
+    assert 'id="mcaptcha__token"' in response.text and "data-mcaptcha_url=" in response.text
+    config = mcaptcha_config(response)
+    assert config["difficulty_factor"] == 300
+    script = browser.get(path="/mcaptcha/widget/glue.mjs")
+    assert script.status_code == 200 and "difficulty_factor" in script.text
+    assert "sha256hex" in browser.get(path="/mcaptcha/widget/sha256.mjs").text
+
+
+def test_mcaptcha_proof_of_work_earns_the_real_page_on_its_exit_only(browser):
+    work = solve_mcaptcha(mcaptcha_config(browser.via("mcaptcha").get()))
+    assert verify_mcaptcha(browser.via("mcaptchaB"), work).status_code == 403  # another exit
+    assert verify_mcaptcha(browser.via("mcaptcha"), dict(work, nonce=work["nonce"] + 1)).status_code == 403
+    assert "mcaptcha-pass" not in browser.session.cookies
+    answer = verify_mcaptcha(browser, work)
+    assert answer.status_code == 200 and answer.json()["token"]
+    page = browser.get()
+    assert page.status_code == 200 and "City council" in page.text
+    assert "mcaptcha__config" in browser.via("mcaptchaB").get().text
+
+
+def test_mcaptcha_work_check():
+    work = "salt" + "string" + "7"
+    digest = hashlib.sha256(work.encode()).hexdigest()
+    assert mcaptcha_work_ok(work, digest, 1)  # factor 1: every hash passes
+    assert not mcaptcha_work_ok(work + "0", digest, 1)  # not the hash of the work
+    score = int(digest[:8], 16)
+    assert not mcaptcha_work_ok(work, digest, 2**32 // (2**32 - score) + 1)
 
 
 # -- failures -------------------------------------------------------------------------------
