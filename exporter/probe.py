@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from exporter.change import Baseline, Change, compare, onion_facts
 from exporter.change.expect import unexpected
 from exporter.config import Target
+from exporter.detect import proof_of_work
 from exporter.tor.relay import ExitRelay
 from exporter.values import (
     Fetcher,
@@ -52,6 +53,7 @@ class ProbeResult:
     evidence: str | None = None  # directory of the saved evidence, for probes that met something
     route: Route = Route.TOR
     unexpected: str | None = None  # how a normal page differs from the target's `expect`, if it does
+    pow_difficulty: int | None = None  # what a proof-of-work gate asked for (detect.proof_of_work)
 
     @property
     def needs_evidence(self) -> bool:
@@ -109,9 +111,18 @@ def run_probe(target: Target, exit: ExitRelay | None, fetcher: Fetcher, lane: La
         normal = verdict.kind in ("ok", "widget")
         result = ProbeResult(**common, duration=time.monotonic() - clock, verdict=verdict, fetch=fetch,
                              change=change, onion=frozenset(onion_facts(fetch.first) | onion_facts(fetch.final)),
-                             unexpected=unexpected(target.expect, fetch.final) if normal else None)
+                             unexpected=unexpected(target.expect, fetch.final) if normal else None,
+                             pow_difficulty=pow_difficulty(verdict, fetch))
     log_probe(result)
     return result
+
+
+def pow_difficulty(verdict: Verdict, fetch: FetchResult) -> int | None:
+    """The difficulty a proof-of-work gate asked for: from the gate page, the first response or the final."""
+    if verdict.kind != "challenge" or verdict.provider not in proof_of_work.PROVIDERS:
+        return None
+    found = proof_of_work.difficulty(verdict.provider, fetch.first)
+    return found if found is not None else proof_of_work.difficulty(verdict.provider, fetch.final)
 
 
 def error_result(target: Target, fetcher_name: str, exit: ExitRelay | None, reason: str, message: str,
@@ -135,6 +146,8 @@ def log_probe(result: ProbeResult) -> None:
             fields.update(changed=result.change.kind or "no", similarity=f"{result.change.similarity:.2f}")
         if result.unexpected is not None:
             fields.update(unexpected=result.unexpected)
+        if result.pow_difficulty is not None:
+            fields.update(pow_difficulty=result.pow_difficulty)
         fields.update(verdict=result.verdict.kind, provider=result.verdict.provider or "-",
                       markers=",".join(result.verdict.markers) or "-",
                       outcome=result.fetch.outcome or "-", load_seconds=f"{result.fetch.load_seconds:.3f}")
