@@ -182,11 +182,16 @@ def _onion_location(visit, behaviour, passes):
     return real_page(visit, extra=[("Onion-Location", f"http://{onion_address(visit.site)}{visit.route}")])
 
 
+def onion_seed(site: str) -> bytes:
+    """The Ed25519 seed of the site's onion service (the test bed's onion tor gets the same key)."""
+    return hashlib.sha256(f"captcha-exporter test bed {site}".encode()).digest()
+
+
 @cache
 def onion_address(site: str) -> str:
-    """A well-formed v3 onion address (rend-spec-v3 §6): base32(pubkey | checksum | version)."""
-    seed = hashlib.sha256(f"captcha-exporter test bed {site}".encode()).digest()
-    pubkey = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    """The site's v3 onion address (rend-spec-v3 §6): base32(pubkey | checksum | version)."""
+    pubkey = Ed25519PrivateKey.from_private_bytes(onion_seed(site)).public_key().public_bytes(
+        Encoding.Raw, PublicFormat.Raw)
     version = b"\x03"
     checksum = hashlib.sha3_256(b".onion checksum" + pubkey + version).digest()[:2]
     return base64.b32encode(pubkey + checksum + version).decode().lower() + ".onion"

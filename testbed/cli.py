@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from . import processes
+from .pages import SITES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--exits", type=_positive, default=4, help="number of exit relays (default 4)")
     up.add_argument("--state", type=Path, help="write the state JSON (ports, exits, sites) to this file")
     up.add_argument("--policy", type=Path, help="edge policy YAML (default: a spread over the exits)")
+    up.add_argument("--onion", metavar="SITE", choices=SITES,
+                    help="also run a v3 onion service leading to this site (e.g. forum), which announces it")
 
 
 def _positive(text: str) -> int:
@@ -30,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     processes.exit_on_termination_signals()
     policy = load_policy(args.policy) if args.policy else None
-    with TestBed(exits=args.exits, policy=policy) as bed:
+    with TestBed(exits=args.exits, policy=policy, onion_site=args.onion) as bed:
         if args.state:
             bed.write_state(args.state)
         print(summary(bed.state(), bed.network.rss_bytes(), args.state), flush=True)

@@ -5,6 +5,11 @@ the exit from ``identify(peer)`` (which tor exit owns the peer socket;
 ``"direct"`` when not through tor), and answers with the behaviour the policy
 names for that pair.  Every exit connects from 127.0.0.1, so the peer address
 alone cannot tell exits apart (tor ignores OutboundBindAddress for loopback).
+
+A site may also have an onion service (``serve_onion``): requests whose Host
+is its onion address reach the site, through the onion tor (``identify``
+names it ``onion``), and every answer the site gives elsewhere announces it
+with ``Onion-Location`` (Tor Browser's header: the same page at an onion URL).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 from testbed import behaviours
 from testbed.pages import SITES, TLD, hostname
 from testbed.passes import Passes
-from testbed.policy import Policy, PolicyError, load_policy
+from testbed.policy import ONION, Policy, PolicyError, load_policy
 from testbed.tls import issue_certificates, server_context
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,7 @@ class Edge:
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
         self.http_port = self.https_port = 0
+        self._onions: dict[str, str] = {}  # onion address → the site its service leads to
         self.ca_file: Path | None = None
         self.admin_url = ""
 
@@ -102,6 +108,21 @@ class Edge:
     def hostnames(self) -> list[str]:
         """The names the test bed's DNS must answer (with this edge's address)."""
         return [hostname(site) for site in SITES]
+
+    def serve_onion(self, site: str, address: str) -> None:
+        """Requests for ``address`` (``<56 chars>.onion``) reach ``site``, and ``site`` announces it."""
+        self._onions[address.lower()] = site
+
+    def onion_of(self, site: str) -> str | None:
+        return next((address for address, served in self._onions.items() if served == site), None)
+
+    def site_of(self, host: str) -> str | None:
+        """``news.test:8080`` → ``news``; an onion address we serve → its site; anything else → None."""
+        name = (host.rsplit(":", 1)[0] if not host.endswith("]") else host).lower().rstrip(".")
+        if name in self._onions:
+            return self._onions[name]
+        site, _, tld = name.partition(".")
+        return site if tld == TLD and site in SITES else None
 
     def requests(self) -> list[dict]:
         """What the edge served, oldest first: site, exit, behaviour, path, status, time, ..."""
@@ -232,7 +253,7 @@ class _SiteHandler(_Handler):
 
     def _serve(self) -> None:
         edge = self.server.edge
-        site = _site_of(self.headers.get("Host", ""))
+        site = edge.site_of(self.headers.get("Host", ""))
         exit_name = self._exit_name()
         entry = {
             "time": time.time(),
@@ -264,6 +285,9 @@ class _SiteHandler(_Handler):
             body=body,
         )
         reply = behaviours.answer(visit, behaviour, edge._passes)
+        onion = edge.onion_of(site)
+        if onion and exit_name != ONION and reply.status is not None:
+            reply.headers.append(("Onion-Location", f"http://{onion}{self.path}"))
         entry.update(behaviour=behaviour.name, status=reply.status)
         edge._record(entry)
         self._deliver(reply)
@@ -324,14 +348,6 @@ class _AdminHandler(_Handler):
     def _json(self, status: int, value) -> None:
         body = json.dumps(value, indent=1).encode() + b"\n"
         self._send(status, [("Content-Type", "application/json")], body)
-
-
-def _site_of(host: str) -> str | None:
-    """``news.test:8080`` → ``news``; anything else → None."""
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.lower().rstrip(".")
-    site, _, tld = name.partition(".")
-    return site if tld == TLD and site in SITES else None
 
 
 def _cookies(header_values: list[str]) -> dict[str, str]:

@@ -9,7 +9,8 @@ YAML shape::
 A behaviour is a name or a mapping ``{behaviour: NAME, PARAM: VALUE, ...}``.
 Sites not listed answer ``ok``; exits not listed get the site's default,
 except ``direct`` (a fetch not through tor), which gets the real page unless
-listed.  Errors name the key path, e.g. ``sites.news.exits.exit2.dealy``.
+listed.  ``onion`` names requests through the site's onion service (it gets
+the site's default unless listed).  Errors name the key path, e.g. ``sites.news.exits.exit2.dealy``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import yaml
 from testbed.pages import SITES
 
 DIRECT = "direct"
+ONION = "onion"  # the peer name of the test bed's onion service
 
 # Every behaviour and its parameters with their defaults (ints stay ints).
 BEHAVIOURS: dict[str, dict[str, float]] = {

@@ -546,6 +546,20 @@ def test_mcaptcha_work_check():
 # -- failures -------------------------------------------------------------------------------
 
 
+def test_a_site_with_an_onion_service_announces_it_and_answers_its_onion_address(edge, browser):
+    address = onion_address("news")
+    edge.serve_onion("news", address)
+    challenged = browser.via("challenge").get(path="/world?x=1")
+    assert challenged.status_code == 403
+    assert challenged.headers["Onion-Location"] == f"http://{address}/world?x=1", "even on a gate page"
+    assert "Onion-Location" not in browser.via("clean").get(site="shop").headers, "only the onion site's"
+    through_onion = browser.via("onion").get(headers={"Host": address})
+    assert through_onion.status_code == 200 and "City council" in through_onion.text
+    assert "Onion-Location" not in through_onion.headers, "the onion service does not point at itself"
+    assert edge.requests()[-1]["site"] == "news" and edge.requests()[-1]["exit"] == "onion"
+    assert browser.via("onion").get(headers={"Host": "unknown" + address[7:]}).status_code == 421
+
+
 def test_slow_answers_the_real_page_late(browser):
     started = time.monotonic()
     response = browser.via("slow").get()
