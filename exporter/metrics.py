@@ -9,11 +9,12 @@ exporter schedules its own probes (a browser probe through Tor takes seconds
 to minutes), so values describe the latest probes, not the moment of the
 scrape.
 
-Routes: every verdict metric carries ``route`` (``tor`` or ``direct``, the
-control without Tor; ``exporter.values.Route``).  A direct probe has no exit, so
-its ``country`` is empty (Prometheus drops empty labels) and it adds nothing to
-the per-exit series, the exit-weighted ratios or the target × exit runs: the
-route splits only the per-target series, which it at most doubles.
+Routes: every verdict metric carries ``route`` (``tor``; ``direct``, the
+control without Tor; ``onion``, the target's onion service; ``exporter.values.Route``).
+A direct or onion probe has no exit, so its ``country`` is empty (Prometheus
+drops empty labels) and it adds nothing to the per-exit series, the
+exit-weighted ratios or the target × exit runs: the route splits only the
+per-target series, which it at most triples.
 
 Target × exit: the runs of challenges and blocks (``captcha_exit_gate_*``), one
 pair of gauges per (target, fetcher, exit) whose last probe within the window
