@@ -456,7 +456,7 @@ def _anubis_endpoint(visit: Visit, passes: Passes) -> Reply:
     if visit.route == ANUBIS_SHA256:
         return _script("sha256.mjs")
     if visit.route != ANUBIS_PASS:
-        return Reply(404, [("Content-Type", "text/plain")], b"not found\n")
+        return _not_found()
     query = visit.query
     token, nonce, response = query.get("challenge", ""), query.get("nonce", ""), query.get("response", "")
     claims = passes.check(token, "anubis", visit.site, visit.exit, CHALLENGE_TTL)
@@ -502,7 +502,7 @@ def _mcaptcha_endpoint(visit: Visit, passes: Passes) -> Reply:
     if visit.route == MCAPTCHA_SHA256:
         return _script("sha256.mjs")
     if visit.route != MCAPTCHA_VERIFY or visit.method != "POST":
-        return Reply(404, [("Content-Type", "text/plain")], b"not found\n")
+        return _not_found()
     try:
         work = json.loads(visit.body or b"{}")
     except ValueError:
@@ -533,6 +533,10 @@ def _local_redirect(target: str) -> str:
 
 
 # -- helpers ---------------------------------------------------------------------
+
+
+def _not_found() -> Reply:
+    return Reply(404, [("Content-Type", "text/plain")], b"not found\n")
 
 
 def _script(name: str) -> Reply:
