@@ -478,9 +478,17 @@ def proof_of_work_ok(challenge: str, nonce: str, response: str, difficulty: int)
 
 
 def _mcaptcha(visit, behaviour, passes):
-    """mCaptcha in front of the site: 403 + the widget, its PoW config inline; verify sets the pass."""
+    """mCaptcha in front of the site: 403 + the widget, its PoW config inline.  The widget's verify
+    endpoint gives a token for the proof; the page posts it in its form (``mcaptcha__token``), as a
+    site integrating mCaptcha does, and the site answers with the pass cookie and a redirect."""
     if passes.check(visit.cookies.get(MCAPTCHA_COOKIE), "mcaptcha-pass", visit.site, visit.exit, MCAPTCHA_TTL):
         return real_page(visit)
+    if visit.method == "POST":
+        token = parse_qs(visit.body.decode("utf-8", "replace")).get("mcaptcha__token", [""])[0]
+        if passes.check(token, "mcaptcha-token", visit.site, visit.exit, CHALLENGE_TTL):
+            cookie = passes.issue("mcaptcha-pass", visit.site, visit.exit)
+            return Reply(303, [("Location", _local_redirect(visit.path)),
+                               ("Set-Cookie", f"{MCAPTCHA_COOKIE}={cookie}; {_cookie_attributes(visit, MCAPTCHA_TTL)}")])
     factor, salt = behaviour["difficulty_factor"], secrets.token_hex(16)
     config = {
         "string": passes.issue("mcaptcha", visit.site, visit.exit, d=factor, salt=salt),
@@ -514,10 +522,7 @@ def _mcaptcha_endpoint(visit: Visit, passes: Passes) -> Reply:
     if claims is None or not nonce.isdigit() or not mcaptcha_work_ok(claims["salt"] + token + nonce, result,
                                                                        claims["d"]):
         return _json(403, {"error": "proof of work invalid, expired or from another exit"})
-    reply = _json(200, {"token": secrets.token_urlsafe(24)})
-    cookie = passes.issue("mcaptcha-pass", visit.site, visit.exit)
-    reply.headers.append(("Set-Cookie", f"{MCAPTCHA_COOKIE}={cookie}; {_cookie_attributes(visit, MCAPTCHA_TTL)}"))
-    return reply
+    return _json(200, {"token": passes.issue("mcaptcha-token", visit.site, visit.exit)})
 
 
 def mcaptcha_work_ok(work: str, result: str, difficulty_factor: int) -> bool:

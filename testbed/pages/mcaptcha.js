@@ -3,7 +3,7 @@
 // that the first 32 bits of SHA-256(salt + string + nonce) are at least
 // 2^32 - 2^32 / difficulty_factor (mCaptcha's check, on 32 of its 128 bits),
 // so a solve takes difficulty_factor hashes on average; then verify, which
-// sets the pass cookie, and reload.
+// answers a token, and post it to the site in the page's form.
 import { sha256hex } from "./sha256.mjs";
 
 function solve() {
@@ -36,8 +36,10 @@ function solve() {
       status.textContent = "Verification failed";
       return;
     }
+    const form = document.getElementById("mcaptcha__form");
     document.getElementById("mcaptcha__token").value = (await answer.json()).token;
-    location.reload();
+    form.action = location.pathname + location.search;
+    form.submit();
   }
 
   work();

@@ -526,9 +526,15 @@ def test_mcaptcha_proof_of_work_earns_the_real_page_on_its_exit_only(browser):
     work = solve_mcaptcha(mcaptcha_config(browser.via("mcaptcha").get()))
     assert verify_mcaptcha(browser.via("mcaptchaB"), work).status_code == 403  # another exit
     assert verify_mcaptcha(browser.via("mcaptcha"), dict(work, nonce=work["nonce"] + 1)).status_code == 403
-    assert "mcaptcha-pass" not in browser.session.cookies
     answer = verify_mcaptcha(browser, work)
-    assert answer.status_code == 200 and answer.json()["token"]
+    assert answer.status_code == 200 and "mcaptcha-pass" not in browser.session.cookies
+    form = {"mcaptcha__token": answer.json()["token"]}
+    assert browser.session.post(browser.edge.site_urls()["news"] + "world", data={"mcaptcha__token": "x"},
+                                timeout=10, allow_redirects=False).status_code == 403, "a token of ours only"
+    posted = browser.session.post(browser.edge.site_urls()["news"] + "world", data=form, timeout=10,
+                                  allow_redirects=False)
+    assert posted.status_code == 303 and posted.headers["location"] == "/world"
+    assert "mcaptcha-pass" in browser.session.cookies
     page = browser.get()
     assert page.status_code == 200 and "City council" in page.text
     assert "mcaptcha__config" in browser.via("mcaptchaB").get().text
