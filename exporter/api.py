@@ -4,7 +4,7 @@
     GET /api/v1/probes?exit=<fingerprint>&route=tor&since=2025-01-02T03:00:00Z&limit=500
 
 Filters (all optional, every one given must match): ``target``, ``exit`` (a
-fingerprint, ``$`` and case optional), ``fetcher``, ``route`` (tor, direct),
+fingerprint, ``$`` and case optional), ``fetcher``, ``route`` (tor, direct, onion),
 ``verdict`` (ok, widget, challenge, block, error, or none for probes without an
 answer), ``since`` and ``until`` (unix seconds, RFC 3339, or a duration such as
 ``1h`` meaning that long ago).  Newest first, at most ``limit`` probes (1 to

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 
+from exporter.change.onion import is_onion_url
 from exporter.config_schema import (
     Context,
     Kind,
@@ -186,6 +187,19 @@ def _url(value: Value) -> str:
     if any(char.isspace() for char in text):
         value.fail(f"invalid URL {text!r}: contains whitespace")
     return text
+
+
+ONION_MODES = ("off", "auto")
+
+
+def _onion(value: Value) -> str:
+    """``off``, ``auto`` (the URL the target's Onion-Location names), or a v3 onion URL."""
+    text = value.string()
+    if text in ONION_MODES:
+        return text
+    if not is_onion_url(text):
+        value.fail(f"expected off, auto or an http:// or https:// URL of a v3 onion service, got {text!r}")
+    return _url(value)
 
 
 def _fetcher_list(value: Value) -> tuple[str, ...]:
@@ -413,6 +427,8 @@ class Target:
     change: ChangeDetection = section(ChangeDetection)
     # the direct control: each run also probes the target without Tor, with each of its fetchers
     direct: bool = key(BOOLEAN, True)
+    # the onion route: each run also probes the target's onion service (off, auto, or its URL)
+    onion: str = key(kind(_onion), "off")
     # schedule.cron, unless the target sets its own interval
     cron: str | None = derived(lambda given, context: None if given.get("interval") else context.find("schedule").cron)
 

@@ -9,11 +9,12 @@ exporter schedules its own probes (a browser probe through Tor takes seconds
 to minutes), so values describe the latest probes, not the moment of the
 scrape.
 
-Routes: every verdict metric carries ``route`` (``tor`` or ``direct``, the
-control without Tor; ``exporter.values.Route``).  A direct probe has no exit, so
-its ``country`` is empty (Prometheus drops empty labels) and it adds nothing to
-the per-exit series, the exit-weighted ratios or the target × exit runs: the
-route splits only the per-target series, which it at most doubles.
+Routes: every verdict metric carries ``route`` (``tor``; ``direct``, the
+control without Tor; ``onion``, the target's onion service; ``exporter.values.Route``).
+A direct or onion probe has no exit, so its ``country`` is empty (Prometheus
+drops empty labels) and it adds nothing to the per-exit series, the
+exit-weighted ratios or the target × exit runs: the route splits only the
+per-target series, which it at most triples.
 
 Target × exit: the runs of challenges and blocks (``captcha_exit_gate_*``), one
 pair of gauges per (target, fetcher, exit) whose last probe within the window
@@ -49,6 +50,7 @@ from exporter import __version__
 from exporter.build import revision
 from exporter.change.expect import UNEXPECTED
 from exporter.change.onion import KINDS as ONION_KINDS
+from exporter.detect.proof_of_work import PROVIDERS as POW_PROVIDERS
 from exporter.probe import ProbeResult
 from exporter.state import Measurement, State, weighted_ratio
 from exporter.tor.relay import ExitRelay
@@ -65,6 +67,7 @@ if "PROMETHEUS_DISABLE_CREATED_SERIES" not in os.environ:
 
 LOAD_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60)
 CLEAR_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60)
+POW_BUCKETS = (0.1, 0.25, *CLEAR_BUCKETS)
 GATES = (VerdictKind.CHALLENGE, VerdictKind.BLOCK)  # the verdicts whose runs the target × exit gauges show
 MAX_GATE_RUNS = 500  # per target and fetcher: a third of today's ~1,500 exits (README: series budget)
 
@@ -128,6 +131,12 @@ class ProbeMetrics:
                                 [*per_route, "provider", "outcome"], registry=registry)
         self.clear = Histogram("captcha_challenge_clear_seconds", "Time a challenge took to clear by itself.",
                                [*per_route, "provider"], buckets=CLEAR_BUCKETS, registry=registry)
+        self.pow_solve = Histogram("captcha_pow_solve_seconds", "Time a proof-of-work gate (Anubis, mCaptcha) took "
+                                   "to clear in the browser.", ["target", "provider"], buckets=POW_BUCKETS,
+                                   registry=registry)
+        self.pow_difficulty = Gauge("captcha_pow_difficulty", "Difficulty the last proof-of-work gate page asked "
+                                    "for, in the provider's unit (Anubis: leading hex zeros; mCaptcha: difficulty "
+                                    "factor, hashes on average).", ["target", "provider"], registry=registry)
         self.exit_probes = Counter("captcha_exit_probes", "Answered probes through this exit.",
                                    ["fingerprint"], registry=registry)
         self.exit_challenges = Counter("captcha_exit_challenges", "Challenges met through this exit.",
@@ -160,7 +169,7 @@ class ProbeMetrics:
                            "Onion-Location).", ["target", "kind"], registry=registry)
         self._per_target = (self.probes, self.challenges, self.blocks, self.site_errors, self.widgets,
                             self.errors, self.load, self.outcomes, self.clear, self.changed, self.similarity,
-                            self.onion)
+                            self.onion, self.pow_solve, self.pow_difficulty)
         self._per_exit = (self.exit_probes, self.exit_challenges, self.exit_blocks)
         self._exits: set[str] = set()
         self._targets: set[str] = set()
@@ -212,6 +221,11 @@ class ProbeMetrics:
             self.outcomes.labels(*route, provider, outcome).inc(exemplar=exemplar)
             if outcome == "cleared" and result.fetch.clear_seconds is not None:
                 self.clear.labels(*route, provider).observe(result.fetch.clear_seconds, exemplar=exemplar)
+                if provider in POW_PROVIDERS:
+                    self.pow_solve.labels(result.target, provider).observe(result.fetch.clear_seconds,
+                                                                           exemplar=exemplar)
+        if result.pow_difficulty is not None:
+            self.pow_difficulty.labels(result.target, provider).set(result.pow_difficulty)
 
     def circuit_failed(self, reason: str) -> None:
         self.circuit_failures.labels(reason).inc()

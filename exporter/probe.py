@@ -5,7 +5,8 @@ fetcher due for that exit); a probe never raises: every attempt ends in a
 ProbeResult with either a verdict or an error reason, so attempts are always
 accounted for.  A probe on the direct lane (``DIRECT_LANE``) is the control
 without Tor: it has no exit, route ``direct``, and is never compared with the
-baseline (it is what the baseline is made of).
+baseline (it is what the baseline is made of).  A probe of an onion URL goes
+through a lane's tor with no exit: route ``onion``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 
 from exporter.change import Baseline, Change, compare, onion_facts
 from exporter.change.expect import unexpected
+from exporter.change.onion import is_onion_url, onion_location
 from exporter.config import Target
+from exporter.detect import proof_of_work
 from exporter.tor.relay import ExitRelay
 from exporter.values import (
     Fetcher,
@@ -49,9 +52,11 @@ class ProbeResult:
     error_message: str | None = None
     change: Change | None = None  # vs the direct baseline; only for `ok` pages, when a baseline exists
     onion: frozenset[str] = frozenset()  # onion-service announcements: alt_svc, onion_location
+    onion_url: str | None = None  # the URL an Onion-Location named, for targets with `onion: auto`
     evidence: str | None = None  # directory of the saved evidence, for probes that met something
     route: Route = Route.TOR
     unexpected: str | None = None  # how a normal page differs from the target's `expect`, if it does
+    pow_difficulty: int | None = None  # what a proof-of-work gate asked for (detect.proof_of_work)
 
     @property
     def needs_evidence(self) -> bool:
@@ -89,7 +94,7 @@ def run_probe(target: Target, exit: ExitRelay | None, fetcher: Fetcher, lane: La
     """
     probe_id = new_probe_id()
     started, clock = time.time(), time.monotonic()
-    route = Route.DIRECT if lane.direct else Route.TOR
+    route = Route.DIRECT if lane.direct else Route.ONION if is_onion_url(target.url) else Route.TOR
     common = {"probe_id": probe_id, "target": target.name, "fetcher": fetcher.name, "exit": exit,
               "started": started, "route": route}
     try:
@@ -110,9 +115,19 @@ def run_probe(target: Target, exit: ExitRelay | None, fetcher: Fetcher, lane: La
     else:
         result = ProbeResult(**common, duration=time.monotonic() - clock, verdict=verdict, fetch=fetch,
                              change=change, onion=frozenset(onion_facts(fetch.first) | onion_facts(fetch.final)),
-                             unexpected=differs)
+                             unexpected=differs,
+                             pow_difficulty=pow_difficulty(verdict, fetch),
+                             onion_url=onion_location(fetch.first) or onion_location(fetch.final))
     log_probe(result)
     return result
+
+
+def pow_difficulty(verdict: Verdict, fetch: FetchResult) -> int | None:
+    """The difficulty a proof-of-work gate asked for: from the gate page, the first response or the final."""
+    if verdict.kind != "challenge" or verdict.provider not in proof_of_work.PROVIDERS:
+        return None
+    found = proof_of_work.difficulty(verdict.provider, fetch.first)
+    return found if found is not None else proof_of_work.difficulty(verdict.provider, fetch.final)
 
 
 def error_result(target: Target, fetcher_name: str, exit: ExitRelay | None, reason: str, message: str,
@@ -136,6 +151,8 @@ def log_probe(result: ProbeResult) -> None:
             fields.update(changed=result.change.kind or "no", similarity=f"{result.change.similarity:.2f}")
         if result.unexpected is not None:
             fields.update(unexpected=result.unexpected)
+        if result.pow_difficulty is not None:
+            fields.update(pow_difficulty=result.pow_difficulty)
         fields.update(verdict=result.verdict.kind, provider=result.verdict.provider or "-",
                       markers=",".join(result.verdict.markers) or "-",
                       outcome=result.fetch.outcome or "-", load_seconds=f"{result.fetch.load_seconds:.3f}")

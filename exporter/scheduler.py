@@ -6,7 +6,10 @@ A lane takes the exit that became due first, pins one circuit to it, and probes
 every target queued on that exit by then, with every fetcher of each target.
 Each run also queues the target's direct control (unless ``direct: false``):
 one probe per fetcher without Tor, on the direct lane, one target at a time.
-Scrapes never wait for any of this.
+A target with ``onion`` set is also probed at its onion URL (the configured
+one, or with ``auto`` the last ``Onion-Location`` it announced) on the next
+free lane, whatever exit that lane is pinned to: its streams go to tor's own
+rendezvous circuit, not to the exit's.  Scrapes never wait for any of this.
 """
 
 from __future__ import annotations
@@ -149,6 +152,8 @@ class Prober:
         self._running: dict[str, set[str]] = {}  # exit fingerprint → targets being probed on it
         self._direct = ThreadPoolExecutor(max_workers=1, thread_name_prefix="direct")
         self._direct_pending: set[str] = set()  # targets whose direct control is queued or running
+        self._onion_pending: set[str] = set()  # targets whose onion probe is queued or running
+        self._onion_urls: dict[str, str] = {}  # target → the onion URL its pages announced last (onion: auto)
 
     def submit(self, target: Target, exit: ExitRelay) -> bool:
         """Queue ``target`` on ``exit`` unless it is already queued or running there."""
@@ -169,6 +174,25 @@ class Prober:
                 return False
             self._direct_pending.add(target.name)
         self._direct.submit(self._run_direct, target)
+        return True
+
+    def onion_url(self, target: Target) -> str | None:
+        """Where the target's onion route goes now: its configured URL, the URL it announced
+        (``auto``), or nowhere (``off``, or ``auto`` before any announcement)."""
+        if target.onion == "off":
+            return None
+        if target.onion == "auto":
+            with self._lock:
+                return self._onion_urls.get(target.name)
+        return target.onion
+
+    def submit_onion(self, target: Target, url: str) -> bool:
+        """Queue a probe of ``target`` at its onion ``url`` unless one is already queued or running."""
+        with self._lock:
+            if target.name in self._onion_pending:
+                return False
+            self._onion_pending.add(target.name)
+        self._pool.submit(self._run_onion, replace(target, url=url))
         return True
 
     def on_exit(self, exit: ExitRelay, work: Callable[[Lane], object]) -> Future:
@@ -259,9 +283,21 @@ class Prober:
             with self._lock:
                 self._direct_pending.discard(target.name)
 
+    def _run_onion(self, target: Target) -> None:
+        lane = self._free.get()
+        try:
+            self._probe_target(target, None, lane)
+        except Exception:  # never lose the lane or the pool thread to a bug
+            log.exception("onion probe failed", extra={"target": target.name})
+        finally:
+            with self._lock:
+                self._onion_pending.discard(target.name)
+            self._free.put(lane)
+
     def _probe_target(self, target: Target, exit: ExitRelay | None, lane: Lane) -> None:
-        """Probe ``target`` with each of its fetchers on ``lane`` (pinned to ``exit``, or direct)."""
-        route = Route.DIRECT if lane.direct else Route.TOR
+        """Probe ``target`` with each of its fetchers on ``lane`` (pinned to ``exit``, or direct;
+        at an onion URL, no exit)."""
+        route = Route.DIRECT if lane.direct else Route.ONION if exit is None else Route.TOR
         for name in target.fetchers:
             fetcher = self._fetchers.get(name)
             if fetcher is None:
@@ -272,6 +308,9 @@ class Prober:
                                self._baseline(target.name))
             if self._limit and not lane.direct:
                 self._limit.learn(1, result.duration)
+            if result.onion_url and route is not Route.ONION:
+                with self._lock:
+                    self._onion_urls[target.name] = result.onion_url
             if self._keep_evidence and result.needs_evidence:
                 # the screenshot must be taken now, before the lane's browser loads another page
                 result = replace(result, evidence=self._keep_evidence(result, fetcher.screenshot(lane)))
@@ -354,6 +393,9 @@ class Scheduler:
         queued = sum(self._prober.submit(target, exit) for exit in chosen)
         if target.direct:
             self._prober.submit_direct(target)
+        onion_url = self._prober.onion_url(target)
+        if onion_url:
+            self._prober.submit_onion(target, onion_url)
         log.debug("target run", extra={"target": target.name, "exits": len(chosen), "queued": queued})
         return queued
 

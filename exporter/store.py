@@ -99,6 +99,7 @@ def probe_record(result: ProbeResult, evidence: str | None = None) -> dict[str, 
         "outcome": fetch.outcome if fetch else None,
         "load_seconds": fetch.load_seconds if fetch else None,
         "clear_seconds": fetch.clear_seconds if fetch else None,
+        "pow_difficulty": result.pow_difficulty,
         "phases": dict(fetch.phases) if fetch else {},
         "first": {"url": fetch.first.url, "status": fetch.first.status} if fetch else None,
         "final": {"url": fetch.final.url, "status": fetch.final.status} if fetch else None,
@@ -108,6 +109,36 @@ def probe_record(result: ProbeResult, evidence: str | None = None) -> dict[str, 
         "error_message": result.error_message,
         "evidence": evidence,
     }
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection: it never blocks the writer, which may be another process."""
+    try:
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=READ_TIMEOUT_SECONDS)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read state database {path}: {exc}") from None
+
+
+def verdict_counts(path: Path, since: float, until: float) -> list[tuple[str, str, str, str, str, str, int]]:
+    """Answered probes started within [since, until), counted by (target, fetcher, route, exit country,
+    provider, verdict), from the database at ``path`` (which a running exporter may be writing)."""
+    if not path.is_file():
+        raise StoreError(f"no state database at {path}")
+    connection = open_reader(path)
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"state database {path} has schema {version}, expected {SCHEMA_VERSION} "
+                             "(run the exporter once to upgrade it)")
+        return connection.execute(
+            "SELECT target, fetcher, route, coalesce(json_extract(record, '$.exit.country'), ''), "
+            "coalesce(json_extract(record, '$.provider'), ''), verdict, count(*) FROM probe "
+            "WHERE started >= ? AND started < ? AND verdict IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6",
+            (since, until)).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read state database {path}: {exc}") from None
+    finally:
+        connection.close()
 
 
 class Store:
@@ -153,12 +184,7 @@ class Store:
     def _read(self) -> sqlite3.Connection:
         if self._closed:
             raise StoreError(f"state database {self.path} is closed")
-        try:
-            connection = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                         timeout=READ_TIMEOUT_SECONDS)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read state database {self.path}: {exc}") from None
-        return connection
+        return open_reader(self.path)
 
     # -- the writer ----------------------------------------------------------
 

@@ -83,12 +83,13 @@ class Route(StrEnum):
 
     Only ``tor`` probes go through an exit (per-exit series and the exit-weighted
     ratios are Tor's); ``direct`` is the control without Tor, from the exporter's
-    own address.  Routes are a closed set so new ones (onion services) add a value,
-    not a label.
+    own address; ``onion`` is the target's onion service, through tor but with no
+    exit (client and service meet at a rendezvous point inside the Tor network).
     """
 
     TOR = "tor"
     DIRECT = "direct"
+    ONION = "onion"
 
 
 class StreamClosed(StrEnum):

@@ -352,7 +352,8 @@ def _probe_row(view: View, record: dict[str, Any]) -> str:
     esc = html.escape
     verdict = record["verdict"] or f"no answer: {record['error_reason']}"
     load = record["load_seconds"]
-    exit = record["exit"] or {"nickname": "direct", "fingerprint": "", "country": ""}  # the route without Tor
+    # the direct route has no exit, nor has the onion route: the row names the route instead
+    exit = record["exit"] or {"nickname": record.get("route") or "direct", "fingerprint": "", "country": ""}
     cells = (_when(record["started"]), record["target"], exit["nickname"], exit["fingerprint"], exit["country"],
              record["fetcher"], verdict, record["provider"], record["outcome"] or "",
              "" if load is None else f"{load:.2f}")

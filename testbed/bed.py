@@ -1,8 +1,11 @@
-"""The whole test bed: DNS → Tor network → edge, with its state as one JSON document.
+"""The whole test bed: DNS → Tor network → edge (→ an onion service), with its state as one JSON document.
 
 The DNS server starts first because exits read its address from their
 resolv.conf at start; the edge starts last because it identifies exits by the
-PIDs of running tors.  ``TestBed`` is a context manager and stops everything
+PIDs of running tors.  With ``onion_site``, a tor of its own then runs a v3
+onion service leading to that site on the edge, and the bed is ready once a
+client reaches it (its descriptor is published: 10-40 s more on this machine).
+``TestBed`` is a context manager and stops everything
 it started, in reverse order, whatever happens in between.
 
 With ``latency`` (seconds, one way), delaying relays (``latency.Delays``) sit
@@ -15,12 +18,16 @@ pages at their own hosts (``replay``), on ports 80 and 443.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Self
 
+import requests
+
+from .behaviours import onion_address, onion_seed
 from .dns import DnsServer
 from .edge import Edge
 from .geoipdb import assign_countries, assign_networks, write_asn_db, write_country_db
@@ -29,15 +36,18 @@ from .network import BootReport, TorNetwork
 from .onionoo import HOST_NAME as ONIONOO_HOST
 from .onionoo import OnionooServer, relays_with_ages
 from .peers import peer_identifier
-from .policy import Policy, default_policy
+from .policy import ONION, Policy, default_policy
 from .ports import free_ports
 from .replay import load_captures
 from .sites import Web
 
 STANDARD_PORTS = (80, 443)  # where recorded pages expect their hosts
 
+log = logging.getLogger(__name__)
+
 HOST = "127.0.0.1"
 DEFAULT_EXITS = 4
+ONION_READY_SECONDS = 180.0
 
 
 class TestBed:
@@ -49,10 +59,12 @@ class TestBed:
     __test__ = False  # not a pytest test class
 
     def __init__(self, exits: int = DEFAULT_EXITS, workdir: Path | None = None, policy: Policy | Path | None = None,
-                 latency: float = 0.0, replay: Path | None = None) -> None:
+                 latency: float = 0.0, replay: Path | None = None, onion_site: str | None = None) -> None:
         """``policy`` a Policy, or a YAML file naming any site of this bed (replayed ones included).
-        ReplayError or PolicyError for a bad ``replay`` directory or policy file."""
+        ``onion_site`` also gets a v3 onion service.  ReplayError or PolicyError for a bad
+        ``replay`` directory or policy file."""
         self._own_workdir = workdir is None
+        self.onion_site = onion_site
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="captcha-testbed-"))
         self.latency = latency
         self.web = Web(load_captures(replay) if replay else ())
@@ -95,6 +107,8 @@ class TestBed:
             if self.delays is not None:
                 self._delay_the_edge()
             self._start_onionoo()
+            if self.onion_site:
+                self._start_onion_service(self.onion_site)
         except BaseException:
             self.stop()
             raise
@@ -118,6 +132,24 @@ class TestBed:
 
     def _identify_behind_relays(self, peer: tuple[str, int]) -> str | None:
         return self.identify(self.delays.origin(peer) or peer)
+
+    def _start_onion_service(self, site: str) -> None:
+        self.network.start_onion_service(onion_seed(site), self.edge.http_port, nickname=ONION)
+        self.edge.serve_onion(site, onion_address(site))
+        client = self.network.client
+        proxy = f"socks5h://{HOST}:{client.socks_port}"
+        deadline = time.monotonic() + ONION_READY_SECONDS
+        while True:  # the client attaches its own streams until an exporter takes over
+            self.network.check_alive()
+            try:
+                answer = requests.get(f"http://{onion_address(site)}/", proxies={"http": proxy}, timeout=30)
+                if answer.status_code:
+                    return
+            except requests.RequestException as exc:
+                log.debug("onion service not reachable yet: %s", exc)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the onion service of {site} was not reachable within {ONION_READY_SECONDS:.0f} s")
+            time.sleep(1)
 
     def stop(self) -> None:
         """Stop the edge, Onionoo, every tor, the relays and the DNS server; remove the temporary directory."""
@@ -180,6 +212,8 @@ class TestBed:
                 "sites": edge.site_urls("http"),
                 "hostnames": edge.hostnames(),
             },
+            "onion": {"site": self.onion_site, "address": onion_address(self.onion_site),
+                      "url": f"http://{onion_address(self.onion_site)}/"} if self.onion_site else None,
             "policy": edge.policy.to_dict(),
             "latency_seconds": self.latency,
             "boot_seconds": round(self.boot.seconds, 2) if self.boot else None,

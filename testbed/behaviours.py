@@ -2,13 +2,18 @@
 
 The gate pages are our own, written from the markers each vendor is known
 by (title, headers, cookies, script names), not copies of captured pages.
-Two gates clear by themselves in a real browser, as they do on the web:
+Three gates clear by themselves in a real browser, as they do on the web:
 ``challenge`` (Cloudflare managed challenge: the solver script and its frame
 come from the vendor host, ``vendors.py``; the frame earns a token there and
 hands it to the page, which redeems it at the site for ``cf_clearance`` and
-reloads) and ``anubis`` (SHA-256 proof of work checked by ``pass-challenge``).
+reloads), ``anubis`` (SHA-256 proof of work checked by ``pass-challenge``) and
+``mcaptcha`` (a proof of work of ``difficulty_factor`` hashes on average, checked by
+its verify endpoint).
 Every pass is bound to the exit it was earned through, the vendor's token
 too, so a page whose requests leave through different exits never clears.
+Both proof-of-work gates take their difficulty from the policy and put it in
+the page, where the real ones have it (Anubis' challenge JSON, mCaptcha's
+PoW config).
 """
 
 from __future__ import annotations
@@ -50,6 +55,13 @@ ANUBIS_PREFIX = "/.within.website/x/cmd/anubis"
 ANUBIS_SCRIPT = f"{ANUBIS_PREFIX}/static/js/main.mjs"
 ANUBIS_PASS = f"{ANUBIS_PREFIX}/api/pass-challenge"
 ANUBIS_COOKIE = "techaro.lol-anubis-auth"
+ANUBIS_SHA256 = f"{ANUBIS_PREFIX}/static/js/sha256.mjs"
+MCAPTCHA_PREFIX = "/mcaptcha"
+MCAPTCHA_SCRIPT = f"{MCAPTCHA_PREFIX}/widget/glue.mjs"
+MCAPTCHA_SHA256 = f"{MCAPTCHA_PREFIX}/widget/sha256.mjs"
+MCAPTCHA_VERIFY = f"{MCAPTCHA_PREFIX}/api/v1/pow/verify"
+MCAPTCHA_COOKIE = "mcaptcha-pass"
+MCAPTCHA_TTL = 3600
 
 # Sites whose real pages come through Cloudflare (server/cf-ray on a normal
 # page are not a challenge; a detector must not say otherwise).
@@ -117,6 +129,8 @@ def answer(visit: Visit, behaviour: Behaviour, passes: Passes) -> Reply:
         return _cloudflare_endpoint(visit, passes)
     if visit.route.startswith(f"{ANUBIS_PREFIX}/"):
         return _anubis_endpoint(visit, passes)
+    if visit.route.startswith(f"{MCAPTCHA_PREFIX}/"):
+        return _mcaptcha_endpoint(visit, passes)
     hop = redirect(visit)
     if hop is not None:
         return hop
@@ -227,11 +241,16 @@ def _onion_location(visit, behaviour, passes):
     return real_page(visit, extra=[("Onion-Location", f"http://{onion_address(visit.site)}{visit.route}")])
 
 
+def onion_seed(site: str) -> bytes:
+    """The Ed25519 seed of the site's onion service (the test bed's onion tor gets the same key)."""
+    return hashlib.sha256(f"captcha-exporter test bed {site}".encode()).digest()
+
+
 @cache
 def onion_address(site: str) -> str:
-    """A well-formed v3 onion address (rend-spec-v3 §6): base32(pubkey | checksum | version)."""
-    seed = hashlib.sha256(f"captcha-exporter test bed {site}".encode()).digest()
-    pubkey = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    """The site's v3 onion address (rend-spec-v3 §6): base32(pubkey | checksum | version)."""
+    pubkey = Ed25519PrivateKey.from_private_bytes(onion_seed(site)).public_key().public_bytes(
+        Encoding.Raw, PublicFormat.Raw)
     version = b"\x03"
     checksum = hashlib.sha3_256(b".onion checksum" + pubkey + version).digest()[:2]
     return base64.b32encode(pubkey + checksum + version).decode().lower() + ".onion"
@@ -489,9 +508,11 @@ def _anubis(visit, behaviour, passes):
 
 def _anubis_endpoint(visit: Visit, passes: Passes) -> Reply:
     if visit.route == ANUBIS_SCRIPT:
-        return Reply(200, [("Content-Type", "text/javascript")], template("anubis.js").encode())
+        return _script("anubis.js")
+    if visit.route == ANUBIS_SHA256:
+        return _script("sha256.mjs")
     if visit.route != ANUBIS_PASS:
-        return Reply(404, [("Content-Type", "text/plain")], b"not found\n")
+        return _not_found()
     query = visit.query
     token, nonce, response = query.get("challenge", ""), query.get("nonce", ""), query.get("response", "")
     claims = passes.check(token, "anubis", visit.site, visit.exit, CHALLENGE_TTL)
@@ -512,12 +533,75 @@ def proof_of_work_ok(challenge: str, nonce: str, response: str, difficulty: int)
     return digest == response and digest.startswith("0" * difficulty)
 
 
+def _mcaptcha(visit, behaviour, passes):
+    """mCaptcha in front of the site: 403 + the widget, its PoW config inline.  The widget's verify
+    endpoint gives a token for the proof; the page posts it in its form (``mcaptcha__token``), as a
+    site integrating mCaptcha does, and the site answers with the pass cookie and a redirect."""
+    if passes.check(visit.cookies.get(MCAPTCHA_COOKIE), "mcaptcha-pass", visit.site, visit.exit, MCAPTCHA_TTL):
+        return real_page(visit)
+    if visit.method == "POST":
+        token = parse_qs(visit.body.decode("utf-8", "replace")).get("mcaptcha__token", [""])[0]
+        if passes.check(token, "mcaptcha-token", visit.site, visit.exit, CHALLENGE_TTL):
+            cookie = passes.issue("mcaptcha-pass", visit.site, visit.exit)
+            return Reply(303, [("Location", _local_redirect(visit.path)),
+                               ("Set-Cookie", f"{MCAPTCHA_COOKIE}={cookie}; {_cookie_attributes(visit, MCAPTCHA_TTL)}")])
+    factor, salt = behaviour["difficulty_factor"], secrets.token_hex(16)
+    config = {
+        "string": passes.issue("mcaptcha", visit.site, visit.exit, d=factor, salt=salt),
+        "salt": salt,
+        "difficulty_factor": factor,
+        "verify": MCAPTCHA_VERIFY,
+    }
+    widget = f"{visit.scheme}://{visit.host}{MCAPTCHA_PREFIX}/widget/?sitekey={secrets.token_urlsafe(24)}"
+    body = render("mcaptcha.html", host=visit.host, config=Raw(_script_json(config)), script=MCAPTCHA_SCRIPT,
+                  widget=widget)
+    headers = [("Content-Type", HTML), ("Server", "nginx"), ("Content-Security-Policy", CSP),
+               ("Cache-Control", "no-store")]
+    return Reply(403, headers, body.encode())
+
+
+def _mcaptcha_endpoint(visit: Visit, passes: Passes) -> Reply:
+    if visit.route == MCAPTCHA_SCRIPT:
+        return _script("mcaptcha.js")
+    if visit.route == MCAPTCHA_SHA256:
+        return _script("sha256.mjs")
+    if visit.route != MCAPTCHA_VERIFY or visit.method != "POST":
+        return _not_found()
+    try:
+        work = json.loads(visit.body or b"{}")
+    except ValueError:
+        work = {}
+    if not isinstance(work, dict):
+        work = {}
+    token, nonce, result = str(work.get("string", "")), str(work.get("nonce", "")), str(work.get("result", ""))
+    claims = passes.check(token, "mcaptcha", visit.site, visit.exit, CHALLENGE_TTL)
+    if claims is None or not nonce.isdigit() or not mcaptcha_work_ok(claims["salt"] + token + nonce, result,
+                                                                       claims["d"]):
+        return json_reply(403, {"error": "proof of work invalid, expired or from another exit"})
+    return json_reply(200, {"token": passes.issue("mcaptcha-token", visit.site, visit.exit)})
+
+
+def mcaptcha_work_ok(work: str, result: str, difficulty_factor: int) -> bool:
+    """SHA-256(``work``) in hex must equal ``result``, its first 32 bits at least 2^32 - 2^32 / factor
+    (mCaptcha's check, on 32 of its 128 bits): ``difficulty_factor`` hashes on average."""
+    digest = hashlib.sha256(work.encode()).hexdigest()
+    return digest == result and int(digest[:8], 16) >= 2**32 - 2**32 // difficulty_factor
+
+
 def _local_redirect(target: str) -> str:
     """Only paths on this site: ``//host`` and absolute URLs would make an open redirect."""
     return target if target.startswith("/") and not target.startswith("//") else "/"
 
 
 # -- helpers ---------------------------------------------------------------------
+
+
+def _not_found() -> Reply:
+    return Reply(404, [("Content-Type", "text/plain")], b"not found\n")
+
+
+def _script(name: str) -> Reply:
+    return Reply(200, [("Content-Type", "text/javascript")], template(name).encode())
 
 
 def _cookie_attributes(visit: Visit, max_age: int) -> str:
@@ -557,6 +641,7 @@ ANSWERS: dict[str, Answer] = {
     "datadome": _datadome,
     "perimeterx": _perimeterx,
     "anubis": _anubis,
+    "mcaptcha": _mcaptcha,
     "injected": _injected,
     "rewritten": _rewritten,
     "different": _different,

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from . import processes
+from .pages import SITES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--replay", type=Path, metavar="DIR",
                     help="also serve the HAR captures in DIR at the hosts they were recorded on (ports 80 and 443)")
     add_latency_argument(up)
+    up.add_argument("--onion", metavar="SITE", choices=SITES,
+                    help="also run a v3 onion service leading to this site (e.g. forum), which announces it")
 
 
 def add_latency_argument(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     processes.exit_on_termination_signals()
     try:
-        bed = TestBed(exits=args.exits, policy=args.policy, latency=args.latency, replay=args.replay).start()
+        bed = TestBed(exits=args.exits, policy=args.policy, latency=args.latency, replay=args.replay,
+                      onion_site=args.onion).start()
     except (PolicyError, ReplayError, OSError) as exc:  # OSError: e.g. ports 80/443 taken or not ours to bind
         print(f"error: {exc}", file=sys.stderr)
         return 2

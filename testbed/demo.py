@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # the project's recording and alert rules, in a source checkout (the test bed is not installed otherwise)
 RULES_DIR = Path(__file__).resolve().parent.parent / "prometheus" / "rules"
+# the site whose onion service the demo runs: challenged through some exits, never through the onion route
+ONION_SITE = "forum"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +50,10 @@ def demo_config(state: dict, listen: str, interval: str, chromium: bool, data_di
     client, edge = state["client"], state["edge"]
     fetchers = ["http", "chromium"] if chromium else ["http"]
     targets = [{"name": site, "url": url, "fetchers": fetchers} for site, url in sorted(edge["sites"].items())]
+    onion_site = (state.get("onion") or {}).get("site")
+    for target in targets:
+        if target["name"] == onion_site:
+            target["onion"] = "auto"  # the site announces its onion service: probe that route too
     https_news = edge["sites"]["news"].replace("http://", "https://").replace(
         f":{edge['http_port']}/", f":{edge['https_port']}/")
     targets.append({"name": "news-tls", "url": https_news, "fetchers": ["http"]})
@@ -96,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     print("Booting the private Tor network and the edge web server…", flush=True)
-    with TestBed(exits=args.exits, latency=args.latency) as bed:
+    with TestBed(exits=args.exits, latency=args.latency, onion_site=ONION_SITE) as bed:
         state = bed.state()
         config_path = bed.workdir / "exporter.yaml"
         config_path.write_text(yaml.safe_dump(
@@ -110,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
                      f"({', '.join(e['nickname'] + ' ' + e['country'] for e in state['exits'])}).",
                      f"Exporter:   http://{host}:{port}/  (metrics: http://{host}:{port}/metrics)",
                      f"Config:     {config_path}",
-                     f"Edge admin: {state['edge']['admin_url']}/policy  (PUT a policy to stage a challenge spike)"]
+                     f"Edge admin: {state['edge']['admin_url']}/policy  (PUT a policy to stage a challenge spike)",
+                     f"Onion:      {state['onion']['url']} leads to {ONION_SITE} (probed as route=\"onion\")"]
             if prometheus_wanted:
                 prometheus, url = start_prometheus(bed.workdir, f"{host}:{port}", args.rules)
                 lines.append(f"Prometheus: {url}  (alerts: {url}alerts)")

@@ -11,6 +11,11 @@ Plain HTTP speaks HTTP/1.1.  The HTTPS port offers ``h2`` and ``http/1.1`` by
 ALPN, as real edges do: browsers get HTTP/2 (``http2``), plain clients that
 offer no ALPN get HTTP/1.1.  Both transports hand every request to
 ``Edge.handle``, which logs it with its protocol.
+
+A site may also have an onion service (``serve_onion``): requests whose Host
+is its onion address reach the site, through the onion tor (``identify``
+names it ``onion``), and every answer the site gives elsewhere announces it
+with ``Onion-Location`` (Tor Browser's header: the same page at an onion URL).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 from testbed import behaviours
 from testbed.http2 import Http2Connection
 from testbed.passes import Passes
-from testbed.policy import Policy, PolicyError
+from testbed.policy import ONION, Policy, PolicyError
 from testbed.sites import Web
 from testbed.tls import issue_certificates, server_context
 
@@ -64,6 +69,7 @@ class Edge:
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
         self.http_port = self.https_port = 0
+        self._onions: dict[str, str] = {}  # onion address → the site its service leads to
         self.ca_file: Path | None = None
         self.admin_url = ""
 
@@ -129,6 +135,18 @@ class Edge:
         """The names the test bed's DNS must answer (with this edge's address): sites and vendors."""
         return list(self.web.names)
 
+    def serve_onion(self, site: str, address: str) -> None:
+        """Requests for ``address`` (``<56 chars>.onion``) reach ``site``, and ``site`` announces it."""
+        self._onions[address.lower()] = site
+
+    def onion_of(self, site: str) -> str | None:
+        return next((address for address, served in self._onions.items() if served == site), None)
+
+    def site_of(self, host: str) -> str | None:
+        """``news.test:8080`` → ``news``; an onion address we serve → its site; anything else → None."""
+        name, _ = _split_host(host)
+        return self._onions.get(name) or self.web.site_of(name)
+
     def requests(self) -> list[dict]:
         """What the edge served, oldest first: site, exit, behaviour, path, status, time, ..."""
         with self._lock:
@@ -147,7 +165,7 @@ class Edge:
                cookie_headers: list[str], body: bytes) -> behaviours.Reply:
         """Answer one request and log it: ``host`` is the Host header (or ``:authority``)."""
         name, port = _split_host(host)
-        site = self.web.site_of(name)
+        site = self.site_of(name)
         entry = {"time": time.time(), "site": site, "host": name, "exit": exit_name, "scheme": scheme,
                  "protocol": protocol, "method": method, "path": path}
         if site is None:
@@ -158,6 +176,9 @@ class Edge:
         visit = behaviours.Visit(site=site, exit=exit_name, scheme=scheme, method=method, path=path,
                                  cookies=_cookies(cookie_headers), body=body, authority=name, port=port)
         reply = self.web.answer(visit, behaviour, self._passes)
+        onion = self.onion_of(site)
+        if onion and exit_name != ONION and reply.status is not None:
+            reply.headers.append(("Onion-Location", f"http://{onion}{path}"))
         entry.update(behaviour=behaviour.name, status=reply.status)
         self._record(entry)
         return reply

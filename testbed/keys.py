@@ -130,3 +130,22 @@ def _finish_gencert(started: tuple[subprocess.Popen, Path, Path]) -> None:
         work.rename(target)
     except OSError:  # another boot renamed its fresh set into place first: use that one
         shutil.rmtree(work, ignore_errors=True)
+
+
+def write_onion_service_keys(service_dir: Path, seed: bytes) -> None:
+    """Give a v3 onion service the Ed25519 identity made from ``seed``, so its address is known
+    before tor starts (rend-spec-v3: the address is the public key's).  Tor reads
+    ``hs_ed25519_secret_key``: a 32-byte header, then the expanded secret key, the clamped
+    scalar and the second half of SHA-512(seed) (RFC 8032 §5.1.5)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    digest = bytearray(hashlib.sha512(seed).digest())
+    digest[0] &= 248
+    digest[31] &= 127
+    digest[31] |= 64
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    service_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    service_dir.chmod(0o700)  # tor refuses a HiddenServiceDir others can read
+    (service_dir / "hs_ed25519_secret_key").write_bytes(b"== ed25519v1-secret: type0 ==\0\0\0" + bytes(digest))
+    (service_dir / "hs_ed25519_public_key").write_bytes(b"== ed25519v1-public: type0 ==\0\0\0" + public)

@@ -119,8 +119,8 @@ class TorNetwork:
 
     @property
     def relays(self) -> list[TorNode]:
-        """Every node with an identity key (all but the client)."""
-        return [n for n in self.nodes if n.role != "client"]
+        """Every node with an identity key (all but the client and the onion service)."""
+        return [n for n in self.nodes if n.role not in ("client", "onion")]
 
     @property
     def cookie_file(self) -> Path:
@@ -174,6 +174,22 @@ class TorNetwork:
         processes.stop(list(self._procs.values()))
         self._procs.clear()
 
+    def start_onion_service(self, seed: bytes, target_port: int, nickname: str = "onion") -> TorNode:
+        """Start a tor of its own running a v3 onion service (key from ``seed``) whose port 80 leads
+        to ``target_port`` on loopback.  Called once the network is up; ``onion_reachable`` says
+        when clients can reach it (its descriptor is published)."""
+        node = TorNode(nickname, "onion", self.workdir / nickname)
+        node.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        service_dir = node.data_dir / "hs"
+        keys.write_onion_service_keys(service_dir, seed)
+        node.extra = [("HiddenServiceDir", str(service_dir)),
+                      ("HiddenServicePort", f"80 {LOOPBACK}:{target_port}")]
+        self.nodes.append(node)
+        relays = self.middles + self.exits
+        node.torrc_path.write_text(torrc(node, self.authorities, resolv_conf=self.resolv_conf, relays=relays))
+        self._spawn(node)
+        return node
+
     def kill(self, nickname: str) -> None:
         """SIGKILL one tor (its process group) and reap it, as a crash would end it."""
         proc = self._procs[nickname]
@@ -197,7 +213,7 @@ class TorNetwork:
         try:
             untried = self._probe_paths()
             while True:
-                self._check_alive()
+                self.check_alive()
                 progress = bootstrap_progress(controller.get_info("status/bootstrap-phase"))
                 if progress >= ENOUGH_DIRINFO and untried and self._build_circuit(controller, untried[0]):
                     untried.pop(0)
@@ -221,7 +237,7 @@ class TorNetwork:
 
     def _exits_know_relays(self) -> bool:
         """Every exit's own consensus (its cached microdescriptor consensus) lists every relay."""
-        relays = {node.nickname for node in self.nodes if node.role != "client"}
+        relays = {node.nickname for node in self.relays}
         return all(relays <= consensus_nicknames(node.data_dir) for node in self.exits)
 
     @staticmethod
@@ -247,7 +263,7 @@ class TorNetwork:
 
     def _connect(self, deadline: float) -> Controller:
         while True:
-            self._check_alive()
+            self.check_alive()
             try:
                 controller = Controller.from_port(LOOPBACK, self.client.control_port)
                 controller.authenticate()
@@ -266,7 +282,7 @@ class TorNetwork:
         named = {n.nickname: statuses.get(n.fingerprint) for n in self.exits}
         return f"{phase}; exits in consensus: {named}"
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         for nickname, proc in self._procs.items():
             if proc.poll() is not None:
                 node = next(n for n in self.nodes if n.nickname == nickname)

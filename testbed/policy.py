@@ -11,7 +11,8 @@ Sites not listed answer ``ok``; exits not listed get the site's default,
 except ``direct`` (a fetch not through tor), which gets the real page unless
 listed.  Vendor hosts (``challenges``, ``hcaptcha``) are named like sites and
 take the behaviours that make sense for a third-party host (``VENDOR_BEHAVIOURS``).
-Errors name the key path, e.g. ``sites.news.exits.exit2.dealy``.
+``onion`` names requests through the site's onion service (it gets the
+site's default unless listed).  Errors name the key path, e.g. ``sites.news.exits.exit2.dealy``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import yaml
 from testbed.pages import SITES, VENDORS
 
 DIRECT = "direct"
+ONION = "onion"  # the peer name of the test bed's onion service
 
 # Every behaviour and its parameters with their defaults (ints stay ints).
 BEHAVIOURS: dict[str, dict[str, float]] = {
@@ -38,7 +40,8 @@ BEHAVIOURS: dict[str, dict[str, float]] = {
     # other vendors' gates
     "datadome": {},
     "perimeterx": {},
-    "anubis": {"difficulty": 4},
+    "anubis": {"difficulty": 4},  # leading hex zeros: 16^difficulty hashes on average
+    "mcaptcha": {"difficulty_factor": 50_000},  # hashes on average (mCaptcha's difficulty factor)
     # the real page, modified, or headers announcing an onion service
     "injected": {},
     "rewritten": {},
@@ -62,6 +65,7 @@ VENDOR_BEHAVIOURS = ("ok", "slow", "hang", "reset", "error", "block")
 PARAMETER_RANGES = {
     "delay": (0.0, 600.0),
     "difficulty": (1, 6),
+    "difficulty_factor": (1, 100_000_000),
     "seconds": (0.0, 3600.0),
     "size": (1, 2**34),
     "code": (520, 527),
@@ -240,6 +244,7 @@ _SPREAD = (
     Behaviour("rewritten"),
     Behaviour("onion-location"),
     Behaviour("different"),
+    Behaviour("mcaptcha", {"difficulty_factor": 50_000}),
     Behaviour("reset"),
     Behaviour("huge", {"size": 8_000_000}),
     Behaviour("hang"),

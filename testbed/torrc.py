@@ -1,9 +1,14 @@
-"""torrc files for the test-bed tors: three authorities, middles, exits and one client.
+"""torrc files for the test-bed tors: three authorities, middles, exits, one client, and an onion service.
 
 Every listener names a loopback address (a bare ``ORPort 9001`` binds
 0.0.0.0), only the client has a SocksPort, and every relay resolves through
 our loopback DNS server with hijack detection off (by default relays read
 /etc/resolv.conf and exits probe well-known names, which leaves the machine).
+The onion service is a tor of its own, not a relay: ``HiddenServiceDir`` and
+``HiddenServicePort`` (in ``extra``), no SocksPort.  Its descriptors go to
+relays with the HSDir flag, which relays earn only after hours of uptime, so
+the authorities vote it for every relay (``TestingDirAuthVoteHSDir``, as the
+Tor Project's chutney does); only directory caches can serve them.
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ def torrc(node: TorNode, authorities: list[TorNode], *, resolv_conf: Path, relay
             ("FetchDirInfoEarly", "1"),
             ("FetchDirInfoExtraEarly", "1"),
         ]
+    elif node.role == "onion":
+        lines += [("SocksPort", "0")]
     else:
         lines += _relay_lines(node, resolv_conf)
     if node.role == "authority":
@@ -98,7 +105,7 @@ def torrc(node: TorNode, authorities: list[TorNode], *, resolv_conf: Path, relay
             ("ExitPolicy", "accept 127.0.0.0/8:*"),
             ("ExitPolicy", "reject *:*"),
         ]
-    elif node.role != "client":
+    elif node.role not in ("client", "onion"):
         lines += [("ExitRelay", "0"), ("ExitPolicy", "reject *:*")]
     lines += node.extra
     return "".join(f"{key} {value}\n" for key, value in lines)
@@ -119,10 +126,14 @@ def _relay_lines(node: TorNode, resolv_conf: Path) -> list[tuple[str, str]]:
     ]
     if node.dir_port:
         lines.append(("DirPort", f"{node.address}:{node.dir_port}"))
-    if not (node.dir_port or node.guard):
+    if not _directory_cache(node):
         # Saves ~50 MB per relay; guards must stay caches or clients will not pick them.
         lines.append(("DirCache", "0"))
     return lines
+
+
+def _directory_cache(node: TorNode) -> bool:
+    return bool(node.dir_port or node.guard)
 
 
 def _authority_lines(node: TorNode, relays: list[TorNode]) -> list[tuple[str, str]]:
@@ -136,6 +147,8 @@ def _authority_lines(node: TorNode, relays: list[TorNode]) -> list[tuple[str, st
         ("TestingDirAuthVoteExitIsStrict", "1"),
         ("TestingDirAuthVoteGuard", ",".join(guards)),
         ("TestingDirAuthVoteGuardIsStrict", "1"),
+        ("TestingDirAuthVoteHSDir", ",".join(r.fingerprint for r in relays if _directory_cache(r))),
+        ("TestingDirAuthVoteHSDirIsStrict", "1"),
         ("V3BandwidthsFile", str(node.data_dir / "bandwidths")),
     ]
 

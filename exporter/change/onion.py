@@ -8,6 +8,12 @@ Two announcements exist:
 - ``Onion-Location``: an ``http(s)://<name>.onion/...`` URL Tor Browser
   offers in its address bar.
 
+An exporter whose target says ``onion: auto`` probes the URL of the last
+``Onion-Location`` it saw (``onion_location``).  An Alt-Svc alternative is
+the same origin at another endpoint (the browser keeps the original host
+name for TLS and Host), so it has no URL of its own to probe: such a target
+names its onion URL in the config.
+
 Only version 3 onion addresses count (rend-spec-v3 §6): 56 base32
 characters encoding ``PUBKEY (32 bytes) | CHECKSUM (2) | VERSION (1, = 3)``
 with ``CHECKSUM = SHA3-256(".onion checksum" | PUBKEY | VERSION)[:2]``.
@@ -34,12 +40,19 @@ def onion_facts(response: Response) -> set[str]:
     facts = set()
     if any(_is_v3_onion(host) for value in response.header_values("alt-svc") for host in alt_svc_hosts(value)):
         facts.add("alt_svc")
-    if any(_is_onion_url(value) for value in response.header_values("onion-location")):
+    if any(is_onion_url(value) for value in response.header_values("onion-location")):
         facts.add("onion_location")
     return facts
 
 
-def _is_onion_url(value: str) -> bool:
+def onion_location(response: Response) -> str | None:
+    """The onion URL the response's ``Onion-Location`` names, if it names a valid one."""
+    return next((value.strip() for value in response.header_values("onion-location") if is_onion_url(value)),
+                None)
+
+
+def is_onion_url(value: str) -> bool:
+    """An ``http(s)://`` URL whose host is a valid v3 onion address."""
     try:
         url = urlsplit(value.strip())
         return url.scheme in ("http", "https") and _is_v3_onion(url.hostname)

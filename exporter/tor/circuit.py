@@ -14,6 +14,14 @@ to its circuit (unless the operator denied the host).  A lane is pinned only
 while a probe runs on it; a stream it opens at any other time (a browser's
 background traffic, or a page still busy after its probe) is closed, logged
 and counted as ``stray``.
+
+A stream to an onion service never goes through an exit: tor must fetch the
+service's descriptor and build the rendezvous circuit itself, which a
+controller cannot do.  So a new stream to a ``.onion`` host is handed back to
+tor with ATTACHSTREAM to circuit 0 (control-spec: "if circuit ID is 0,
+responsibility for attaching the given stream is returned to Tor"), whatever
+circuit its lane is pinned to; tor then attaches it to the rendezvous circuit
+and, when that fails, retries it itself.
 """
 
 from __future__ import annotations
@@ -334,7 +342,9 @@ class CircuitPinner:
             return  # not one of our lanes: another controller's business
         host = (event.target_address or "").lower()
         circuit_id = self.circuit_of(lane)
-        if circuit_id is None:
+        if host.endswith(".onion"):
+            self._leave_to_tor(event, lane)
+        elif circuit_id is None:
             log.warning("stray stream closed", extra={"lane": lane.index, "stream": event.id,
                                                       "target": f"{host}:{event.target_port}"})
             self._on_closed(StreamClosed.STRAY)  # counted before the client can see its stream fail
@@ -351,6 +361,15 @@ class CircuitPinner:
                 self.controller.attach_stream(event.id, circuit_id)
             except stem.ControllerError as exc:
                 self._close_stream(event.id, f"lane {lane.index}: attach to circuit {circuit_id} failed: {exc}")
+
+    def _leave_to_tor(self, event, lane: Lane) -> None:
+        """Hand a new onion stream back to tor (circuit 0); one tor took back is tor's to retry."""
+        if event.status == StreamStatus.DETACHED:
+            return
+        try:
+            self.controller.attach_stream(event.id, "0")
+        except stem.ControllerError as exc:
+            self._close_stream(event.id, f"lane {lane.index}: handing an onion stream to tor failed: {exc}")
 
     def _close_stream(self, stream_id: str, why: str) -> None:
         log.debug("closing a stream", extra={"stream": stream_id, "why": why})

@@ -25,7 +25,7 @@ def test_defaults_and_every_filter():
     ("tagret=forum", "unknown parameter 'tagret'"),
     ("target=a&target=b", "target is given 2 times"),
     ("exit=exit1", "exit must be a relay fingerprint"),
-    ("route=onion", "route must be one of tor, direct"),
+    ("route=exit", "route must be one of tor, direct, onion"),
     ("limit=0", "limit must be a whole number from 1 to 1000"),
     (f"limit={MAX_LIMIT + 1}", "from 1 to 1000"),
     ("since=yesterday", "since must be unix seconds, an RFC 3339 time or a duration"),

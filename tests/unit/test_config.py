@@ -205,3 +205,14 @@ def test_target_interval_overrides_a_global_cron():
     schedules = [(t.interval, t.cron, t.exits_per_run) for t in config.targets]
     assert schedules == [(120.0, None, 2), (600.0, "0 * * * *", 2)]
 
+
+
+def test_a_targets_onion_route_is_off_auto_or_an_onion_url():
+    onion = "http://ytsjjeqwpgh2k2gtqhnxw7a6wnlwxlqsredtzyym4dhuljduzwtqksad.onion/"
+    config = parse_config(f"""\
+targets:
+  - {{name: a, url: "https://a.example/"}}
+  - {{name: b, url: "https://b.example/", onion: auto}}
+  - {{name: c, url: "https://c.example/", onion: "{onion}"}}
+""")
+    assert [t.onion for t in config.targets] == ["off", "auto", onion]

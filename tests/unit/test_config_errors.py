@@ -22,6 +22,11 @@ BAD_CONFIGS = [
      5, "targets[0].change.ignore[0]", "invalid regular expression 'price: ('"),
     ("change-one-baseline-fetch", CHANGED + "      baseline_fetches: 1\n",
      5, "targets[0].change.baseline_fetches", "between 2 and 20"),
+    ("onion-not-an-onion-url", "targets:\n  - name: shop\n    url: https://shop.example/\n    onion: https://shop.example/\n",
+     4, "targets[0].onion", "expected off, auto or an http:// or https:// URL of a v3 onion service"),
+    ("onion-bad-checksum", ("targets:\n  - name: shop\n    url: https://shop.example/\n"
+                            "    onion: http://ytsjjeqwpgh2k2gtqhnxw7a6wnlwxlqsredtzyym4dhuljduzwtqksaa.onion/\n"),
+     4, "targets[0].onion", "URL of a v3 onion service"),
     ("baseline-resolve-not-an-address", TARGET + "baseline:\n  resolve:\n    shop.example: localhost\n",
      5, "baseline.resolve.shop.example", "expected an IP address for 'shop.example'"),
     ("unknown-key", """\

@@ -22,9 +22,11 @@ EXPECTED = {
     "datadome": ("challenge", "datadome"),
     "perimeterx": ("challenge", "perimeterx"),
     "anubis": ("challenge", "anubis"),
+    "mcaptcha": ("challenge", "mcaptcha"),
     "error": ("error", "cloudflare"),
 }
-PARAMS = {"challenge": {"delay": 2.0}, "anubis": {"difficulty": 4}, "error": {"code": 522}}
+PARAMS = {"challenge": {"delay": 2.0}, "anubis": {"difficulty": 4},
+          "mcaptcha": {"difficulty_factor": 50_000}, "error": {"code": 522}}
 
 
 @pytest.mark.parametrize("site", ["news", "login", "shop"])  # Cloudflare-fronted and nginx-fronted

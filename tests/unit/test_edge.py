@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from testbed.behaviours import onion_address, proof_of_work_ok
+from testbed.behaviours import mcaptcha_work_ok, onion_address, proof_of_work_ok
 from testbed.edge import Edge
 from testbed.pages import SITES, VENDORS
 from testbed.policy import load_policy
@@ -40,6 +40,8 @@ POLICY = {
                 "perimeterx": "perimeterx",
                 "anubis": {"behaviour": "anubis", "difficulty": 2},
                 "anubisB": {"behaviour": "anubis", "difficulty": 2},
+                "mcaptcha": {"behaviour": "mcaptcha", "difficulty_factor": 300},
+                "mcaptchaB": {"behaviour": "mcaptcha", "difficulty_factor": 300},
                 "nonce": "nonce",
                 "injected": "injected",
                 "rewritten": "rewritten",
@@ -534,7 +536,77 @@ def test_proof_of_work_check():
     assert not proof_of_work_ok("abc", nonce, digest, zeros + 1)
 
 
+def mcaptcha_config(response) -> dict:
+    found = re.search(r'<script id="mcaptcha__config" type="application/json">(.*?)</script>', response.text)
+    return json.loads(found.group(1))
+
+
+def solve_mcaptcha(config: dict) -> dict:
+    floor = 2**32 - 2**32 // config["difficulty_factor"]
+    for nonce in range(10_000_000):
+        digest = hashlib.sha256(f"{config['salt']}{config['string']}{nonce}".encode()).hexdigest()
+        if int(digest[:8], 16) >= floor:
+            return {"string": config["string"], "nonce": nonce, "result": digest, "time": 5, "worker_type": "js"}
+    raise AssertionError("no proof found")
+
+
+def verify_mcaptcha(browser: Browser, work: dict) -> requests.Response:
+    return browser.post("news", "/mcaptcha/api/v1/pow/verify", work)
+
+
+def test_mcaptcha_gate_markers_and_difficulty(browser):
+    response = browser.via("mcaptcha").get()
+    assert response.status_code == 403
+    assert 'id="mcaptcha__token"' in response.text and "data-mcaptcha_url=" in response.text
+    config = mcaptcha_config(response)
+    assert config["difficulty_factor"] == 300
+    script = browser.get(path="/mcaptcha/widget/glue.mjs")
+    assert script.status_code == 200 and "difficulty_factor" in script.text
+    assert "sha256hex" in browser.get(path="/mcaptcha/widget/sha256.mjs").text
+
+
+def test_mcaptcha_proof_of_work_earns_the_real_page_on_its_exit_only(browser):
+    work = solve_mcaptcha(mcaptcha_config(browser.via("mcaptcha").get()))
+    assert verify_mcaptcha(browser.via("mcaptchaB"), work).status_code == 403  # another exit
+    assert verify_mcaptcha(browser.via("mcaptcha"), dict(work, nonce=work["nonce"] + 1)).status_code == 403
+    answer = verify_mcaptcha(browser, work)
+    assert answer.status_code == 200 and "mcaptcha-pass" not in browser.session.cookies
+    form = {"mcaptcha__token": answer.json()["token"]}
+    assert browser.session.post(browser.edge.site_urls()["news"] + "world", data={"mcaptcha__token": "x"},
+                                timeout=10, allow_redirects=False).status_code == 403, "a token of ours only"
+    posted = browser.session.post(browser.edge.site_urls()["news"] + "world", data=form, timeout=10,
+                                  allow_redirects=False)
+    assert posted.status_code == 303 and posted.headers["location"] == "/world"
+    assert "mcaptcha-pass" in browser.session.cookies
+    page = browser.get()
+    assert page.status_code == 200 and "City council" in page.text
+    assert "mcaptcha__config" in browser.via("mcaptchaB").get().text
+
+
+def test_mcaptcha_work_check():
+    work = "salt" + "string" + "7"
+    digest = hashlib.sha256(work.encode()).hexdigest()
+    assert mcaptcha_work_ok(work, digest, 1)  # factor 1: every hash passes
+    assert not mcaptcha_work_ok(work + "0", digest, 1)  # not the hash of the work
+    score = int(digest[:8], 16)
+    assert not mcaptcha_work_ok(work, digest, 2**32 // (2**32 - score) + 1)
+
+
 # -- failures -------------------------------------------------------------------------------
+
+
+def test_a_site_with_an_onion_service_announces_it_and_answers_its_onion_address(edge, browser):
+    address = onion_address("news")
+    edge.serve_onion("news", address)
+    challenged = browser.via("challenge").get(path="/world?x=1")
+    assert challenged.status_code == 403
+    assert challenged.headers["Onion-Location"] == f"http://{address}/world?x=1", "even on a gate page"
+    assert "Onion-Location" not in browser.via("clean").get(site="shop").headers, "only the onion site's"
+    through_onion = browser.via("onion").get(headers={"Host": address})
+    assert through_onion.status_code == 200 and "City council" in through_onion.text
+    assert "Onion-Location" not in through_onion.headers, "the onion service does not point at itself"
+    assert edge.requests()[-1]["site"] == "news" and edge.requests()[-1]["exit"] == "onion"
+    assert browser.via("onion").get(headers={"Host": "unknown" + address[7:]}).status_code == 421
 
 
 def test_slow_answers_the_real_page_late(browser):

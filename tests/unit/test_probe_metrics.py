@@ -315,3 +315,25 @@ def test_exit_facts_first_seen_onionoo_and_fetcher_info():
     assert sample(text, "captcha_onionoo_last_success_timestamp_seconds") == 1.7e9
     assert sample(text, 'captcha_fetcher_info{browser="chrome",fetcher="chromium-de",kind="chromium",'
                         'settings="prefs.intl.accept_languages=de",version="131.0.6778.85"}') == 1
+
+
+def test_proof_of_work_gates_export_solve_time_and_last_difficulty():
+    exits = [relay(1, 1.0, "DE")]
+    registry, metrics, _state = make_metrics(exits)
+    gate = page(200, '<script id="anubis_challenge" type="application/json">{"rules": {"difficulty": 4}}</script>')
+    cleared = fetched(gate, page(200), outcome="cleared", clear_seconds=1.7)
+
+    def anubis(response):
+        return Verdict("challenge", "anubis") if "anubis_challenge" in response.body else Verdict("ok")
+
+    result = run_probe(target(), exits[0], FakeFetcher(cleared), LANE, anubis, 5)
+    assert result.pow_difficulty == 4
+    metrics.observe(result)
+    interactive = fetched(page(403), outcome="interactive")
+    metrics.observe(run_probe(target(), exits[0], FakeFetcher(interactive), LANE, by_status, 5))
+    text = render(registry)
+    assert sample(text, 'captcha_pow_difficulty{provider="anubis",target="news"}') == 4
+    assert sample(text, 'captcha_pow_solve_seconds_sum{provider="anubis",target="news"}') == pytest.approx(1.7)
+    assert sample(text, 'captcha_pow_solve_seconds_count{provider="anubis",target="news"}') == 1
+    assert 'captcha_pow_solve_seconds_count{provider="cloudflare"' not in text, "not a proof of work"
+    assert 'captcha_pow_difficulty{provider="cloudflare"' not in text

@@ -116,6 +116,40 @@ def test_the_direct_control_probes_every_fetcher_on_the_direct_lane_one_target_a
     assert prober.queued == 0 and prober.in_flight == 0
 
 
+ONION_URL = "http://ytsjjeqwpgh2k2gtqhnxw7a6wnlwxlqsredtzyym4dhuljduzwtqksad.onion/"
+
+
+def test_the_onion_route_goes_where_the_target_says_or_where_its_pages_announced():
+    results, done, on_result = collector(2)
+    pins, fetched_urls = [], []
+
+    class Announcing(FakeFetcher):
+        def fetch(self, url, lane, timeout):
+            fetched_urls.append((url, lane))
+            return fetched(page(200, headers=[("Onion-Location", ONION_URL + "x")]))
+
+    prober = Prober([LANE], lambda lane, exit: pins.append(exit.nickname), {"http": Announcing()}, {"http": 5}, ok,
+                    on_result)
+    auto = replace(target(), onion="auto")
+    assert prober.onion_url(replace(target(), onion="off")) is None
+    assert prober.onion_url(replace(target(), onion=ONION_URL)) == ONION_URL
+    assert prober.onion_url(auto) is None, "nothing announced yet"
+    prober.submit(auto, relay(1))
+    for _ in range(50):
+        if results:
+            break
+        time.sleep(0.1)
+    assert prober.onion_url(auto) == ONION_URL + "x"
+    assert prober.submit_onion(auto, ONION_URL + "x")
+    assert done.wait(5)
+    prober.shutdown()
+    onion = results[1]
+    assert (onion.route, onion.exit, onion.target, onion.verdict.kind) == ("onion", None, "news", "ok")
+    assert fetched_urls == [("http://news.test/", LANE), (ONION_URL + "x", LANE)]
+    assert pins == ["exit1"], "the onion probe pins no exit"
+    assert prober.onion_url(auto) == ONION_URL + "x", "an onion page's own announcement is not learnt"
+
+
 def test_work_on_an_exit_borrows_a_lane_pinned_to_it_and_unpins_it_after():
     pins = []
 
@@ -167,6 +201,13 @@ def test_a_target_run_skips_exits_backing_off_and_takes_least_recently_tried():
             submitted.append(f"direct:{target.name}")
             return True
 
+        def onion_url(self, target):
+            return None if target.onion == "off" else "http://x.onion/"
+
+        def submit_onion(self, target, url):
+            submitted.append(f"onion:{url}")
+            return True
+
     prober = Recorder()
     prober.backoff.failed(relay(2).fingerprint, now=time.time())
     exits = [relay(1), relay(2), relay(3), relay(4)]
@@ -177,6 +218,9 @@ def test_a_target_run_skips_exits_backing_off_and_takes_least_recently_tried():
     submitted.clear()
     scheduler.run_target(replace(target(exits_per_run=1), direct=False))
     assert submitted == ["exit4"], "direct: false turns the control off"
+    submitted.clear()
+    scheduler.run_target(replace(target(exits_per_run=1), direct=False, onion="auto"))
+    assert submitted == ["exit4", "onion:http://x.onion/"], "and the onion route when it goes somewhere"
 
 
 def test_auto_lanes_follow_cpus_and_memory():

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from testbed.network import TorNetwork
-from testbed.torrc import bandwidth_file, torrc
+from testbed.torrc import TorNode, bandwidth_file, torrc
 
 LISTENERS = ("ORPort", "DirPort", "SocksPort", "ControlPort")
 
@@ -81,6 +81,26 @@ def test_authorities_vote_exit_for_the_exits_and_guard_for_middles_and_exit1(net
     guards = [n.fingerprint for n in network.middles] + [network.exits[0].fingerprint]
     assert values(opts, "TestingDirAuthVoteGuard") == [",".join(guards)]
     assert values(opts, "TestingDirAuthVoteExitIsStrict") == ["1"]
+
+
+def test_authorities_vote_hsdir_for_the_directory_caches_only(network):
+    """Onion services publish to HSDirs; a relay that is no directory cache could not store them."""
+    opts = options(network, network.authorities[0])
+    caches = [n.fingerprint for n in network.middles] + [network.exits[0].fingerprint]
+    assert values(opts, "TestingDirAuthVoteHSDir") == [",".join(caches)]
+    assert values(opts, "TestingDirAuthVoteHSDirIsStrict") == ["1"]
+
+
+def test_the_onion_service_is_no_relay_and_leads_to_the_edge(network, tmp_path):
+    node = TorNode("onion", "onion", tmp_path / "onion",
+                   extra=[("HiddenServiceDir", str(tmp_path / "onion" / "hs")),
+                          ("HiddenServicePort", "80 127.0.0.1:8080")])
+    opts = options(network, node)
+    assert values(opts, "SocksPort") == ["0"]
+    for key in ("ORPort", "DirPort", "ExitRelay", "ExitPolicy", "ControlPort"):
+        assert values(opts, key) == [], key
+    assert values(opts, "HiddenServicePort") == ["80 127.0.0.1:8080"]
+    assert len(values(opts, "DirAuthority")) == 3
 
 
 def test_non_guard_relays_are_not_directory_caches(network):

@@ -299,6 +299,22 @@ def test_host_patterns():
     assert not host_denied("b.example", ["*.b.example"]) and not host_denied("notb.example", ["*.b.example"])
 
 
+ONION = "ytsjjeqwpgh2k2gtqhnxw7a6wnlwxlqsredtzyym4dhuljduzwtqksad.onion"
+
+
+def test_onion_streams_are_handed_back_to_tor_never_to_the_exit_circuit():
+    controller, pinner = started(["BUILT"])
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    controller.calls.clear()
+    controller.stream("1", "NEW", ONION, 1000)  # on a pinned lane
+    controller.stream("2", "NEW", ONION.upper(), 1001)  # on a lane never pinned
+    controller.stream("3", "DETACHED", ONION, 1000, reason="TIMEOUT")  # tor's to retry now
+    controller.stream("4", "NEW", ONION, 7)  # another controller's
+    controller.stream("5", "NEW", "news.test", 1000)
+    handled(pinner)
+    assert controller.calls == [("attach", "1", "0"), ("attach", "2", "0"), ("attach", "5", circuit)]
+
+
 def test_detached_streams_are_reattached_once_unless_the_exit_ended_them():
     controller, pinner = started(["BUILT"])
     circuit = pinner.pin(LANES[0], EXIT, RELAYS)

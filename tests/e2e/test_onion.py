@@ -1,0 +1,79 @@
+"""The onion route end to end: a real v3 onion service in the private network, the real exporter.
+
+The test bed runs forum.test's onion service (a tor of its own, HSDir flags
+voted by the authorities) and forum.test announces it with Onion-Location.
+The policy challenges forum through every exit and serves the onion route the
+real page, as a site behind Cloudflare's onion routing would.  The exporter,
+told ``onion: auto``, learns the onion URL from the exit route's answers and
+probes it with no exit: the exit route's challenges and the onion route's
+normal pages must show apart in /metrics, and the edge must have served the
+onion route through the onion service.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from support.exporter_process import exporter_config, total
+
+from testbed.bed import TestBed
+from testbed.policy import load_policy
+from testbed.ports import free_ports
+
+pytestmark = pytest.mark.e2e
+
+POLICY = {"sites": {"forum": {"default": {"behaviour": "challenge", "delay": 1}, "exits": {"onion": "ok"}}}}
+
+
+@pytest.fixture(scope="module")
+def bed():
+    with TestBed(exits=2, policy=load_policy(POLICY), onion_site="forum") as test_bed:
+        yield test_bed
+
+
+def probe_forum(bed, run_exporter, tmp_path, fetchers: list[str], onion: str):
+    state = bed.state()
+    config = exporter_config(state, free_ports(1)[0], tmp_path / "data")
+    config["targets"] = [{"name": "forum", "url": state["edge"]["sites"]["forum"], "fetchers": fetchers,
+                          "direct": False, "onion": onion}]
+    config["schedule"] = {"interval": "5s", "exits_per_run": 2, "concurrency": 2}
+    config["fetchers"]["chromium"] = {"ca_file": state["edge"]["ca_file"], "challenge_wait": "3s"}
+    exporter = run_exporter(config)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        samples = exporter.samples()
+        if all(total(samples, "captcha_probes_total", target="forum", route="onion", fetcher=f) >= 2
+               for f in fetchers):
+            return exporter, samples
+        time.sleep(2)
+    pytest.fail("the onion route was never probed:\n" + exporter.get("/metrics").text[-5000:] +
+                exporter.log.read_text()[-5000:])
+
+
+def test_the_onion_route_avoids_the_challenge_the_exit_route_meets(bed, run_exporter, tmp_path):
+    before = len(bed.edge.requests())
+    exporter, samples = probe_forum(bed, run_exporter, tmp_path, ["http"], "auto")
+    tor = total(samples, "captcha_probes_total", target="forum", route="tor")
+    onion = total(samples, "captcha_probes_total", target="forum", route="onion")
+    print(f"forum: {tor:.0f} probes through exits, {onion:.0f} through the onion service")
+    assert total(samples, "captcha_challenges_total", target="forum", route="tor", provider="cloudflare") == tor > 0
+    assert total(samples, "captcha_challenges_total", target="forum", route="onion") == 0
+    assert onion >= 2 and total(samples, "captcha_probe_errors_total", target="forum", route="onion") == 0
+    assert total(samples, "captcha_probes_total", target="forum", route="onion", country="") == onion, "no exit"
+    served = [r for r in bed.edge.requests()[before:] if r["site"] == "forum"]
+    through_onion = [r for r in served if r["exit"] == "onion"]
+    assert through_onion and {r["behaviour"] for r in through_onion} == {"ok"}
+    # every exit, the onion service, and the baseline's fetches without tor ("direct")
+    assert {r["exit"] for r in served} - {"direct"} == {"onion", *(e["nickname"] for e in bed.state()["exits"])}
+    metrics = exporter.get("/metrics").text
+    assert 'route="onion"' in metrics and "captcha_target_onion_available" in metrics
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromedriver") is None, reason="needs Debian's chromium-driver")
+def test_chromium_reaches_the_configured_onion_url(bed, run_exporter, tmp_path):
+    _, samples = probe_forum(bed, run_exporter, tmp_path, ["chromium"], bed.state()["onion"]["url"])
+    assert total(samples, "captcha_challenges_total", target="forum", route="tor", fetcher="chromium") > 0
+    assert total(samples, "captcha_challenges_total", target="forum", route="onion") == 0
