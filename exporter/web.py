@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
-from exporter.config import ConfigError
+from exporter.basic_auth import BasicAuth, Busy
 from exporter.evidence import (
     CHANGE_DIFF,
     HAR_FILE,
@@ -124,21 +124,22 @@ class WebServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Each request is a connection of its own (HTTP/1.0): the default accept queue of 5 overflows
+    # with a few dozen clients, and a dropped connection attempt is only retried a second later.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type, web: WebConfigFile | None):
         self.web = web
+        self.auth = BasicAuth()
         super().__init__(address, handler)
 
     def config(self) -> WebConfig | None:
-        """The web config in force (None without a file); ConfigError while the file is invalid."""
+        """The web config in force (None without a file)."""
         return self.web.current() if self.web else None
 
     def finish_request(self, request: socket.socket, client_address) -> None:
         """Runs in the connection's own thread, so a slow TLS handshake holds up no one else."""
-        try:
-            context = (self.config() or WebConfig()).ssl_context
-        except ConfigError:
-            context = None  # the handler answers 500
+        context = (self.config() or WebConfig()).ssl_context
         if context is None:
             super().finish_request(request, client_address)
             return
@@ -174,22 +175,25 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(self._post)
 
     def _serve(self, route) -> None:
-        try:
-            config = self.server.config()
-        except ConfigError:
-            self._send(500, b"The web config is invalid; see the exporter's log.\n", TEXT)
-            return
+        path = self.path.split("?", 1)[0]
+        config = self.server.config()
         if config is not None:
             self._extra = config.headers
             if not self.server.web.allow():
                 self._send(429, b"Too many requests.\n", TEXT)
                 return
-            if not self.server.web.authorized(config, self.headers.get("Authorization")):
-                self._send(401, b"Unauthorized.\n", TEXT,
-                           [("WWW-Authenticate", 'Basic realm="captcha-exporter", charset="UTF-8"')])
-                return
+            if config.auth_required and path not in config.auth_excluded_paths:
+                try:
+                    authorized = self.server.auth.authorized(config.users, self.headers.get("Authorization"))
+                except Busy:
+                    self._send(429, b"Too many logins at once; try again.\n", TEXT, [("Retry-After", "1")])
+                    return
+                if not authorized:
+                    self._send(401, b"Unauthorized.\n", TEXT,
+                               [("WWW-Authenticate", 'Basic realm="captcha-exporter", charset="UTF-8"')])
+                    return
         try:
-            route(self.path.split("?", 1)[0])
+            route(path)
         except Exception:  # a bug in one page must not take the endpoint down
             log.exception("web request failed", extra={"path": self.path})
             self._send(500, b"Internal error; see the exporter's log.\n", TEXT)

@@ -1,9 +1,15 @@
 """The web endpoint behind a web-config file: basic auth on every route, TLS, headers."""
 
+import base64
 import socket
 import ssl
+import subprocess
+import sys
+import threading
 import time
+from collections import Counter
 
+import bcrypt
 import pytest
 import requests
 from test_web import PROBE, FakeView, evidence  # noqa: F401 (evidence is a fixture)
@@ -12,6 +18,7 @@ from test_web_config import hashed, self_signed
 from exporter.config import ConfigError
 from exporter.evidence import HTML_FILE
 from exporter.web import WebServer
+from exporter.webconfig import SETTLE_SECONDS
 
 ROUTES = [("GET", "/"), ("GET", "/metrics"), ("GET", "/config"), ("GET", "/-/healthy"), ("GET", "/-/ready"),
           ("GET", f"/probe/{PROBE}"), ("GET", f"/evidence/{PROBE}/{HTML_FILE}"), ("POST", "/-/reload"),
@@ -46,6 +53,14 @@ def http(server, path=""):
     return "http://{}:{}".format(*server.address) + path
 
 
+def eventually(check, seconds=SETTLE_SECONDS + 5):
+    """Poll ``check`` until it is true (a changed web config takes effect once it has settled)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the change never took effect"
+        time.sleep(0.1)
+
+
 def test_basic_auth_guards_every_route(tmp_path, start):
     config = tmp_path / "web.yml"
     config.write_text(f"basic_auth_users:\n  alice: {hashed('right')}\n")
@@ -67,19 +82,59 @@ def test_rotated_credentials_apply_without_a_restart(tmp_path, start):
     server = start(config)
     assert requests.get(http(server, "/"), auth=("alice", "old"), timeout=10).status_code == 200
     rewrite(config, f"basic_auth_users:\n  alice: {hashed('new-password')}\n")
-    assert requests.get(http(server, "/"), auth=("alice", "old"), timeout=10).status_code == 401
+    eventually(lambda: requests.get(http(server, "/"), auth=("alice", "old"), timeout=10).status_code == 401)
     assert requests.get(http(server, "/"), auth=("alice", "new-password"), timeout=10).status_code == 200
 
 
-def test_a_web_config_broken_while_running_fails_closed(tmp_path, start):
+@pytest.mark.parametrize("broken", ["basic_auth_users: [\n", "", "# basic_auth_users: {}\n", "basic_auth_users: {}\n",
+                                    "{}\n"])
+def test_a_web_config_broken_while_running_keeps_the_last_good_one(tmp_path, start, broken):
     config = tmp_path / "web.yml"
     config.write_text(f"basic_auth_users:\n  alice: {hashed('pw')}\n")
     server = start(config)
-    rewrite(config, "basic_auth_users: [\n")
-    broken = requests.get(http(server, "/metrics"), auth=("alice", "pw"), timeout=10)
-    assert broken.status_code == 500 and "web config is invalid" in broken.text
-    rewrite(config, f"basic_auth_users:\n  alice: {hashed('pw')}\n")
-    assert requests.get(http(server, "/metrics"), auth=("alice", "pw"), timeout=10).status_code == 200
+    rewrite(config, broken)
+    time.sleep(SETTLE_SECONDS + 0.2)
+    for _ in range(2):  # seen, then settled
+        assert requests.get(http(server, "/metrics"), timeout=10).status_code == 401
+        assert requests.get(http(server, "/metrics"), auth=("alice", "pw"), timeout=10).status_code == 200
+    rewrite(config, f"basic_auth_users:\n  bob: {hashed('pw2')}\n")
+    eventually(lambda: requests.get(http(server, "/metrics"), auth=("bob", "pw2"), timeout=10).status_code == 200)
+
+
+def test_rewriting_the_file_in_place_never_opens_a_window(tmp_path, start):
+    """An editor truncates, then writes: 10 s of that must never let a request through without the password,
+    nor put a half-written file (one user of two) in force."""
+    config = tmp_path / "web.yml"
+    text = f"basic_auth_users:\n  alice: {hashed('pw')}\n  bob: {hashed('pw')}\n"
+    config.write_text(text)
+    server = start(config)
+    stop = threading.Event()
+    anonymous, bob = Counter(), Counter()
+
+    def rewrite_in_place():
+        while not stop.is_set():
+            with config.open("w") as file:  # truncates
+                file.write(text[:len(text) * 2 // 3])  # cut inside bob's line: alice alone is valid YAML
+                file.flush()
+                time.sleep(0.001)
+                file.write(text[len(text) * 2 // 3:])
+
+    def ask(counter, auth):
+        with requests.Session() as session:
+            while not stop.is_set():
+                counter[session.get(http(server, "/config"), auth=auth, timeout=10).status_code] += 1
+
+    threads = [threading.Thread(target=rewrite_in_place)] + [
+        threading.Thread(target=ask, args=(anonymous, None)) for _ in range(3)] + [
+        threading.Thread(target=ask, args=(bob, ("bob", "pw")))]
+    for thread in threads:
+        thread.start()
+    time.sleep(10)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert sum(anonymous.values()) > 1000 and set(anonymous) == {401}, anonymous
+    assert set(bob) == {200}, bob
 
 
 def test_an_invalid_web_config_at_start_is_refused(tmp_path):
@@ -171,3 +226,107 @@ def test_rate_limit_answers_429_beyond_the_burst(tmp_path, start):
     server = start(config)
     codes = [requests.get(http(server, "/-/healthy"), timeout=10).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+
+
+def raw_request(server, request: bytes) -> bytes:
+    """Send ``request`` as written and return everything the server answers."""
+    with socket.create_connection(server.address, timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_an_authorization_header_with_non_ascii_bytes_is_a_401(tmp_path, start):
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  alice: {hashed('pw')}\n")
+    server = start(config)
+    for token in (b"Basic \xff\xfe\xfd", b"Basic " + base64.b64encode("alice:pw\u00e9".encode("latin-1")),
+                  b"Basic \xc3\xa9" + base64.b64encode(b"alice:pw")):
+        answer = raw_request(server, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + token
+                             + b"\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 401 ") or answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
+GUESSERS = """
+import base64, http.client, sys, threading
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+wrong = "Basic " + base64.b64encode(b"alice:wrong").decode()
+def guess():
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    while True:
+        connection.request("GET", "/metrics", headers={"Authorization": wrong})
+        connection.getresponse().read()
+for _ in range(count):
+    threading.Thread(target=guess).start()
+"""
+
+
+def test_thirty_clients_with_a_wrong_password_do_not_delay_a_correct_login(tmp_path, start):
+    config = tmp_path / "web.yml"
+    cost_12 = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=12)).decode()  # a quarter second per check
+    config.write_text(f"basic_auth_users:\n  alice: {cost_12}\n")
+    server = start(config)
+    guessers = subprocess.Popen([sys.executable, "-c", GUESSERS, *map(str, server.address), "30"])
+    try:
+        time.sleep(1.5)
+        started = time.monotonic()
+        login = requests.get(http(server, "/metrics"), auth=("alice", "right"), timeout=30)
+        first = time.monotonic() - started
+        started = time.monotonic()
+        again = requests.get(http(server, "/metrics"), auth=("alice", "right"), timeout=30)
+        second = time.monotonic() - started
+    finally:
+        guessers.kill()
+        guessers.wait()
+    assert (login.status_code, again.status_code) == (200, 200)
+    assert first < 2.0 and second < 0.5, (first, second)  # alone: 0.3 s and 0.01 s; the lock made it 7 s
+
+
+def test_an_unknown_user_costs_a_check_at_the_highest_configured_cost(tmp_path, monkeypatch):
+    from exporter.basic_auth import BasicAuth
+
+    users = {"cheap": bcrypt.hashpw(b"a", bcrypt.gensalt(rounds=4)),
+             "dear": bcrypt.hashpw(b"b", bcrypt.gensalt(rounds=6))}
+    checked = []
+    real = bcrypt.checkpw
+    monkeypatch.setattr("exporter.basic_auth.bcrypt.checkpw",
+                        lambda password, hashed: checked.append(hashed[:7]) or real(password, hashed))
+    auth = BasicAuth()
+    header = "Basic " + base64.b64encode(b"mallory:guess").decode()
+    assert not auth.authorized(users, header)
+    assert checked == [b"$2b$06$"]
+    assert not auth.authorized(users, header)  # the same wrong answer again: remembered, no second check
+    assert checked == [b"$2b$06$"]
+
+
+def test_many_distinct_guesses_are_shed_rather_than_queued(tmp_path, start):
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  alice: {bcrypt.hashpw(b'pw', bcrypt.gensalt(rounds=11)).decode()}\n")
+    server = start(config)
+    answers, slowest = Counter(), []
+
+    def guess(index):
+        started = time.monotonic()
+        answer = requests.get(http(server, "/metrics"), auth=("alice", f"guess-{index}"), timeout=30)
+        answers[answer.status_code] += 1
+        slowest.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=guess, args=(index,)) for index in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(answers) == {401, 429} and answers[429] > 0, answers
+    assert max(slowest) < 3.0, max(slowest)
+
+
+def test_health_checks_skip_basic_auth_only_when_the_web_config_says_so(tmp_path, start):
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  alice: {hashed('pw')}\nbasic_auth_excluded_paths: [/-/healthy, /-/ready]\n")
+    server = start(config)
+    assert requests.get(http(server, "/-/healthy"), timeout=10).status_code == 200
+    assert requests.get(http(server, "/-/ready"), timeout=10).status_code == 200
+    for path in ("/metrics", "/config", "/", "/-/healthy/", "/-/ready/x"):
+        assert requests.get(http(server, path), timeout=10).status_code == 401, path
