@@ -1,8 +1,10 @@
 """The exporter's HTTP endpoint: /metrics, a landing page, probe pages, evidence, health, readiness, reload.
 
-Every route sits behind the optional web config (TLS, basic auth, extra
-headers; see exporter.webconfig).  Our own pages carry a CSP that allows no
-script at all.  Evidence is what a remote site sent us, so it is served inert:
+Every request must name a host we answer to, and an action (POST) must come
+from no browser or our own origin (exporter.webguard); every route sits behind
+the optional web config (TLS, basic auth, extra headers; see exporter.webconfig).  Our own pages carry
+a CSP that allows no script at all.  Evidence is what a remote site sent us, so
+it is served inert:
 only known file names of well-formed probe ids, resolved inside the evidence
 directory, HTML as text/plain, all under ``Content-Security-Policy: sandbox``.
 """
@@ -19,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +41,7 @@ from exporter.evidence import (
 from exporter.probe import ProbeResult
 from exporter.store import probe_record
 from exporter.webconfig import WebConfig, WebConfigFile
+from exporter.webguard import HostCheck, cross_site_refusal, default_allowed_hosts
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +99,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class WebServer:
     """The endpoint on ``host:port``; ``web_config`` is an exporter-toolkit web-config file.
 
+    ``allowed_hosts``: the names a request's ``Host`` may give (addresses always
+    pass; default: see exporter.webguard.default_allowed_hosts).
     Raises ConfigError for an invalid web config and OSError when it cannot listen.
     """
 
-    def __init__(self, view: View, host: str, port: int, web_config: str | Path | None = None):
+    def __init__(self, view: View, host: str, port: int, web_config: str | Path | None = None,
+                 allowed_hosts: Iterable[str] | None = None):
         handler = type("Handler", (_Handler,), {"view": view})
         web = WebConfigFile(web_config) if web_config else None
-        self.httpd = _Server((host, port), handler, web)
+        hosts = HostCheck(default_allowed_hosts(host) if allowed_hosts is None else allowed_hosts)
+        self.httpd = _Server((host, port), handler, web, hosts)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="web", daemon=True)
 
     @property
@@ -128,8 +136,9 @@ class _Server(ThreadingHTTPServer):
     # with a few dozen clients, and a dropped connection attempt is only retried a second later.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: type, web: WebConfigFile | None):
+    def __init__(self, address: tuple[str, int], handler: type, web: WebConfigFile | None, hosts: HostCheck):
         self.web = web
+        self.hosts = hosts
         self.auth = BasicAuth()
         super().__init__(address, handler)
 
@@ -176,6 +185,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, route) -> None:
         path = self.path.split("?", 1)[0]
+        refusal = self.server.hosts.refusal(self.headers.get("Host"))
+        if refusal is not None:
+            self._send(421, (refusal + "\n").encode(), TEXT)
+            return
         config = self.server.config()
         if config is not None:
             self._extra = config.headers
@@ -223,6 +236,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _post(self, path: str) -> None:
         if path != "/-/reload":
             self._send(405, b"Only /-/reload takes POST.\n", TEXT, [("Allow", "GET")])
+            return
+        refusal = cross_site_refusal(self.headers)
+        if refusal is not None:
+            self._send(403, (refusal + "\n").encode(), TEXT)
             return
         ok, message = self.view.reload()
         self._send(200 if ok else 500, (message + "\n").encode(), TEXT)

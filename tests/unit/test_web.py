@@ -18,6 +18,7 @@ PROBE = "20261122T031500Z-a1b2c3"
 BARE = "20261122T031600Z-d4e5f6"  # a probe without evidence
 HOSTILE = "<script>alert('x')</script>"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+ACTION = {"X-Requested-By": "test"}  # an action (POST) from a client, not from a web page
 
 
 class FakeView:
@@ -241,10 +242,10 @@ def test_no_evidence_directory_means_no_evidence(view, server):
 def test_reload_takes_post_only(server, view):
     get = requests.get(url(server, "/-/reload"), timeout=10)
     assert (get.status_code, get.headers["Allow"], view.reloads) == (405, "POST", 0)
-    ok = requests.post(url(server, "/-/reload"), timeout=10)
+    ok = requests.post(url(server, "/-/reload"), headers=ACTION, timeout=10)
     assert (ok.status_code, ok.text, view.reloads) == (200, "reloaded: 2 targets\n", 1)
     view.reload_answer = (False, "config.yml:3: targets[0].url: not a URL")
-    bad = requests.post(url(server, "/-/reload"), timeout=10)
+    bad = requests.post(url(server, "/-/reload"), headers=ACTION, timeout=10)
     assert (bad.status_code, bad.text) == (500, "config.yml:3: targets[0].url: not a URL\n")
     assert requests.post(url(server, "/metrics"), timeout=10).status_code == 405
 
@@ -268,3 +269,4 @@ def test_the_web_config_flag():
     add_arguments(parser)
     assert parser.parse_args(["--web.config.file", "web.yml"]).web_config_file == "web.yml"
     assert parser.parse_args([]).web_config_file is None
+

@@ -23,6 +23,7 @@ from exporter.webconfig import SETTLE_SECONDS
 ROUTES = [("GET", "/"), ("GET", "/metrics"), ("GET", "/config"), ("GET", "/-/healthy"), ("GET", "/-/ready"),
           ("GET", f"/probe/{PROBE}"), ("GET", f"/evidence/{PROBE}/{HTML_FILE}"), ("POST", "/-/reload"),
           ("GET", "/nope")]
+ACTION = {"X-Requested-By": "test"}  # what an action (POST) needs besides credentials
 
 
 @pytest.fixture
@@ -66,13 +67,14 @@ def test_basic_auth_guards_every_route(tmp_path, start):
     config.write_text(f"basic_auth_users:\n  alice: {hashed('right')}\n")
     server = start(config)
     for method, path in ROUTES:
-        anonymous = requests.request(method, http(server, path), timeout=10)
+        anonymous = requests.request(method, http(server, path), headers=ACTION, timeout=10)
         assert anonymous.status_code == 401, path
         assert anonymous.headers["WWW-Authenticate"].startswith("Basic realm=")
-        wrong = requests.request(method, http(server, path), auth=("alice", "wrong"), timeout=10)
+        wrong = requests.request(method, http(server, path), auth=("alice", "wrong"), headers=ACTION, timeout=10)
         assert wrong.status_code == 401, path
-        assert requests.request(method, http(server, path), auth=("bob", "right"), timeout=10).status_code == 401
-        right = requests.request(method, http(server, path), auth=("alice", "right"), timeout=10)
+        assert requests.request(method, http(server, path), auth=("bob", "right"), headers=ACTION,
+                                timeout=10).status_code == 401
+        right = requests.request(method, http(server, path), auth=("alice", "right"), headers=ACTION, timeout=10)
         assert right.status_code == (404 if path == "/nope" else 200), path
 
 
@@ -330,3 +332,96 @@ def test_health_checks_skip_basic_auth_only_when_the_web_config_says_so(tmp_path
     assert requests.get(http(server, "/-/ready"), timeout=10).status_code == 200
     for path in ("/metrics", "/config", "/", "/-/healthy/", "/-/ready/x"):
         assert requests.get(http(server, path), timeout=10).status_code == 401, path
+
+
+@pytest.fixture
+def plain(evidence):  # noqa: F811
+    """A server without a web config, answering to the default names and ``exporter.example``."""
+    view = FakeView(evidence)
+    server = WebServer(view, "127.0.0.1", 0, allowed_hosts=("exporter.example", "localhost"))
+    server.start()
+    yield server, view
+    server.stop()
+
+
+def get_with_host(server, host: str, path: str = "/config") -> bytes:
+    return raw_request(server, f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:9981", "127.0.0.1.nip.io", "localhost.evil.example",
+                                  "exporter.example.evil"])
+def test_a_foreign_host_is_refused(plain, host):
+    server, _ = plain
+    for path in ("/config", "/", "/metrics", "/-/healthy"):
+        answer = get_with_host(server, host, path)
+        assert answer.startswith(b"HTTP/1.0 421 "), answer[:100]
+        assert b"web.allowed_hosts" in answer and b"targets" not in answer
+
+
+@pytest.mark.parametrize("host", ["exporter.example", "Exporter.Example.:9981", "localhost:9981", "127.0.0.1:9981",
+                                  "10.1.2.3", "[::1]:9981", "[2001:db8::1]"])
+def test_allowed_hosts_and_any_address_are_answered(plain, host):
+    server, _ = plain
+    assert get_with_host(server, host).startswith(b"HTTP/1.0 200 ")
+
+
+def test_the_default_allowed_hosts_are_the_listen_host_localhost_and_the_machine_name(evidence):  # noqa: F811
+    server = WebServer(FakeView(evidence), "127.0.0.1", 0)
+    server.start()
+    try:
+        for host in ("localhost", socket.gethostname(), "127.0.0.1"):
+            assert get_with_host(server, host).startswith(b"HTTP/1.0 200 "), host
+        assert get_with_host(server, "evil.example").startswith(b"HTTP/1.0 421 ")
+    finally:
+        server.stop()
+
+
+def post_reload(server, headers: dict[str, str], body: bytes = b"") -> bytes:
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return raw_request(server, (f"POST /-/reload HTTP/1.1\r\nHost: 127.0.0.1:{server.address[1]}\r\n{head}"
+                                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body)
+
+
+@pytest.mark.parametrize("headers, body", [
+    ({"Origin": "https://evil.example", "Content-Type": "application/x-www-form-urlencoded"}, b"a=b"),
+    ({"Origin": "https://evil.example", "Content-Type": "text/plain"}, b"x"),
+    ({"Origin": "null", "Content-Type": "multipart/form-data; boundary=x"}, b"--x--"),
+    ({"Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"}, b"x"),
+    ({"Sec-Fetch-Site": "same-site", "X-Requested-By": "x"}, b""),  # a sibling subdomain is another origin
+    ({"Origin": "https://evil.example", "Content-Type": "application/json"}, b"{}"),
+    ({"Origin": "http://127.0.0.1:1", "X-Requested-By": "x"}, b""),
+    ({}, b""),  # no browser would know, but a no-cors fetch() sends exactly this
+    ({"Content-Type": "text/plain"}, b""),
+])
+def test_cross_site_or_simple_reload_requests_are_refused(plain, headers, body):
+    server, view = plain
+    answer = post_reload(server, headers, body)
+    assert answer.startswith(b"HTTP/1.0 403 "), answer[:120]
+    assert view.reloads == 0
+
+
+@pytest.mark.parametrize("headers", [
+    {"X-Requested-By": "curl"},
+    {"Content-Type": "application/json"},
+    {"Content-Type": "application/json; charset=utf-8", "Sec-Fetch-Site": "same-origin"},
+    {"X-Requested-By": "x", "Origin": "http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"},
+])
+def test_a_reload_from_a_client_or_our_own_origin_runs(plain, headers):
+    server, view = plain
+    headers = {name: value.format(port=server.address[1]) for name, value in headers.items()}
+    assert post_reload(server, headers).startswith(b"HTTP/1.0 200 ")
+    assert view.reloads == 1
+
+
+def test_the_readme_reload_command_works(plain):
+    import re
+    import subprocess
+    from pathlib import Path
+
+    server, view = plain
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    command = re.search(r"`(curl [^`]*/-/reload)`", readme).group(1).replace("127.0.0.1:9981",
+                                                                           "127.0.0.1:%d" % server.address[1])
+    done = subprocess.run(["sh", "-c", command + " -sS -o /dev/null -w '%{http_code}'"], capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert (done.stdout, view.reloads) == ("200", 1), done.stderr
