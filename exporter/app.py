@@ -169,7 +169,8 @@ class Exporter:
         self._unwatch = None
         self._use(config)
         try:
-            self.web = WebServer(self, config.web.listen_host, config.web.listen_port, web_config=web_config)
+            self.web = WebServer(self, config.web.listen_host, config.web.listen_port, web_config=web_config,
+                                 allowed_hosts=config.web.allowed_hosts)
         except BaseException:
             self.store.close()
             raise
@@ -200,7 +201,7 @@ class Exporter:
                 log.error("reload rejected; the old configuration stays in force", extra={"err": str(exc)})
                 return False, str(exc)
             if config.web != self.config.web:
-                log.warning("web.listen changed; it takes effect after a restart")
+                log.warning("web.listen or web.allowed_hosts changed; that takes effect after a restart")
             self._use(config)
             self._reload_ok, self._reload_time = True, time.time()
             self._restart.set()

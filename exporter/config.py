@@ -132,6 +132,7 @@ class Fetchers:
 class Web:
     listen_host: str = "127.0.0.1"
     listen_port: int = 9981
+    allowed_hosts: tuple[str, ...] | None = None  # None: the listen host, localhost and the machine's name
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ FETCHERS_KEYS = ("http", "chromium", "firefox", "tor-browser")
 HTTP_KEYS = ("timeout", "max_body_bytes", "user_agent", "ca_file", "headers")
 BROWSER_KEYS = ("timeout", "challenge_wait", "recycle_after", "memory_limit", "binary", "driver", "ca_file", "headless")
 TOR_BROWSER_KEYS = BROWSER_KEYS + ("tbb_path", "security_level")
+WEB_KEYS = ("listen", "allowed_hosts")
 TOR_FLAGS = ("Authority", "BadExit", "Exit", "Fast", "Guard", "HSDir", "MiddleOnly", "NoEdConsensus",
              "Running", "Stable", "StaleDesc", "Sybil", "V2Dir", "Valid")  # dir-spec "known-flags"
 TARGET_NAME = r"[a-z0-9_-]+"
@@ -240,7 +242,7 @@ def _build(text: str, base_dir: Path) -> Config:
         exits=_exits(root.section("exits", EXITS_KEYS)),
         schedule=schedule,
         fetchers=_fetchers(root.section("fetchers", FETCHERS_KEYS), base_dir),
-        web=_web(root.section("web", ("listen",))),
+        web=_web(root.section("web", WEB_KEYS)),
         geoip=_geoip(root.section("geoip", ("country_db", "asn_db")), base_dir),
         evidence=_evidence(root.section("evidence", ("max_files", "max_bytes"))),
         data_dir=root.read("data_dir", lambda v: v.file_path(base_dir), base_dir / Config.data_dir),
@@ -545,7 +547,14 @@ def _security_level(value: Value) -> str:
 
 def _web(section: Mapping) -> Web:
     host, port = section.read("listen", Value.host_port, (Web.listen_host, Web.listen_port))
-    return Web(listen_host=host, listen_port=port)
+    return Web(listen_host=host, listen_port=port, allowed_hosts=section.read("allowed_hosts", _host_names, None))
+
+
+def _host_names(value: Value) -> tuple[str, ...]:
+    """Names a request's Host header may give (DNS names, without a port), lowercased."""
+    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    hint = ": expected a host name without a port, like exporter.example.org"
+    return tuple(item.string(rf"{label}(?:\.{label})*\.?", hint).lower().rstrip(".") for item in value.items())
 
 
 def _geoip(section: Mapping, base_dir: Path) -> GeoIP:

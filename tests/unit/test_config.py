@@ -9,6 +9,7 @@ import pytest
 
 from exporter.config import (
     BrowserFetcherConfig,
+    ConfigError,
     Config,
     Evidence,
     ExitSelection,
@@ -201,3 +202,13 @@ def test_target_interval_overrides_a_global_cron():
     schedules = [(t.interval, t.cron, t.exits_per_run) for t in config.targets]
     assert schedules == [(120.0, None, 2), (600.0, "0 * * * *", 2)]
 
+
+
+def test_web_allowed_hosts(tmp_path):
+    config = parse_config("targets: [{name: a, url: 'http://a.example/'}]\n"
+                          "web: {allowed_hosts: [Exporter.Example.org., localhost]}\n")
+    assert config.web.allowed_hosts == ("exporter.example.org", "localhost")
+    assert parse_config("targets: [{name: a, url: 'http://a.example/'}]\n").web.allowed_hosts is None
+    for bad in ("[exporter:9981]", "['http://exporter']", "['a b']", "exporter"):
+        with pytest.raises(ConfigError, match=r"web.allowed_hosts.*(host name without a port|expected a list)"):
+            parse_config(f"targets: [{{name: a, url: 'http://a.example/'}}]\nweb: {{allowed_hosts: {bad}}}\n")
