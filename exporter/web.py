@@ -2,9 +2,9 @@
 
 Every request must name a host we answer to, and an action (POST) must come
 from no browser or our own origin (exporter.webguard); every route sits behind
-the optional web config (TLS, basic auth, extra headers; see exporter.webconfig).  Our own pages carry
-a CSP that allows no script at all.  Evidence is what a remote site sent us, so
-it is served inert:
+the optional web config (TLS, basic auth, extra headers; see exporter.webconfig).
+Connections are capped (exporter.webconns).  Our own pages carry a CSP that
+allows no script at all.  Evidence is what a remote site sent us, so it is served inert:
 only known file names of well-formed probe ids, resolved inside the evidence
 directory, HTML as text/plain, all under ``Content-Security-Policy: sandbox``.
 """
@@ -12,6 +12,7 @@ directory, HTML as text/plain, all under ``Content-Security-Policy: sandbox``.
 from __future__ import annotations
 
 import argparse
+import errno
 import html
 import logging
 import os
@@ -41,6 +42,7 @@ from exporter.evidence import (
 from exporter.probe import ProbeResult
 from exporter.store import probe_record
 from exporter.webconfig import WebConfig, WebConfigFile
+from exporter.webconns import Connections, default_limit
 from exporter.webguard import HostCheck, cross_site_refusal, default_allowed_hosts
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 TLS_HANDSHAKE_SECONDS = 10.0
+ACCEPT_BACKOFF_SECONDS = 0.1  # out of file descriptors: wait before accepting again instead of spinning
 PAGE_HEADERS = (
     ("Content-Security-Policy",
      "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
@@ -62,6 +65,8 @@ EVIDENCE_FILES = {
     HAR_FILE: ("application/json", True),
     CHANGE_DIFF: (TEXT, False),
 }
+TOO_MANY_CONNECTIONS = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                        b"Content-Length: 22\r\nRetry-After: 1\r\nConnection: close\r\n\r\nToo many connections.\n")
 _PROBE_PATH = re.compile(r"/probe/([^/]+)")
 _EVIDENCE_PATH = re.compile(r"/evidence/([^/]+)/([^/]+)")
 
@@ -101,15 +106,17 @@ class WebServer:
 
     ``allowed_hosts``: the names a request's ``Host`` may give (addresses always
     pass; default: see exporter.webguard.default_allowed_hosts).
+    ``max_connections``: connections open at once (default: exporter.webconns.default_limit).
     Raises ConfigError for an invalid web config and OSError when it cannot listen.
     """
 
     def __init__(self, view: View, host: str, port: int, web_config: str | Path | None = None,
-                 allowed_hosts: Iterable[str] | None = None):
+                 allowed_hosts: Iterable[str] | None = None, max_connections: int | None = None):
         handler = type("Handler", (_Handler,), {"view": view})
         web = WebConfigFile(web_config) if web_config else None
         hosts = HostCheck(default_allowed_hosts(host) if allowed_hosts is None else allowed_hosts)
-        self.httpd = _Server((host, port), handler, web, hosts)
+        connections = Connections(max_connections or default_limit())
+        self.httpd = _Server((host, port), handler, web, hosts, connections)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="web", daemon=True)
 
     @property
@@ -136,15 +143,47 @@ class _Server(ThreadingHTTPServer):
     # with a few dozen clients, and a dropped connection attempt is only retried a second later.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: type, web: WebConfigFile | None, hosts: HostCheck):
+    def __init__(self, address: tuple[str, int], handler: type, web: WebConfigFile | None, hosts: HostCheck,
+                 connections: Connections):
         self.web = web
         self.hosts = hosts
+        self.connections = connections
         self.auth = BasicAuth()
+        self._accept_failed_at = -60.0
         super().__init__(address, handler)
 
     def config(self) -> WebConfig | None:
         """The web config in force (None without a file)."""
         return self.web.current() if self.web else None
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                if time.monotonic() - self._accept_failed_at >= 60.0:  # one line a minute, not ten a second
+                    self._accept_failed_at = time.monotonic()
+                    log.error("cannot accept web connections", extra={"err": os.strerror(exc.errno)})
+                time.sleep(ACCEPT_BACKOFF_SECONDS)  # the listening socket stays readable: do not spin
+            raise
+
+    def process_request(self, request: socket.socket, client_address) -> None:
+        if self.connections.admit(request):
+            super().process_request(request, client_address)
+            return
+        config = self.config()
+        try:
+            if config is None or config.ssl_context is None:  # in a TLS handshake, plain text is noise
+                request.setblocking(False)
+                request.send(TOO_MANY_CONNECTIONS)
+        except OSError:
+            pass
+        finally:
+            super().shutdown_request(request)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        self.connections.release(request)  # while its descriptor number is still its own
+        super().shutdown_request(request)
 
     def finish_request(self, request: socket.socket, client_address) -> None:
         """Runs in the connection's own thread, so a slow TLS handshake holds up no one else."""
@@ -172,6 +211,10 @@ class _Handler(BaseHTTPRequestHandler):
     _extra: tuple[tuple[str, str], ...] = ()  # the web config's headers for this request
     _head = False  # a HEAD request: headers only
 
+    def handle_one_request(self) -> None:
+        self.server.connections.waiting(self.connection)
+        super().handle_one_request()
+
     def do_GET(self) -> None:
         self._serve(self._get)
 
@@ -184,6 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(self._post)
 
     def _serve(self, route) -> None:
+        self.server.connections.busy(self.connection)
         path = self.path.split("?", 1)[0]
         refusal = self.server.hosts.refusal(self.headers.get("Host"))
         if refusal is not None:
