@@ -20,6 +20,7 @@ import re
 import shutil
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -185,6 +186,15 @@ class _Server(ThreadingHTTPServer):
         self.connections.release(request)  # while its descriptor number is still its own
         super().shutdown_request(request)
 
+    def handle_error(self, request: socket.socket, client_address) -> None:
+        """A client that goes away mid-request is routine: one debug line, not a traceback on stderr."""
+        error = sys.exc_info()[1]
+        client = client_address[0] if client_address else ""
+        if isinstance(error, (ConnectionError, TimeoutError, ssl.SSLError)):
+            log.debug("web client went away", extra={"client": client, "err": f"{type(error).__name__}: {error}"})
+        else:
+            log.error("web connection failed", exc_info=error, extra={"client": client})
+
     def finish_request(self, request: socket.socket, client_address) -> None:
         """Runs in the connection's own thread, so a slow TLS handshake holds up no one else."""
         context = (self.config() or WebConfig()).ssl_context
@@ -251,6 +261,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return
         try:
             route(path)
+        except (ConnectionError, TimeoutError):
+            raise  # the client went away: _Server.handle_error logs it
         except Exception:  # a bug in one page must not take the endpoint down
             log.exception("web request failed", extra={"path": self.path})
             self._send(500, b"Internal error; see the exporter's log.\n", TEXT)

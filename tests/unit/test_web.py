@@ -1,6 +1,10 @@
 import argparse
 import http.client
+import logging
 import os
+import socket
+import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -269,4 +273,21 @@ def test_the_web_config_flag():
     add_arguments(parser)
     assert parser.parse_args(["--web.config.file", "web.yml"]).web_config_file == "web.yml"
     assert parser.parse_args([]).web_config_file is None
+
+
+def test_a_client_that_resets_its_connection_is_one_debug_line(server, caplog, capfd):
+    caplog.set_level(logging.DEBUG, logger="exporter.web")
+    for partial in (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"):
+        connection = socket.create_connection(server.address, timeout=10)
+        connection.sendall(partial)
+        time.sleep(0.2)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()  # with SO_LINGER 0: a reset, not a FIN
+    deadline = time.monotonic() + 5
+    while sum("web client went away" in r.getMessage() for r in caplog.records) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gone = [r for r in caplog.records if "web client went away" in r.getMessage()]
+    assert gone and all(r.levelno == logging.DEBUG and "Connection" in r.err for r in gone)
+    assert "Traceback" not in capfd.readouterr().err
+    assert requests.get(url(server, "/-/healthy"), timeout=10).status_code == 200
 

@@ -75,6 +75,7 @@ def test_three_hundred_held_open_connections_under_ulimit_256(tmp_path):
             connection.close()
         server.kill()
         server.wait()
+    assert "Traceback" not in (tmp_path / "stderr").read_text()
 
 
 @pytest.fixture
