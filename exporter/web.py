@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -52,6 +53,8 @@ TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 TLS_HANDSHAKE_SECONDS = 10.0
 ACCEPT_BACKOFF_SECONDS = 0.1  # out of file descriptors: wait before accepting again instead of spinning
+PROBES_PER_PAGE = 50  # recent probes on one landing page
+LANDING_CONFIG_CHARS = 20_000  # the configuration shown on the landing page; /config has all of it
 PAGE_HEADERS = (
     ("Content-Security-Policy",
      "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
@@ -272,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             self._send(200, encoder(self.view.registry), content_type)
         elif path == "/":
-            self._page(200, landing_page(self.view))
+            self._page(200, landing_page(self.view, self._page_number()))
         elif path == "/config":
             self._send(200, self.view.config_text().encode(), TEXT)
         elif path == "/-/healthy":
@@ -299,6 +302,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         ok, message = self.view.reload()
         self._send(200 if ok else 500, (message + "\n").encode(), TEXT)
+
+    def _page_number(self) -> int:
+        """``?page=N`` (1 for the newest probes; anything else reads as 1)."""
+        value = parse_qs(self.path.partition("?")[2]).get("page", ["1"])[0]
+        return max(1, int(value)) if value.isdigit() and len(value) < 6 else 1
 
     def _probe_page(self, probe_id: str) -> None:
         record = self.view.probe(probe_id) if PROBE_ID.fullmatch(probe_id) else None
@@ -387,23 +395,40 @@ def _evidence_links(probe_id: str, files: list[str]) -> str:
     return " ".join(f'<a href="/evidence/{html.escape(probe_id)}/{name}">{name}</a>' for name in files)
 
 
-def landing_page(view: View) -> str:
+def landing_page(view: View, page: int = 1) -> str:
+    """Status, the configuration (cut to LANDING_CONFIG_CHARS) and one page of recent probes, newest first."""
     esc = html.escape
     ready, why = view.ready()
     status_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in view.status().items())
-    records = [item if isinstance(item, dict) else probe_record(item) for item in view.recent()]
+    recent = view.recent()
+    pages = max(1, -(-len(recent) // PROBES_PER_PAGE))
+    page = min(page, pages)
+    newest = len(recent) - (page - 1) * PROBES_PER_PAGE
+    shown = recent[max(0, newest - PROBES_PER_PAGE):newest]
+    records = [item if isinstance(item, dict) else probe_record(item) for item in shown]
     probe_rows = "".join(_probe_row(view, record) for record in reversed(records))
+    config_text = view.config_text()
+    if len(config_text) > LANDING_CONFIG_CHARS:
+        config_text = config_text[:LANDING_CONFIG_CHARS] + "\n… (cut here: /config shows all of it)\n"
     return _document("captcha-exporter", f"""<h1>captcha-exporter {esc(__version__)}</h1>
 <p>How often Tor users meet CAPTCHAs, challenges and block pages.
 <a href="/metrics">Metrics</a> · <a href="/config">Configuration</a> ·
 <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
 <h2>Status: {"ready" if ready else "not ready"}</h2><p>{esc(why)}</p>
 <table>{status_rows}</table>
-<details style="margin-top:1em"><summary>Configuration in effect</summary><pre>{esc(view.config_text())}</pre></details>
+<details style="margin-top:1em"><summary>Configuration in effect</summary><pre>{esc(config_text)}</pre></details>
 <h2>Recent probes</h2>
+{_pager(page, pages)}
 <table><tr><th>time (UTC)</th><th>target</th><th>exit</th><th>fingerprint</th><th>country</th>
 <th>fetcher</th><th>verdict</th><th>provider</th><th>outcome</th><th>load s</th><th>probe</th><th>evidence</th></tr>
 {probe_rows}</table>""")
+
+
+def _pager(page: int, pages: int) -> str:
+    """"page 2 of 4", with links to newer and older probes."""
+    newer = f'<a href="/?page={page - 1}">newer</a> · ' if page > 1 else ""
+    older = f' · <a href="/?page={page + 1}">older</a>' if page < pages else ""
+    return f"<p>{newer}page {page} of {pages}{older}</p>"
 
 
 def _probe_row(view: View, record: dict[str, Any]) -> str:

@@ -291,3 +291,26 @@ def test_a_client_that_resets_its_connection_is_one_debug_line(server, caplog, c
     assert "Traceback" not in capfd.readouterr().err
     assert requests.get(url(server, "/-/healthy"), timeout=10).status_code == 200
 
+
+def test_the_landing_page_shows_one_page_of_probes_at_a_time(server, view):
+    template = view.records[1]
+    view.records = [dict(template, probe_id=f"20261122T03{index // 60:02d}{index % 60:02d}Z-{index:06x}",
+                         target=f"t{index}", started=1_700_000_000.0 + index) for index in range(120)]
+    first = requests.get(url(server, "/"), timeout=10).text
+    assert "t119<" in first and "t70<" in first and "t69<" not in first
+    assert "page 1 of 3" in first and '<a href="/?page=2">older</a>' in first and "newer" not in first
+    second = requests.get(url(server, "/?page=2"), timeout=10).text
+    assert "t69<" in second and "t20<" in second and "t119<" not in second and "t19<" not in second
+    assert '<a href="/?page=1">newer</a>' in second and '<a href="/?page=3">older</a>' in second
+    last = requests.get(url(server, "/?page=3"), timeout=10).text
+    assert "t19<" in last and "t0<" in last and "older" not in last
+    for odd in ("/?page=99", "/?page=0", "/?page=-1", "/?page=x", "/?page=" + "9" * 50):
+        assert requests.get(url(server, odd), timeout=10).status_code == 200, odd
+
+
+def test_the_landing_page_stays_small_whatever_the_config(server, view):
+    view.config_text = lambda: "targets:\n" + "- name: x\n" * 500_000
+    view.records = view.records * 500
+    response = requests.get(url(server, "/"), timeout=30)
+    assert response.status_code == 200 and len(response.content) < 200_000, len(response.content)
+    assert "/config shows all of it" in response.text
