@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 def open_store(data_dir: Path) -> Store:
     """The SQLite state in ``data_dir`` (created if needed); StoreError names what is wrong."""
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
     return Store(data_dir / "state.db")
