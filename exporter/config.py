@@ -116,6 +116,7 @@ class BrowserFetcherConfig:
     driver: str | None = None
     ca_file: Path | None = None
     headless: bool = True
+    sandbox: bool = True  # chromium only: false runs it with --no-sandbox
     tbb_path: Path | None = None  # tor-browser only
     security_level: str = "standard"  # tor-browser only: standard | safer | safest
 
@@ -220,6 +221,7 @@ SCHEDULE_KEYS = ("interval", "cron", "jitter", "concurrency", "exits_per_run", "
 FETCHERS_KEYS = ("http", "chromium", "firefox", "tor-browser")
 HTTP_KEYS = ("timeout", "max_body_bytes", "user_agent", "ca_file", "headers")
 BROWSER_KEYS = ("timeout", "challenge_wait", "recycle_after", "memory_limit", "binary", "driver", "ca_file", "headless")
+CHROMIUM_KEYS = BROWSER_KEYS + ("sandbox",)
 TOR_BROWSER_KEYS = BROWSER_KEYS + ("tbb_path", "security_level")
 WEB_KEYS = ("listen", "allowed_hosts")
 TOR_FLAGS = ("Authority", "BadExit", "Exit", "Fast", "Guard", "HSDir", "MiddleOnly", "NoEdConsensus",
@@ -495,7 +497,7 @@ def _flags(value: Value) -> tuple[str, ...]:
 def _fetchers(section: Mapping, base_dir: Path) -> Fetchers:
     return Fetchers(
         http=_http(section.section("http", HTTP_KEYS), base_dir),
-        chromium=_browser(section.section("chromium", BROWSER_KEYS), base_dir),
+        chromium=_browser(section.section("chromium", CHROMIUM_KEYS), base_dir),
         firefox=_browser(section.section("firefox", BROWSER_KEYS), base_dir),
         tor_browser=_browser(section.section("tor-browser", TOR_BROWSER_KEYS), base_dir),
     )
@@ -535,6 +537,7 @@ def _browser(section: Mapping, base_dir: Path) -> BrowserFetcherConfig:
         driver=section.read("driver", lambda v: v.command(base_dir), None),
         ca_file=section.read("ca_file", lambda v: v.file_path(base_dir, must_exist="file"), None),
         headless=section.read("headless", Value.boolean, default.headless),
+        sandbox=section.read("sandbox", Value.boolean, default.sandbox),
         tbb_path=section.read("tbb_path", lambda v: v.file_path(base_dir, must_exist="directory"), None),
         security_level=section.read("security_level", _security_level, default.security_level),
     )

@@ -81,7 +81,8 @@ def test_example_config_sets_every_key_of_the_schema():
     assert set(example) == set(schema.TOP_LEVEL_KEYS)
     assert set(example["tor"]) == set(schema.TOR_KEYS)
     assert set(example["targets"][0]) == set(schema.TARGET_KEYS)
-    assert set(example["fetchers"]["chromium"]) == set(example["fetchers"]["firefox"]) == set(schema.BROWSER_KEYS)
+    assert set(example["fetchers"]["firefox"]) == set(schema.BROWSER_KEYS)
+    assert set(example["fetchers"]["chromium"]) == set(schema.CHROMIUM_KEYS)
     assert set(example["fetchers"]["tor-browser"]) == set(schema.TOR_BROWSER_KEYS)
 
 
@@ -212,3 +213,11 @@ def test_web_allowed_hosts(tmp_path):
     for bad in ("[exporter:9981]", "['http://exporter']", "['a b']", "exporter"):
         with pytest.raises(ConfigError, match=r"web.allowed_hosts.*(host name without a port|expected a list)"):
             parse_config(f"targets: [{{name: a, url: 'http://a.example/'}}]\nweb: {{allowed_hosts: {bad}}}\n")
+
+
+def test_chromium_sandbox_is_on_unless_turned_off():
+    target = "targets: [{name: a, url: 'http://a.example/'}]\n"
+    assert parse_config(target).fetchers.chromium.sandbox is True
+    assert parse_config(target + "fetchers: {chromium: {sandbox: false}}\n").fetchers.chromium.sandbox is False
+    with pytest.raises(ConfigError, match=r"fetchers.firefox.sandbox: unknown key 'sandbox'"):
+        parse_config(target + "fetchers: {firefox: {sandbox: false}}\n")
