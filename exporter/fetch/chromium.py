@@ -10,7 +10,8 @@ through one exit must not help the next).
 
 Chromium on Linux trusts the certificates in ``$HOME/.pki/nssdb``; each browser
 gets a private ``HOME`` whose NSS database trusts ``ca_file`` (made with
-``certutil`` from Debian's ``libnss3-tools``).
+``certutil`` from Debian's ``libnss3-tools``).  The browser runs in its sandbox,
+as an unprivileged user when we are root (see ``sandbox``), and that user owns the ``HOME``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 
 from exporter.config import BrowserFetcherConfig
-from exporter.fetch import browser_pool
+from exporter.fetch import browser_pool, sandbox
 from exporter.fetch.browser_pool import BrowserPool
 from exporter.fetch.outcome import settle
 from exporter.fetch.perflog import DocumentResponse, NetworkLog
@@ -100,20 +101,19 @@ def trusted_nss_db(ca_file: Path, directory: Path) -> Path:
 class ChromiumBrowser:
     """One chromedriver and its Chromium, in a session of their own, proxied through one lane."""
 
-    def __init__(self, cfg: BrowserFetcherConfig, lane: Lane, nss_db: Path | None):
+    def __init__(self, cfg: BrowserFetcherConfig, lane: Lane, nss_db: Path | None, launch: sandbox.Launch):
         self.lane = lane
         self.probes = 0
         self._origins: set[str] = set()
         self.home = Path(tempfile.mkdtemp(prefix="captcha-chromium-"))
         if nss_db is not None:
             shutil.copytree(nss_db, self.home / ".pki" / "nssdb")
+        launch.give(self.home)
         options = webdriver.ChromeOptions()
         options.binary_location = cfg.binary or shutil.which("chromium") or "chromium"
         if cfg.headless:
             options.add_argument("--headless=new")
-        if os.geteuid() == 0:
-            options.add_argument("--no-sandbox")  # Chromium refuses to sandbox as root
-        for argument in CHROMIUM_ARGUMENTS:
+        for argument in launch.arguments + CHROMIUM_ARGUMENTS:
             options.add_argument(argument)
         options.add_argument(f"--proxy-server=socks5://{lane.socks_host}:{lane.socks_port}")
         options.add_argument("--proxy-bypass-list=<-loopback>")
@@ -124,7 +124,7 @@ class ChromiumBrowser:
             cfg.driver or shutil.which("chromedriver") or "chromedriver",
             env=dict(os.environ, HOME=str(self.home)),
             log_output=subprocess.DEVNULL,
-            popen_kw={"start_new_session": True},
+            popen_kw={"start_new_session": True, **launch.popen_options()},
         )
         try:
             self.driver = webdriver.Chrome(options=options, service=self._service)
@@ -242,8 +242,10 @@ class ChromiumFetcher:
     name = "chromium"
 
     def __init__(self, cfg: BrowserFetcherConfig, classify: Callable[[Response], Verdict]):
+        """Raises sandbox.SandboxError when Chromium cannot run sandboxed here (and ``cfg.sandbox`` wants it)."""
         self._cfg = cfg
         self._classify = classify
+        self.launch = sandbox.plan(cfg.sandbox, cfg.binary)
         self._nss_db: Path | None = None
         self._nss_lock = threading.Lock()
         self._pool = BrowserPool(self._launch, cfg.recycle_after, cfg.memory_limit_bytes, self.name)
@@ -251,6 +253,11 @@ class ChromiumFetcher:
     @property
     def pool(self) -> BrowserPool:
         return self._pool
+
+    @property
+    def sandbox(self) -> str:
+        """How its pages are confined: sandbox.NAMESPACES, SETUID or OFF (captcha_fetcher_info)."""
+        return self.launch.sandbox
 
     def fetch(self, url: str, lane: Lane, timeout: float) -> FetchResult:
         return self._pool.probe(lane, url, timeout, self._classify, self._cfg.challenge_wait)
@@ -265,7 +272,7 @@ class ChromiumFetcher:
             shutil.rmtree(self._nss_db.parent, ignore_errors=True)
 
     def _launch(self, lane: Lane) -> ChromiumBrowser:
-        return ChromiumBrowser(self._cfg, lane, self._trusted_nss_db())
+        return ChromiumBrowser(self._cfg, lane, self._trusted_nss_db(), self.launch)
 
     def _trusted_nss_db(self) -> Path | None:
         """The NSS database every browser of this fetcher copies (made once)."""
