@@ -25,6 +25,7 @@ from exporter.baselines import Baselines
 from exporter.config import Config, ConfigError, config_yaml, load_config
 from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
+from exporter.fetch import sandbox
 from exporter.fetch.factory import fetcher_label, make_fetcher
 from exporter.logs import setup_logging
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
@@ -85,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         shard = shard_from_args(args)
-    except (ConfigError, ValueError) as exc:
+        if any("chromium" in target.fetchers for target in config.targets):  # refuse now, not after tor is up
+            sandbox.plan(config.fetchers.chromium.sandbox, config.fetchers.chromium.binary)
+    except (ConfigError, ValueError, sandbox.SandboxError) as exc:
         log.error("cannot start", extra={"err": str(exc)})
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -276,6 +279,7 @@ class Exporter:
         self._unwatch = watch_consensus(tor.controller, self.refresh_consensus)
         self._fetchers, timeouts = build_fetchers(self.config, self.detector.classify)
         labels = {kind: fetcher_label(kind, self.config.fetchers) for kind in self._fetchers}
+        self.metrics.fetchers_in_use({labels[kind]: getattr(f, "sandbox", "") for kind, f in self._fetchers.items()})
         self._prober = Prober(tor.lanes, self._pin, self._fetchers, timeouts, self.detector.classify, self.record,
                               baseline=self.baselines.get, keep_evidence=self.keep_evidence, labels=labels)
         self._scheduler = Scheduler(self.config.schedule, self._prober, self.candidates, self.state.last_attempted,

@@ -87,6 +87,9 @@ class ProbeMetrics:
         self.onion = Gauge("captcha_target_onion_available",
                            "Whether the target's last normal page announced an onion service (Alt-Svc or "
                            "Onion-Location).", ["target", "kind"], registry=registry)
+        self.fetcher_info = Gauge("captcha_fetcher_info", "Fetchers in use; always 1. sandbox: how a browser's pages are "
+                                  "confined (chromium: namespaces, setuid or off; empty for the others).",
+                                  ["fetcher", "sandbox"], registry=registry)
         self._per_target = (self.probes, self.challenges, self.blocks, self.site_errors, self.widgets,
                             self.errors, self.load, self.outcomes, self.clear, self.changed, self.similarity,
                             self.onion)
@@ -130,6 +133,12 @@ class ProbeMetrics:
             self.outcomes.labels(target, fetcher, provider, outcome).inc(exemplar=exemplar)
             if outcome == "cleared" and result.fetch.clear_seconds is not None:
                 self.clear.labels(target, fetcher, provider).observe(result.fetch.clear_seconds, exemplar=exemplar)
+
+    def fetchers_in_use(self, sandboxes: dict[str, str]) -> None:
+        """One ``captcha_fetcher_info`` series per fetcher label, with its sandbox."""
+        self.fetcher_info.clear()
+        for fetcher, sandbox in sandboxes.items():
+            self.fetcher_info.labels(fetcher, sandbox).set(1)
 
     def circuit_failed(self, reason: str) -> None:
         self.circuit_failures.labels(reason).inc()

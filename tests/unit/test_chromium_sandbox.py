@@ -107,3 +107,16 @@ def test_as_root_without_an_unprivileged_user_it_refuses(monkeypatch):
     with pytest.raises(sandbox.SandboxError, match=r"^running as root, Chromium must run as an unprivileged user"):
         sandbox.plan(True)
 
+
+@needs_root
+def test_captcha_exporter_run_refuses_to_start_when_no_sandbox_can_run(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("targets: [{name: a, url: 'https://a.example/', fetchers: [http, chromium]}]\n"
+                      f"data_dir: {tmp_path / 'data'}\nweb: {{listen: '127.0.0.1:9'}}\n")  # never reached
+    env = dict(os.environ, CHROME_DEVEL_SANDBOX=str(tmp_path / "absent"))
+    done = subprocess.run([sys.executable, WITHOUT_USERNS, sys.executable, "-m", "exporter", "run", "--config",
+                           str(config)], capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [errors[0]] and errors[0].startswith("error: Chromium's sandbox cannot run here:"), done.stderr
+    assert "Traceback" not in done.stderr

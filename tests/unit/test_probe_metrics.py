@@ -144,3 +144,14 @@ def test_plan_pending_and_oldest_attempt():
     assert sample(text, 'captcha_plan_pending{target="news"}') == 1, "only the exit tried 700 s ago is due"
     assert sample(text, 'captcha_plan_oldest_attempt_timestamp_seconds{target="news"}') == pytest.approx(now - 700)
     assert sample(text, "captcha_exits_backing_off") == 1
+
+
+def test_fetcher_info_says_how_each_fetcher_is_sandboxed():
+    registry = CollectorRegistry()
+    metrics = ProbeMetrics(registry)
+    metrics.fetchers_in_use({"chromium": "namespaces", "http": ""})
+    assert registry.get_sample_value("captcha_fetcher_info", {"fetcher": "chromium", "sandbox": "namespaces"}) == 1
+    assert registry.get_sample_value("captcha_fetcher_info", {"fetcher": "http", "sandbox": ""}) == 1
+    metrics.fetchers_in_use({"chromium": "off"})  # a reload built them again, now without the sandbox
+    assert registry.get_sample_value("captcha_fetcher_info", {"fetcher": "chromium", "sandbox": "namespaces"}) is None
+    assert registry.get_sample_value("captcha_fetcher_info", {"fetcher": "chromium", "sandbox": "off"}) == 1
