@@ -18,6 +18,7 @@ COMMANDS = {
     "testbed": ("testbed.cli", "run the private Tor network and edge web server"),
     "demo": ("testbed.demo", "the test bed plus the exporter (and Prometheus when installed)"),
     "probe": ("exporter.debug", "one probe now, with its log, verdict, metrics and configuration"),
+    "healthcheck": ("exporter.healthcheck", "ask the local endpoint whether it is alive (or ready); for containers"),
 }
 TESTBED_HINT = "the test bed is not installed: pip install 'captcha-exporter[testbed]' from a source checkout"
 
