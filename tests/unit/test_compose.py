@@ -66,6 +66,13 @@ def test_every_service_has_a_healthcheck_on_its_health_endpoint(services):
             assert any(path in command for path in HEALTH_PATHS), f"{name}: {command}"
 
 
+def test_the_exporter_runs_under_the_seccomp_profile_that_lets_chromium_sandbox(services):
+    options = services["exporter"]["security_opt"]
+    profiles = [re.split("[=:]", option, maxsplit=1)[1] for option in options if option.startswith("seccomp")]
+    assert len(profiles) == 1 and (ROOT / profiles[0]).is_file(), options
+    assert "unconfined" not in profiles[0]
+
+
 def test_data_lives_in_named_volumes(services):
     declared = set(yaml.safe_load((ROOT / "docker-compose.yml").read_text())["volumes"])
     for name, service in services.items():

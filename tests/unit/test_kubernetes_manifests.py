@@ -97,6 +97,12 @@ def test_probes_ask_health_and_readiness_on_the_metrics_port_with_auth_on_too(st
     assert volume["secret"]["optional"] is True and volume["secret"]["defaultMode"] & 0o040  # fsGroup reads it
 
 
+def test_the_container_runs_under_the_seccomp_profile_that_lets_chromium_sandbox(container):
+    profile = container["securityContext"]["seccompProfile"]
+    assert profile["type"] == "Localhost"
+    assert (DEPLOY.parent / "seccomp" / Path(profile["localhostProfile"]).name).is_file()
+
+
 def test_service_monitor_selects_the_service(objects):
     monitor, service = objects["ServiceMonitor"], objects["Service"]
     assert subset(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
