@@ -124,8 +124,8 @@ basic_auth_users:
     ("rate_limit:\n  interval: 1s\n", r":2: rate_limit.burst: required key is missing"),
     ("rate_limit:\n  interval: 1s\n  burst: 0\n", r":3: rate_limit.burst: must be at least 1"),
     ("rate_limit:\n  interval: soon\n  burst: 1\n", r":2: rate_limit.interval: invalid duration"),
-    ("basic_auth_users:\n  a: $2y$04$abcdefghijklmnopqrstuu5Q8P8b3Qb7v7YbQ0H7bWqkI9Y6XJpZy\n"
-     "basic_auth_excluded_paths: [/metrics]\n", r":3: basic_auth_excluded_paths\[0\]: unknown path .*'/metrics'"),
+    ("basic_auth_users:\n  a: $2y$04$abcdefghijklmnopqrstuu5Q8P8b3Qb7v7YbQ0H7bWqkI9Y6XJpZy\nbasic_auth_excluded_paths: "
+     "[/metrics]\n", r":3: basic_auth_excluded_paths\[0\]: unknown path .*'/metrics'"),
     ("basic_auth_excluded_paths: [/-/healthy]\n", r":1: basic_auth_excluded_paths: only means something with"),
     ("tls_server_config: [\n", r":2: invalid YAML"),
 ])

@@ -248,7 +248,7 @@ def test_an_authorization_header_with_non_ascii_bytes_is_a_401(tmp_path, start):
                   b"Basic \xc3\xa9" + base64.b64encode(b"alice:pw")):
         answer = raw_request(server, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + token
                              + b"\r\nConnection: close\r\n\r\n")
-        assert answer.startswith(b"HTTP/1.0 401 ") or answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+        assert answer.startswith((b"HTTP/1.0 401 ", b"HTTP/1.1 401 ")), answer[:200]
 
 
 GUESSERS = """
@@ -421,7 +421,7 @@ def test_the_readme_reload_command_works(plain):
     server, view = plain
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     command = re.search(r"`(curl [^`]*/-/reload)`", readme).group(1).replace("127.0.0.1:9981",
-                                                                           "127.0.0.1:%d" % server.address[1])
+                                                                           f"127.0.0.1:{server.address[1]}")
     done = subprocess.run(["sh", "-c", command + " -sS -o /dev/null -w '%{http_code}'"], capture_output=True,
                           text=True, timeout=30, check=False)
     assert (done.stdout, view.reloads) == ("200", 1), done.stderr
