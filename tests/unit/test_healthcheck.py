@@ -3,26 +3,9 @@
 import subprocess
 import sys
 
-import pytest
-from test_web import FakeView
+from test_web import evidence  # noqa: F401 (a fixture of the fixture below)
 from test_web_config import hashed, self_signed
-
-from exporter.web import WebServer
-
-
-@pytest.fixture
-def start():
-    servers = []
-
-    def start(web_config=None):
-        server = WebServer(FakeView(None), "127.0.0.1", 0, web_config=web_config)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+from test_web_security import start  # noqa: F401 (a fixture: start(web_config) → a running WebServer)
 
 
 def healthcheck(server, *args: str) -> subprocess.CompletedProcess:
@@ -31,21 +14,21 @@ def healthcheck(server, *args: str) -> subprocess.CompletedProcess:
                           check=False)
 
 
-def test_plain_http(start):
-    server = start()
+def test_plain_http(start):  # noqa: F811
+    server = start(None)
     assert healthcheck(server).returncode == 0
     assert healthcheck(server, "--ready").returncode == 0
 
 
-def test_not_ready_is_unhealthy_with_the_reason(start):
-    server = start()
+def test_not_ready_is_unhealthy_with_the_reason(start):  # noqa: F811
+    server = start(None)
     server.httpd.RequestHandlerClass.view.is_ready = False
     done = healthcheck(server, "--ready")
     expected = f"unhealthy: 127.0.0.1:{server.address[1]}/-/ready answered 503: tor is not bootstrapped\n"
     assert (done.returncode, done.stderr) == (1, expected)
 
 
-def test_with_tls_and_basic_auth(start, tmp_path):
+def test_with_tls_and_basic_auth(start, tmp_path):  # noqa: F811
     self_signed(tmp_path)
     config = tmp_path / "web.yml"
     config.write_text(f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
@@ -62,7 +45,7 @@ def test_with_tls_and_basic_auth(start, tmp_path):
     assert absent.returncode == 1 and "answered 401" in absent.stderr
 
 
-def test_health_checks_let_through_by_the_web_config(start, tmp_path):
+def test_health_checks_let_through_by_the_web_config(start, tmp_path):  # noqa: F811
     config = tmp_path / "web.yml"
     config.write_text(f"basic_auth_users:\n  alice: {hashed('pw')}\nbasic_auth_excluded_paths: [/-/ready]\n")
     assert healthcheck(start(config), "--ready").returncode == 0
