@@ -135,6 +135,7 @@ def test_rewriting_the_file_in_place_never_opens_a_window(tmp_path, start):
     stop.set()
     for thread in threads:
         thread.join()
+    print(f"\n10 s of in-place rewrites: anonymous answers {dict(anonymous)}, bob's {dict(bob)}")
     assert sum(anonymous.values()) > 1000 and set(anonymous) == {401}, anonymous
     assert set(bob) == {200}, bob
 
