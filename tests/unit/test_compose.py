@@ -157,10 +157,11 @@ def test_runs_as_a_non_root_user():
     assert users and users[-1].split(":")[0] not in {"root", "0"}
 
 
-def test_healthcheck_and_port():
+def test_healthcheck_port_and_an_init():
     stage = dict(final_stage())
     assert stage["HEALTHCHECK"].endswith('CMD ["captcha-exporter", "healthcheck"]')
     assert stage["EXPOSE"] == "9981"
+    assert stage["ENTRYPOINT"].startswith('["tini", "--", ')  # reaps the browsers' orphans as PID 1
 
 
 def test_installs_tor_and_chromium():
