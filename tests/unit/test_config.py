@@ -9,8 +9,8 @@ import pytest
 
 from exporter.config import (
     BrowserFetcherConfig,
-    ConfigError,
     Config,
+    ConfigError,
     Evidence,
     ExitSelection,
     Expectation,

@@ -18,6 +18,8 @@ from exporter.basic_auth import BasicAuth
 from exporter.config import ConfigError
 from exporter.webconfig import RateLimit, TokenBucket, WebConfigFile, load_web_config
 
+HASH = "$2y$04$abcdefghijklmnopqrstuu5Q8P8b3Qb7v7YbQ0H7bWqkI9Y6XJpZy"  # well-formed; matches no password here
+
 
 def self_signed(directory: Path, name: str = "server") -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (IP SAN) and its key, as PEM files."""
@@ -124,8 +126,8 @@ basic_auth_users:
     ("rate_limit:\n  interval: 1s\n", r":2: rate_limit.burst: required key is missing"),
     ("rate_limit:\n  interval: 1s\n  burst: 0\n", r":3: rate_limit.burst: must be at least 1"),
     ("rate_limit:\n  interval: soon\n  burst: 1\n", r":2: rate_limit.interval: invalid duration"),
-    ("basic_auth_users:\n  a: $2y$04$abcdefghijklmnopqrstuu5Q8P8b3Qb7v7YbQ0H7bWqkI9Y6XJpZy\nbasic_auth_excluded_paths: "
-     "[/metrics]\n", r":3: basic_auth_excluded_paths\[0\]: unknown path .*'/metrics'"),
+    (f"basic_auth_users:\n  a: {HASH}\nbasic_auth_excluded_paths: [/metrics]\n",
+     r":3: basic_auth_excluded_paths\[0\]: unknown path .*'/metrics'"),
     ("basic_auth_excluded_paths: [/-/healthy]\n", r":1: basic_auth_excluded_paths: only means something with"),
     ("tls_server_config: [\n", r":2: invalid YAML"),
 ])
