@@ -1,7 +1,7 @@
 # captcha-exporter: tor, Chromium, Tor Browser and geckodriver in one image.
 #
 #   docker build -t captcha-exporter .
-#   docker run --rm -p 127.0.0.1:9981:9981 --shm-size 1g \
+#   docker run --rm -p 127.0.0.1:10981:10981 --shm-size 1g \
 #     --security-opt seccomp=deploy/seccomp/chromium.json \
 #     -v "$PWD/docker/config.yaml:/etc/captcha-exporter/config.yaml:ro" captcha-exporter
 #
@@ -87,12 +87,16 @@ RUN groupadd --system --gid 10001 captcha \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/captcha-exporter --create-home captcha
 COPY --from=downloads --chown=captcha:captcha /opt/tor-browser /opt/tor-browser
 COPY --from=downloads /usr/local/bin/geckodriver /usr/local/bin/geckodriver
+
+# captcha_exporter_build_info{revision}: docker build --build-arg REVISION=$(git rev-parse --short=12 HEAD)
+ARG REVISION=unknown
+ENV CAPTCHA_EXPORTER_REVISION=$REVISION
 COPY docker/config.yaml /etc/captcha-exporter/config.yaml
 
 USER captcha:captcha
 WORKDIR /var/lib/captcha-exporter
 VOLUME ["/var/lib/captcha-exporter"]
-EXPOSE 9981
+EXPOSE 10981
 
 # Works with TLS and basic auth on (see exporter/healthcheck.py).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["captcha-exporter", "healthcheck"]

@@ -32,7 +32,7 @@ from collections import Counter, defaultdict
 from bench_bed import BedProcess, PinnedLanes, command_line, load_average
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from exporter.config import BrowserFetcherConfig, Target
+from exporter.config import ChromiumConfig, Target
 from exporter.detect import classify
 from exporter.fetch.chromium import ChromiumFetcher
 from exporter.probe import ProbeResult, run_probe
@@ -54,7 +54,7 @@ def tally(results: list[ProbeResult]) -> str:
     return ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
 
 
-def run_2020_method(lanes: PinnedLanes, cfg: BrowserFetcherConfig, plan: list[tuple[Target, ExitRelay]],
+def run_2020_method(lanes: PinnedLanes, cfg: ChromiumConfig, plan: list[tuple[Target, ExitRelay]],
                     phases: dict[str, list[float]]) -> list[ProbeResult]:
     """One probe at a time: new circuit, new browser, probe, quit."""
     lane, results = lanes.lanes[0], []
@@ -77,7 +77,7 @@ def run_2020_method(lanes: PinnedLanes, cfg: BrowserFetcherConfig, plan: list[tu
     return results
 
 
-def run_prober(lanes: PinnedLanes, count: int, cfg: BrowserFetcherConfig, targets: list[Target], rounds: int,
+def run_prober(lanes: PinnedLanes, count: int, cfg: ChromiumConfig, targets: list[Target], rounds: int,
                phases: dict[str, list[float]]) -> list[ProbeResult]:
     """Every target on every exit, ``rounds`` times, through the Prober on ``count`` lanes."""
     results: list[ProbeResult] = []
@@ -165,15 +165,18 @@ def main() -> int:
                         help="the test bed's spread of challenges and blocks instead of real pages everywhere")
     parser.add_argument("--server-delay", type=float, metavar="SECONDS",
                         help="every site answers its real page this late (the edge's 'slow' behaviour)")
+    parser.add_argument("--latency", default="0", metavar="DURATION",
+                        help="test bed delay on every hop, each way (e.g. 150ms; default 0)")
+    parser.add_argument("--hops", type=int, choices=(2, 3), default=2, help="circuit length (default 2)")
     args = parser.parse_args()
     exit_on_termination_signals()  # a SIGTERM (e.g. from timeout) still stops the test bed and browsers
     policy = None if args.default_policy else edge_policy(args.server_delay)
-    bed = BedProcess(exits=args.exits, policy=policy)
+    bed = BedProcess(exits=args.exits, policy=policy, latency=args.latency, hops=args.hops)
     rows: list[tuple[str, float, int, str, str]] = []
     try:
         lanes = PinnedLanes(bed, max(args.lanes))
         try:
-            cfg = BrowserFetcherConfig(ca_file=bed.ca_file)
+            cfg = ChromiumConfig(ca_file=bed.ca_file)
             targets = targets_of(bed)
             plan = [(target, exit) for _ in range(args.rounds) for exit in lanes.exits for target in targets]
             for name, run in [

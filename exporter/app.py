@@ -1,57 +1,73 @@
 """`captcha-exporter run`: wire config → tor → plan → fetch → verdict → metrics, and keep it running.
 
 The web endpoint comes up first and stays up: an unreachable or dying tor is
-reported (logs, /-/ready, the landing page) and retried, never fatal.
+reported (logs, /-/ready, the landing page) and retried, never fatal.  The
+parts have owners of their own: the supervisor (tor connection, reconnect,
+teardown), the exit planner (selection, port filter, plan), the view (what the
+web reads); this module wires them and owns the config in force.
+
+Threads: ``reload`` runs on the reload thread (SIGHUP) or a web thread
+(POST /-/reload), one at a time (``_reload_lock``); it replaces ``config`` and
+``pairs`` whole, and every other thread reads them through one reference.
+``record`` and ``keep_evidence`` run on lane threads.  The metrics' known
+series are prepared from the reload thread and from stem's event thread (each
+new consensus), one at a time (``_series_lock``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
 import logging
 import os
-import random
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from exporter import web
 from exporter.baselines import Baselines
-from exporter.config import Config, ConfigError, config_yaml, load_config
+from exporter.config import Config, ConfigError, load_config
 from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
+from exporter.exposition import Exposition
 from exporter.fetch import sandbox
 from exporter.fetch.factory import fetcher_label, make_fetcher
 from exporter.logs import setup_logging
-from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
-from exporter.plan import select_exits
+from exporter.metrics import ProbeMetrics, StateCollector
+from exporter.planner import ExitPlanner
 from exporter.probe import ProbeResult
-from exporter.scheduler import PinError, Prober, Scheduler, auto_lanes, available_memory
+from exporter.scheduler import (
+    PinError,
+    Prober,
+    Scheduler,
+    auto_lanes,
+    available_memory,
+    run_period,
+)
 from exporter.shard import Shard
 from exporter.state import State
 from exporter.store import Store, StoreError
+from exporter.supervisor import Session, TorSupervisor
 from exporter.tor.circuit import CircuitPinner
-from exporter.tor.consensus import Consensus, allows_port, read_exits, watch_consensus
-from exporter.tor.control import OurTor, TorUnavailable, open_tor
+from exporter.tor.consensus import watch_consensus
 from exporter.tor.geo import CountryLookup
 from exporter.tor.relay import ExitRelay
 from exporter.values import CircuitError, Fetcher, Lane
+from exporter.view import ExporterView
 from exporter.web import WebServer
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MAX_SECONDS = 60.0
-RECENT_PROBES = 200  # shown on the landing page
-WATCHDOG_SECONDS = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help="the YAML configuration file")
+    parser.add_argument("--config.file", "--config", dest="config", required=True, metavar="FILE",
+                        help="the YAML configuration file")
     shard = parser.add_mutually_exclusive_group()
     shard.add_argument("--shard", metavar="INDEX/COUNT",
                        help="measure only this replica's share of the exits, e.g. 0/2 (default: all exits)")
@@ -76,7 +92,7 @@ def shard_from_args(args: argparse.Namespace) -> Shard:
 
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log.level", dest="log_level", default="info",
-                        choices=["debug", "info", "warning", "error"], help="log level (default: info)")
+                        choices=["debug", "info", "warn", "warning", "error"], help="log level (default: info)")
     parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"],
                         help="log line format (default: logfmt)")
 
@@ -93,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     try:
-        exporter = Exporter(config, shard, web_config=args.web_config_file)
+        exporter = Exporter(config, shard, web_config=args.web_config_file, listen=args.web_listen_address)
     except (ConfigError, StoreError) as exc:
         log.error("cannot start", extra={"err": str(exc)})
         print(f"error: {exc}", file=sys.stderr)
@@ -142,37 +158,36 @@ def build_fetchers(config: Config, classify) -> tuple[dict[str, Fetcher], dict[s
 
 
 class Exporter:
-    """The running exporter: web endpoint, tor connection, scheduler, metrics."""
+    """The running exporter: its owners wired together, and the config in force."""
 
-    def __init__(self, config: Config, shard: Shard = Shard(0, 1), web_config: str | None = None):
+    def __init__(self, config: Config, shard: Shard = Shard(0, 1), web_config: str | None = None,
+                 listen: tuple[str, int] | None = None):
+        """``listen`` (--web.listen-address) overrides the config's web.listen, also across reloads."""
+        self.started = time.time()
         self.shard = shard
+        self._listen = listen
+        config = self._with_listen(config)
         self.registry = CollectorRegistry()
-        self.metrics = ProbeMetrics(self.registry)
+        process = CollectorRegistry()
+        ProcessCollector(registry=process)  # process_*: CPU, memory, start time (restarts)
+        self.exposition = Exposition(self.registry, live=process)
+        self.metrics = ProbeMetrics(self.registry, changed=self.exposition.changed)
         self.store = open_store(config.data_dir)
         self.state = State()
         self.state.restore(self.store.load_last(), self.store.load_attempts())
         self.baselines = Baselines(self.store)
-        self.registry.register(StateCollector(self.snapshot, self.state))
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._restart = threading.Event()
         self._reload_lock = threading.Lock()
+        self._series_lock = threading.Lock()
         self._reload_ok, self._reload_time = True, time.time()
-        self._tor: OurTor | None = None
-        self._tor_error = "connecting to tor"
-        self._consensus: Consensus | None = None
-        self._selected: list[ExitRelay] = []
-        self._port_ok: dict[tuple[str, int], bool] = {}  # (fingerprint, port) known to be allowed
-        self._plan: dict[str, tuple[float, tuple[str, ...]]] = {}  # target → (interval, exits it may use)
-        self._pinner: CircuitPinner | None = None
-        self._prober: Prober | None = None
-        self._scheduler: Scheduler | None = None
-        self._fetchers: dict[str, Fetcher] = {}
-        self._geo: CountryLookup | None = None
-        self._unwatch = None
+        self.planner = ExitPlanner(shard, lambda: self.config.exits)
+        self.supervisor = TorSupervisor(lambda: self.config.tor, self.lanes, self._start_session)
+        self.view = ExporterView(self.exposition, lambda: self.config, shard, self.planner, self.supervisor,
+                                 self.store, self.reload, lambda: (self._reload_ok, self._reload_time),
+                                 lambda: self.pairs, lambda: self.schedules, self.started)
+        self.registry.register(StateCollector(self.view.snapshot, self.state))
         self._use(config)
         try:
-            self.web = WebServer(self, config.web.listen_host, config.web.listen_port, web_config=web_config,
+            self.web = WebServer(self.view, config.web.listen_host, config.web.listen_port, web_config=web_config,
                                  allowed_hosts=config.web.allowed_hosts)
         except BaseException:
             self.store.close()
@@ -184,10 +199,18 @@ class Exporter:
         self.detector = Detector(load_signatures(list(config.detect_signatures)))
         self.pairs = tuple((t.name, fetcher_label(kind, config.fetchers))
                            for t in config.targets for kind in t.fetchers)
-        self.metrics.prepare(self.pairs, self.shard.owned(self._consensus.exits) if self._consensus else [])
+        self.schedules = tuple((t.name, run_period(t), t.exits_per_run) for t in config.targets)
+        self.metrics.circuit_hops.set(config.tor.hops)
+        self._prepare_series()
         self.state.forget_targets(t.name for t in config.targets)
         self.store.forget_targets(t.name for t in config.targets)
         self.baselines.forget({t.name for t in config.targets})
+
+    def _prepare_series(self) -> None:
+        """Start the known series at 0 and drop those of gone targets and exits, for the pairs and
+        the consensus in force now (taken under the lock, so a late caller never brings back old ones)."""
+        with self._series_lock:
+            self.metrics.prepare(self.pairs, self.planner.owned_exits())
 
     def reload(self) -> tuple[bool, str]:
         """Re-read the config file; a bad one is rejected and the old one stays in force.
@@ -198,68 +221,38 @@ class Exporter:
         """
         with self._reload_lock:
             try:
-                config = load_config(self.config.source)
+                config = self._with_listen(load_config(self.config.source))
             except ConfigError as exc:
                 self._reload_ok = False
                 log.error("reload rejected; the old configuration stays in force", extra={"err": str(exc)})
                 return False, str(exc)
             if config.web != self.config.web:
-                log.warning("web.listen or web.allowed_hosts changed; that takes effect after a restart")
+                log.warning("web.listen or web.allowed_hosts changed; that takes effect after a restart",
+                            extra={"listen": f"{config.web.listen_host}:{config.web.listen_port}"})
             self._use(config)
             self._reload_ok, self._reload_time = True, time.time()
-            self._restart.set()
+            self.supervisor.restart()
             log.info("configuration reloaded", extra={"targets": len(config.targets)})
             return True, f"reloaded {config.source}: {len(config.targets)} targets"
+
+    def _with_listen(self, config: Config) -> Config:
+        if self._listen is None:
+            return config
+        host, port = self._listen
+        return dataclasses.replace(config, web=dataclasses.replace(config.web, listen_host=host, listen_port=port))
 
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
         self.web.start()
-        threading.Thread(target=self._keep_tor, name="tor-keeper", daemon=True).start()
+        self.supervisor.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._restart.set()
         self.baselines.stop()
-        self._teardown()
+        self.supervisor.stop()
         self.web.stop()
+        self.exposition.stop()
         self.store.close()
-
-    def _keep_tor(self) -> None:
-        """Connect to tor, start probing, and start over whenever tor goes away."""
-        delay = 1.0
-        while not self._stopping.is_set():
-            try:
-                tor = open_tor(self.config.tor, lanes=self.lanes())
-            except TorUnavailable as exc:
-                self._tor_error = str(exc)
-                log.error("tor unavailable", extra={"err": str(exc), "retry_seconds": delay})
-                self._stopping.wait(delay)
-                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
-                continue
-            delay = 1.0
-            try:
-                self._start_probing(tor)
-            except Exception as exc:  # e.g. no consensus yet: report, drop this tor, retry
-                self._tor_error = f"tor at {self.config.tor.control_host}:{self.config.tor.control_port}: {exc}"
-                log.exception("could not start probing")
-                self._teardown()
-                self._stopping.wait(delay)
-                continue
-            while True:
-                self._restart.wait(WATCHDOG_SECONDS)
-                if self._stopping.is_set():
-                    return
-                if self._restart.is_set():  # a reload: start over with the config now in force
-                    self._restart.clear()
-                    self._teardown()
-                    break
-                if not tor.controller.is_alive():
-                    self._tor_error = "lost the connection to tor; reconnecting"
-                    log.error("lost tor", extra={"control": f"{self.config.tor.control_host}:"
-                                                           f"{self.config.tor.control_port}"})
-                    self._teardown()
-                    break
 
     def lanes(self) -> int:
         """schedule.concurrency, or the lanes this machine can run ("auto")."""
@@ -268,90 +261,51 @@ class Exporter:
         browsers = any(kind != "http" for target in self.config.targets for kind in target.fetchers)
         return auto_lanes(os.cpu_count() or 1, available_memory(), browsers)
 
-    def _start_probing(self, tor: OurTor) -> None:
-        self._tor = tor
-        self._geo = CountryLookup(self.config.geoip.country_db, tor.controller)
-        self.refresh_consensus()
-        hosts = {urlsplit(t.url).hostname for t in self.config.targets}
-        self._pinner = CircuitPinner(tor.controller, tor.lanes, hosts, on_failure=self.metrics.circuit_failed,
-                                     timeout=self.config.tor.circuit_timeout)
-        self._pinner.start()
-        self._unwatch = watch_consensus(tor.controller, self.refresh_consensus)
-        self._fetchers, timeouts = build_fetchers(self.config, self.detector.classify)
-        labels = {kind: fetcher_label(kind, self.config.fetchers) for kind in self._fetchers}
-        self.metrics.fetchers_in_use({labels[kind]: getattr(f, "sandbox", "") for kind, f in self._fetchers.items()})
-        self._prober = Prober(tor.lanes, self._pin, self._fetchers, timeouts, self.detector.classify, self.record,
-                              baseline=self.baselines.get, keep_evidence=self.keep_evidence, labels=labels)
-        self._scheduler = Scheduler(self.config.schedule, self._prober, self.candidates, self.state.last_attempted,
-                                    learn_baseline=lambda target: self.baselines.learn(target, self.config))
-        self._scheduler.start(self.config.targets)
-        self._tor_error = ""
+    def _start_session(self, session: Session) -> None:
+        """Start probing on a fresh tor connection (the supervisor closes the session on failure)."""
+        config, tor = self.config, session.tor
+        geo = CountryLookup(config.geoip.country_db, tor.controller)
+        session.on_close(geo.close)
+        session.on_close(self.planner.detach)
+        self._refresh_consensus(tor.controller, geo)
+        pinner = CircuitPinner(tor.controller, tor.lanes, config.tor.deny_hosts, on_failure=self.metrics.circuit_failed,
+                               timeout=config.tor.circuit_timeout, hops=config.tor.hops,
+                               on_closed=self.metrics.stream_closed)
+        pinner.start()
+        session.on_close(pinner.stop)
+        session.on_close(watch_consensus(tor.controller, lambda: self._refresh_consensus(tor.controller, geo)))
+        fetchers, timeouts = build_fetchers(config, self.detector.classify)
+        for fetcher in fetchers.values():
+            session.on_close(fetcher.close)
+        labels = {kind: fetcher_label(kind, config.fetchers) for kind in fetchers}
+        self.metrics.fetchers_in_use({labels[kind]: getattr(f, "sandbox", "") for kind, f in fetchers.items()})
+        for kind, fetcher in fetchers.items():
+            if hasattr(fetcher, "pool"):  # a browser fetcher
+                fetcher.pool.on_restart = self.metrics.browsers(labels[kind])
+        session.prober = Prober(tor.lanes, lambda lane, exit: pin(pinner, self.planner, lane, exit), fetchers,
+                                timeouts, self.detector.classify, self.record, baseline=self.baselines.get,
+                                keep_evidence=self.keep_evidence, labels=labels, release=pinner.release)
+        session.on_close(lambda: session.prober.shutdown(wait=True))
+        scheduler = Scheduler(config.schedule, session.prober, self.planner.candidates, self.state.last_attempted,
+                              learn_baseline=lambda target: self.baselines.learn(target, self.config))
+        scheduler.start(config.targets)
+        session.on_close(scheduler.shutdown)
         log.info("probing", extra={"tor_version": tor.version, "lanes": len(tor.lanes),
-                                   "exits": len(self._selected), "targets": len(self.config.targets)})
+                                   "exits": len(self.planner.selected), "targets": len(config.targets)})
 
-    def _teardown(self) -> None:
-        """Stop probing and drop the tor connection (running probes finish or fail, and are counted)."""
-        with self._lock:
-            scheduler, prober, pinner, tor = self._scheduler, self._prober, self._pinner, self._tor
-            fetchers, unwatch, geo = self._fetchers, self._unwatch, self._geo
-            self._scheduler = self._prober = self._pinner = self._tor = self._unwatch = self._geo = None
-            self._fetchers = {}
-        if scheduler:
-            scheduler.shutdown()
-        if prober:
-            prober.shutdown(wait=True)
-        for step in (*(f.close for f in fetchers.values()), unwatch, pinner and pinner.stop, geo and geo.close,
-                     tor and tor.close):
-            if step:
-                try:
-                    step()
-                except Exception as exc:  # tor or a browser may already be gone
-                    log.debug("teardown step failed: %s", exc)
-
-    # -- the data path -----------------------------------------------------
-
-    def refresh_consensus(self) -> None:
+    def _refresh_consensus(self, controller, geo: CountryLookup) -> None:
         """Re-read exits and weights; called at start and on every NEWCONSENSUS."""
-        tor = self._tor
-        if tor is None:
-            return
-        consensus = read_exits(tor.controller, self._geo)
-        # selection first, then the shard: every replica then agrees on top-N and on the sample
-        selected = self.shard.owned(select_exits(consensus.exits, self.config.exits,
-                                                 random.Random(consensus.valid_after.timestamp())))
-        with self._lock:
-            self._consensus, self._selected, self._port_ok = consensus, selected, {}
-        self.metrics.prepare(self.pairs, self.shard.owned(consensus.exits))
+        consensus = self.planner.refresh(controller, geo)
+        self._prepare_series()
         log.info("consensus", extra={"valid_after": consensus.valid_after.isoformat(),
-                                     "exits": len(consensus.exits), "selected": len(selected)})
+                                     "exits": len(consensus.exits), "selected": len(self.planner.selected)})
 
-    def candidates(self, target) -> list[ExitRelay]:
-        """Selected exits whose exit policy allows the target's port."""
-        port = urlsplit(target.url).port or (443 if target.url.startswith("https") else 80)
-        with self._lock:
-            selected, tor = list(self._selected), self._tor
-        if tor is None:
-            return []
-        allowed = []
-        for exit in selected:
-            key = (exit.fingerprint, port)
-            # remember only a yes: a no may just mean the descriptor has not arrived yet
-            if key in self._port_ok or allows_port(tor.controller, exit.fingerprint, port):
-                self._port_ok[key] = True
-                allowed.append(exit)
-        self._plan[target.name] = (target.interval, tuple(e.fingerprint for e in allowed))
-        return allowed
+    # -- each probe's result -----------------------------------------------
 
-    def _pin(self, lane: Lane, exit: ExitRelay) -> None:
-        pinner, consensus = self._pinner, self._consensus
-        if pinner is None or consensus is None:
-            raise PinError("circuit", "tor is not connected")
-        try:
-            pinner.pin(lane, exit, consensus.relays)
-        except CircuitError as exc:
-            raise PinError("circuit", str(exc)) from exc
-        except Exception as exc:  # e.g. the controller socket closed under us
-            raise PinError("circuit", f"{type(exc).__name__}: {exc}") from exc
+    def _release(self, lane: Lane) -> None:
+        pinner = self._pinner
+        if pinner is not None:
+            pinner.release(lane)
 
     def record(self, result: ProbeResult) -> None:
         self.state.record(result)
@@ -369,63 +323,15 @@ class Exporter:
             return None
         return str(directory)
 
-    # -- what the web endpoint shows ----------------------------------------
 
-    def snapshot(self) -> Snapshot:
-        consensus, prober, tor = self._consensus, self._prober, self._tor
-        return Snapshot(
-            # each replica exports its own exits; weights stay normalised over the whole consensus,
-            # so per-replica coverage adds up across replicas
-            exits=tuple(self.shard.owned(consensus.exits)) if consensus else (),
-            valid_after=consensus.valid_after.timestamp() if consensus else None,
-            tor_version=tor.version if tor else "",
-            pairs=self.pairs,
-            window=self.config.schedule.window,
-            in_flight=prober.in_flight if prober else 0,
-            queued=prober.queued if prober else 0,
-            reload_successful=self._reload_ok,
-            reload_success_time=self._reload_time,
-            plan=tuple((t.name, *self._plan[t.name]) for t in self.config.targets if t.name in self._plan),
-            backing_off=prober.backoff.count(time.time()) if prober else 0,
-        )
-
-    def ready(self) -> tuple[bool, str]:
-        if self._tor is None or self._scheduler is None:
-            return False, self._tor_error or "not connected to tor"
-        if not self._consensus or not self._consensus.exits:
-            return False, "no exits in the consensus"
-        targets, exits = _count(len(self.config.targets), "target"), _count(len(self._selected), "exit")
-        return True, f"probing {targets} through {exits}"
-
-    def status(self) -> dict[str, str]:
-        consensus, tor = self._consensus, self._tor
-        return {
-            "tor": f"{tor.version} at {self.config.tor.control_host}:{self.config.tor.control_port}" if tor
-            else self._tor_error,
-            "consensus valid after": consensus.valid_after.isoformat() if consensus else "none",
-            "exits in consensus": str(len(consensus.exits)) if consensus else "0",
-            "exits selected": str(len(self._selected)),
-            "lanes": str(len(tor.lanes)) if tor else "0",
-            "shard": f"{self.shard} of the exits",
-            "targets": ", ".join(t.name for t in self.config.targets),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(_STARTED)),
-        }
-
-    def recent(self) -> list[dict]:
-        return self.store.recent(RECENT_PROBES)
-
-    def probe(self, probe_id: str) -> dict | None:
-        return self.store.probe(probe_id)
-
-    def evidence_dir(self) -> Path:
-        return self.config.data_dir / "evidence"
-
-    def config_text(self) -> str:
-        return config_yaml(self.config)
-
-
-_STARTED = time.time()
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+def pin(pinner: CircuitPinner, planner: ExitPlanner, lane: Lane, exit: ExitRelay) -> None:
+    """Pin ``lane`` to ``exit``; every failure becomes a PinError with reason ``circuit``."""
+    consensus = planner.consensus
+    if consensus is None:
+        raise PinError("circuit", "no consensus")
+    try:
+        pinner.pin(lane, exit, consensus.relays)
+    except CircuitError as exc:
+        raise PinError("circuit", str(exc)) from exc
+    except Exception as exc:  # e.g. the controller socket closed under us
+        raise PinError("circuit", f"{type(exc).__name__}: {exc}") from exc

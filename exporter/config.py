@@ -1,4 +1,11 @@
-"""The exporter's configuration: YAML in, frozen values out.
+"""The exporter's configuration: YAML in, frozen values out, and back.
+
+Every key is declared once, as a field of the dataclass that holds it
+(``exporter.config_schema.key``): its YAML name, the kind of value it takes,
+and its default.  The generic builder reads the YAML into these dataclasses;
+the renderer writes them back as the YAML an operator would write (what
+``/config`` shows, loadable again).  Rules that span sections are checked in
+one pass after the build (``check_across``).
 
 Durations are seconds (float) after loading; YAML may give them as numbers or
 as strings like ``30s``, ``5m``, ``1h``, ``1d``.  Sizes are bytes after
@@ -7,289 +14,83 @@ loading; YAML may give ``5MiB``, ``500KB`` or a number.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 
-from exporter.config_yaml import Invalid, Mapping, Value, compose, join, suggest
-
-
-@dataclass(frozen=True)
-class TorConfig:
-    """How to reach our tor.
-
-    ``mode: launch`` starts a tor with stem (``executable``, ``data_directory``,
-    extra ``torrc`` options); ``mode: connect`` uses an existing one through its
-    ControlPort (``control``) with cookie or password authentication. Either way
-    the exporter owns that tor's stream attachment, so it must not serve users.
-    """
-
-    mode: str = "launch"  # launch | connect
-    control_host: str = "127.0.0.1"
-    control_port: int = 9051
-    socks_host: str = "127.0.0.1"
-    socks_port: int = 9050
-    password: str | None = field(default=None, repr=False)
-    cookie_file: Path | None = None
-    executable: str = "tor"
-    data_directory: Path | None = None
-    torrc: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    circuit_timeout: float = 20.0
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """What a target's real page looks like (optional)."""
-
-    status: int | None = None
-    title: str | None = None
-
-
-@dataclass(frozen=True)
-class ChangeDetection:
-    """How a target's page is compared with the page fetched without Tor (see exporter.change)."""
-
-    threshold: float = 0.6  # similarity below this is a `different` page, above it `rewritten`
-    ignore: tuple[str, ...] = ()  # regexes cut from the visible text before comparing
-    mask_numbers: bool = False  # treat every number in the text as volatile (prices, counters)
-    baseline_fetches: int = 3  # direct fetches per baseline; what varies between them is ignored
-    baseline_interval: float = 6 * 3600.0
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    url: str
-    interval: float
-    fetchers: tuple[str, ...]
-    exits_per_run: int
-    expect: Expectation | None = None
-    change: ChangeDetection = field(default_factory=ChangeDetection)
-    cron: str | None = None  # schedule.cron, unless the target sets its own interval
-
-
-@dataclass(frozen=True)
-class ExitSelection:
-    """Which exits to measure: filters first, then ``top`` or ``sample``."""
-
-    fingerprints: tuple[str, ...] = ()
-    countries: tuple[str, ...] = ()
-    flags: tuple[str, ...] = ()
-    top: int | None = None
-    sample: int | None = None
-
-
-@dataclass(frozen=True)
-class Schedule:
-    interval: float = 600.0
-    cron: str | None = None
-    jitter: float = 0.0
-    concurrency: int | None = None  # lanes; None ("auto"): chosen from CPUs and memory at start
-    exits_per_run: int = 10
-    window: float = 86400.0  # weighted ratio and coverage look this far back
-
-
-@dataclass(frozen=True)
-class HttpFetcherConfig:
-    timeout: float = 30.0
-    max_body_bytes: int = 5 * 1024 * 1024
-    user_agent: str = "Mozilla/5.0 (Windows NT 10.0; rv:128.0) Gecko/20100101 Firefox/128.0"
-    ca_file: Path | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class BrowserFetcherConfig:
-    """Options shared by the browser fetchers (chromium, firefox, tor-browser)."""
-
-    timeout: float = 60.0
-    challenge_wait: float = 20.0
-    recycle_after: int = 100
-    memory_limit_bytes: int = 1536 * 1024 * 1024
-    binary: str | None = None
-    driver: str | None = None
-    ca_file: Path | None = None
-    headless: bool = True
-    sandbox: bool = True  # chromium only: false runs it with --no-sandbox
-    tbb_path: Path | None = None  # tor-browser only
-    security_level: str = "standard"  # tor-browser only: standard | safer | safest
-
-
-@dataclass(frozen=True)
-class Fetchers:
-    http: HttpFetcherConfig = field(default_factory=HttpFetcherConfig)
-    chromium: BrowserFetcherConfig = field(default_factory=BrowserFetcherConfig)
-    firefox: BrowserFetcherConfig = field(default_factory=BrowserFetcherConfig)
-    tor_browser: BrowserFetcherConfig = field(default_factory=BrowserFetcherConfig)
-
-
-@dataclass(frozen=True)
-class Web:
-    listen_host: str = "127.0.0.1"
-    listen_port: int = 9981
-    allowed_hosts: tuple[str, ...] | None = None  # None: the listen host, localhost and the machine's name
-
-
-@dataclass(frozen=True)
-class GeoIP:
-    country_db: Path | None = None
-    asn_db: Path | None = None
-
-
-@dataclass(frozen=True)
-class Evidence:
-    max_files: int = 1000
-    max_bytes: int = 512 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Config:
-    targets: tuple[Target, ...]
-    tor: TorConfig = field(default_factory=TorConfig)
-    exits: ExitSelection = field(default_factory=ExitSelection)
-    schedule: Schedule = field(default_factory=Schedule)
-    fetchers: Fetchers = field(default_factory=Fetchers)
-    web: Web = field(default_factory=Web)
-    geoip: GeoIP = field(default_factory=GeoIP)
-    evidence: Evidence = field(default_factory=Evidence)
-    data_dir: Path = Path("data")
-    detect_signatures: tuple = ()  # custom detector signatures, as parsed by exporter.detect
-    # host name → address for the direct (not through Tor) baseline fetch, like curl --resolve
-    baseline_resolve: dict[str, str] = field(default_factory=dict)
-    source: Path | None = None
-
+from exporter.config_schema import (
+    Context,
+    Kind,
+    Schema,
+    build,
+    derived,
+    key,
+    kind,
+    render,
+    section,
+    section_kind,
+    yaml_keys,
+)
+from exporter.config_yaml import (
+    Invalid,
+    Value,
+    compose,
+    format_duration,
+    format_size,
+    join,
+    parse_duration,
+    suggest,
+)
 
 FETCHER_KINDS = ("http", "chromium", "firefox", "tor-browser")
-
-
-class ConfigError(Exception):
-    """A configuration mistake: ``str()`` is one line naming file, line and key path."""
-
-    def __init__(self, source: str, line: int | None, path: str, message: str):
-        super().__init__(source, line, path, message)
-        self.source = source
-        self.line = line
-        self.path = path
-        self.message = message
-
-    def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line else self.source
-        message = " ".join(self.message.split())  # one line, whatever the message holds
-        return f"{where}: {self.path}: {message}" if self.path else f"{where}: {message}"
-
-
-def load_config(path: str | Path) -> Config:
-    """Read and validate the YAML file at ``path``; relative paths in it are relative to its directory."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(str(path), line, "", "not UTF-8 text") from None
-    config = parse_config(text, source=str(path), base_dir=path.absolute().parent)
-    return replace(config, source=path)
-
-
-def parse_config(text: str, source: str = "<string>", base_dir: Path | None = None) -> Config:
-    """Validate YAML ``text``; ``source`` names it in errors, ``base_dir`` anchors relative paths."""
-    try:
-        return _build(text, (base_dir or Path.cwd()).absolute())
-    except Invalid as exc:
-        raise ConfigError(source, exc.line, exc.path, exc.message) from None
-
-
-TOP_LEVEL_KEYS = ("tor", "targets", "exits", "schedule", "fetchers", "web", "geoip", "evidence", "data_dir", "detect",
-                  "baseline")
-TOR_KEYS = ("mode", "control", "socks", "password", "password_file", "cookie_file", "executable",
-            "data_directory", "torrc", "circuit_timeout")
-TOR_LAUNCH_ONLY = ("executable", "data_directory", "torrc")
-TOR_CONNECT_ONLY = ("password", "password_file", "cookie_file")  # a launched tor uses its own cookie
-TARGET_KEYS = ("name", "url", "interval", "fetchers", "exits_per_run", "expect", "change")
-CHANGE_KEYS = ("threshold", "ignore", "mask_numbers", "baseline_fetches", "baseline_interval")
-EXITS_KEYS = ("fingerprints", "countries", "flags", "top", "sample")
-SCHEDULE_KEYS = ("interval", "cron", "jitter", "concurrency", "exits_per_run", "window")
-FETCHERS_KEYS = ("http", "chromium", "firefox", "tor-browser")
-HTTP_KEYS = ("timeout", "max_body_bytes", "user_agent", "ca_file", "headers")
-BROWSER_KEYS = ("timeout", "challenge_wait", "recycle_after", "memory_limit", "binary", "driver", "ca_file", "headless")
-CHROMIUM_KEYS = BROWSER_KEYS + ("sandbox",)
-TOR_BROWSER_KEYS = BROWSER_KEYS + ("tbb_path", "security_level")
-WEB_KEYS = ("listen", "allowed_hosts")
 TOR_FLAGS = ("Authority", "BadExit", "Exit", "Fast", "Guard", "HSDir", "MiddleOnly", "NoEdConsensus",
              "Running", "Stable", "StaleDesc", "Sybil", "V2Dir", "Valid")  # dir-spec "known-flags"
 TARGET_NAME = r"[a-z0-9_-]+"
 
 
-def _build(text: str, base_dir: Path) -> Config:
-    root_node = compose(text)
-    if root_node is None:
-        raise Invalid(1, "", "the file is empty; it needs at least a 'targets' list")
-    root = Value(root_node, "")
-    if root.kind != "map":
-        root.fail(f"the top level must be a mapping with keys like 'targets', got {root.describe()}")
-    root = root.mapping(TOP_LEVEL_KEYS)
-    schedule = _schedule(root.section("schedule", SCHEDULE_KEYS))
-    return Config(
-        targets=_targets(root.require("targets"), schedule),
-        tor=_tor(root.section("tor", TOR_KEYS), base_dir),
-        exits=_exits(root.section("exits", EXITS_KEYS)),
-        schedule=schedule,
-        fetchers=_fetchers(root.section("fetchers", FETCHERS_KEYS), base_dir),
-        web=_web(root.section("web", WEB_KEYS)),
-        geoip=_geoip(root.section("geoip", ("country_db", "asn_db")), base_dir),
-        evidence=_evidence(root.section("evidence", ("max_files", "max_bytes"))),
-        data_dir=root.read("data_dir", lambda v: v.file_path(base_dir), base_dir / Config.data_dir),
-        detect_signatures=_detect_signatures(root.section("detect", ("signatures",))),
-        baseline_resolve=root.section("baseline", ("resolve",)).read("resolve", _resolve, {}),
-    )
+# -- the kinds of value a key takes ------------------------------------------------------------
 
 
-def _positive_seconds(value: Value) -> float:
-    return value.duration(above=True)
+def _duration(minimum: float = 0.0, above: bool = False) -> Kind:
+    return kind(lambda value: value.duration(minimum, above), _duration_text)
 
 
-def _at_least_one(value: Value) -> int:
-    return value.integer(1)
+def _duration_text(seconds: float) -> str | float:
+    """``600`` → ``10m``; a value that text would round stays a number."""
+    text = format_duration(seconds)
+    return text if parse_duration(text) == seconds else seconds
 
 
-def _tor(section: Mapping, base_dir: Path) -> TorConfig:
-    default = TorConfig()
-    mode = section.read("mode", lambda v: v.choice(("launch", "connect"), "mode"), default.mode)
-    other_mode, unused = ("connect", TOR_CONNECT_ONLY) if mode == "launch" else ("launch", TOR_LAUNCH_ONLY)
-    for key in unused:
-        if section.get(key) is not None:
-            section.fail_at_key(key, f"only used with mode: {other_mode} (tor.mode is {mode})")
-    section.exclusive("password", "password_file")
-    control_host, control_port = section.read("control", Value.host_port, (default.control_host, default.control_port))
-    socks_host, socks_port = section.read("socks", Value.host_port, (default.socks_host, default.socks_port))
-    return TorConfig(
-        mode=mode,
-        control_host=control_host,
-        control_port=control_port,
-        socks_host=socks_host,
-        socks_port=socks_port,
-        password=section.read("password", Value.string, None)
-        or section.read("password_file", lambda v: _secret_file(v, base_dir), None),
-        cookie_file=section.read("cookie_file", lambda v: v.file_path(base_dir), None),
-        executable=section.read("executable", lambda v: v.command(base_dir), default.executable),
-        data_directory=section.read("data_directory", lambda v: v.file_path(base_dir), None),
-        torrc=section.read("torrc", _torrc, {}),
-        circuit_timeout=section.read("circuit_timeout", _positive_seconds, default.circuit_timeout),
-    )
+def _size(minimum: int = 0) -> Kind:
+    return kind(lambda value: value.size(minimum), format_size)
 
 
-def _secret_file(value: Value, base_dir: Path) -> str:
+def _integer(minimum: int, maximum: int | None = None) -> Kind:
+    return kind(lambda value: value.integer(minimum, maximum))
+
+
+def _choice(choices: tuple[str, ...], what: str) -> Kind:
+    return kind(lambda value: value.choice(choices, what))
+
+
+def _path(must_exist: str | None = None) -> Kind:
+    """A filesystem path; a relative one is relative to the config file's directory."""
+    return Kind(lambda value, context: value.file_path(context.base_dir, must_exist=must_exist))
+
+
+def _host_port(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _secret_file(value: Value, context: Context) -> str:
     """A password file's first line (a trailing newline is not part of the password)."""
-    path = value.file_path(base_dir, must_exist="file")
+    path = value.file_path(context.base_dir, must_exist="file")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -318,28 +119,11 @@ def _torrc_value(value: Value) -> str:
     return value.string()
 
 
-def _schedule(section: Mapping) -> Schedule:
-    default = Schedule()
-    section.exclusive("interval", "cron")
-    return Schedule(
-        interval=section.read("interval", _interval, default.interval),
-        cron=section.read("cron", _cron, None),
-        jitter=section.read("jitter", Value.duration, default.jitter),
-        concurrency=section.read("concurrency", _lanes, default.concurrency),
-        exits_per_run=section.read("exits_per_run", _at_least_one, default.exits_per_run),
-        window=section.read("window", _positive_seconds, default.window),
-    )
-
-
 def _lanes(value: Value) -> int | None:
     """A number of lanes (1-64), or "auto"."""
     if value.kind == "str" and value.string() == "auto":
         return None
     return value.integer(1, 64)
-
-
-def _interval(value: Value) -> float:
-    return value.duration(minimum=1.0)
 
 
 def _cron(value: Value) -> str:
@@ -350,47 +134,6 @@ def _cron(value: Value) -> str:
     except ValueError as exc:
         value.fail(f"invalid cron expression {text!r}: {exc}")
     return text
-
-
-def _targets(value: Value, schedule: Schedule) -> tuple[Target, ...]:
-    items = value.items()
-    if not items:
-        value.fail("needs at least one target")
-    targets, first_line = [], {}
-    for item in items:
-        section = item.mapping(TARGET_KEYS)
-        target = _target(section, schedule)
-        name = section.require("name")
-        if target.name in first_line:
-            name.fail(f"duplicate target name {target.name!r} (first used at line {first_line[target.name]})")
-        first_line[target.name] = name.line
-        targets.append(target)
-    return tuple(targets)
-
-
-def _target(section: Mapping, schedule: Schedule) -> Target:
-    own_interval = section.get("interval")
-    return Target(
-        name=section.require("name").string(TARGET_NAME, " (use lowercase letters, digits, _ and -)"),
-        url=_url(section.require("url")),
-        interval=_interval(own_interval) if own_interval else schedule.interval,
-        fetchers=section.read("fetchers", _fetcher_list, ("http",)),
-        exits_per_run=section.read("exits_per_run", _at_least_one, schedule.exits_per_run),
-        expect=section.read("expect", _expectation, None),
-        cron=None if own_interval else schedule.cron,
-        change=section.read("change", _change, ChangeDetection()),
-    )
-
-
-def _change(value: Value) -> ChangeDetection:
-    section, default = value.mapping(CHANGE_KEYS), ChangeDetection()
-    return ChangeDetection(
-        threshold=section.read("threshold", _ratio, default.threshold),
-        ignore=section.read("ignore", _regex_list, default.ignore),
-        mask_numbers=section.read("mask_numbers", Value.boolean, default.mask_numbers),
-        baseline_fetches=section.read("baseline_fetches", lambda v: v.integer(2, 20), default.baseline_fetches),
-        baseline_interval=section.read("baseline_interval", _interval, default.baseline_interval),
-    )
 
 
 def _ratio(value: Value) -> float:
@@ -443,32 +186,27 @@ def _url(value: Value) -> str:
 def _fetcher_list(value: Value) -> tuple[str, ...]:
     kinds = []
     for item in value.items():
-        kind = item.choice(FETCHER_KINDS, "fetcher")
-        if kind in kinds:
-            item.fail(f"{kind!r} is listed twice")
-        kinds.append(kind)
+        kind_name = item.choice(FETCHER_KINDS, "fetcher")
+        if kind_name in kinds:
+            item.fail(f"{kind_name!r} is listed twice")
+        kinds.append(kind_name)
     if not kinds:
         value.fail("needs at least one fetcher")
     return tuple(kinds)
 
 
-def _expectation(value: Value) -> Expectation:
-    section = value.mapping(("status", "title"))
-    return Expectation(
-        status=section.read("status", lambda v: v.integer(100, 599), None),
-        title=section.read("title", Value.string, None),
-    )
+def _host_patterns(value: Value) -> tuple[str, ...]:
+    """Host names, or ``*.suffix`` for every name under a suffix (lowercased)."""
+    pattern = r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
+    return tuple(item.string(pattern, ": expected a host name or *.suffix, e.g. *.doubleclick.net").lower().rstrip(".")
+                 for item in value.items())
 
 
-def _exits(section: Mapping) -> ExitSelection:
-    section.exclusive("top", "sample")
-    return ExitSelection(
-        fingerprints=section.read("fingerprints", _fingerprints, ()),
-        countries=section.read("countries", _countries, ()),
-        flags=section.read("flags", _flags, ()),
-        top=section.read("top", _at_least_one, None),
-        sample=section.read("sample", _at_least_one, None),
-    )
+def _host_names(value: Value) -> tuple[str, ...]:
+    """Names a request's Host header may give (DNS names, without a port), lowercased."""
+    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    hint = ": expected a host name without a port, like exporter.example.org"
+    return tuple(item.string(rf"{label}(?:\.{label})*\.?", hint).lower().rstrip(".") for item in value.items())
 
 
 def _fingerprints(value: Value) -> tuple[str, ...]:
@@ -494,26 +232,6 @@ def _flags(value: Value) -> tuple[str, ...]:
     return tuple(flags)
 
 
-def _fetchers(section: Mapping, base_dir: Path) -> Fetchers:
-    return Fetchers(
-        http=_http(section.section("http", HTTP_KEYS), base_dir),
-        chromium=_browser(section.section("chromium", CHROMIUM_KEYS), base_dir),
-        firefox=_browser(section.section("firefox", BROWSER_KEYS), base_dir),
-        tor_browser=_browser(section.section("tor-browser", TOR_BROWSER_KEYS), base_dir),
-    )
-
-
-def _http(section: Mapping, base_dir: Path) -> HttpFetcherConfig:
-    default = HttpFetcherConfig()
-    return HttpFetcherConfig(
-        timeout=section.read("timeout", _positive_seconds, default.timeout),
-        max_body_bytes=section.read("max_body_bytes", lambda v: v.size(1), default.max_body_bytes),
-        user_agent=section.read("user_agent", Value.string, default.user_agent),
-        ca_file=section.read("ca_file", lambda v: v.file_path(base_dir, must_exist="file"), None),
-        headers=section.read("headers", _headers, {}),
-    )
-
-
 def _headers(value: Value) -> dict[str, str]:
     """Extra request headers; names are RFC 9110 tokens."""
     headers = {}
@@ -526,70 +244,294 @@ def _headers(value: Value) -> dict[str, str]:
     return headers
 
 
-def _browser(section: Mapping, base_dir: Path) -> BrowserFetcherConfig:
-    default = BrowserFetcherConfig()
-    return BrowserFetcherConfig(
-        timeout=section.read("timeout", _positive_seconds, default.timeout),
-        challenge_wait=section.read("challenge_wait", Value.duration, default.challenge_wait),
-        recycle_after=section.read("recycle_after", _at_least_one, default.recycle_after),
-        memory_limit_bytes=section.read("memory_limit", lambda v: v.size(1), default.memory_limit_bytes),
-        binary=section.read("binary", lambda v: v.command(base_dir), None),
-        driver=section.read("driver", lambda v: v.command(base_dir), None),
-        ca_file=section.read("ca_file", lambda v: v.file_path(base_dir, must_exist="file"), None),
-        headless=section.read("headless", Value.boolean, default.headless),
-        sandbox=section.read("sandbox", Value.boolean, default.sandbox),
-        tbb_path=section.read("tbb_path", lambda v: v.file_path(base_dir, must_exist="directory"), None),
-        security_level=section.read("security_level", _security_level, default.security_level),
-    )
-
-
-def _security_level(value: Value) -> str:
-    """Tor Browser's security slider positions."""
-    return value.choice(("standard", "safer", "safest"), "security level")
-
-
-def _web(section: Mapping) -> Web:
-    host, port = section.read("listen", Value.host_port, (Web.listen_host, Web.listen_port))
-    return Web(listen_host=host, listen_port=port, allowed_hosts=section.read("allowed_hosts", _host_names, None))
-
-
-def _host_names(value: Value) -> tuple[str, ...]:
-    """Names a request's Host header may give (DNS names, without a port), lowercased."""
-    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    hint = ": expected a host name without a port, like exporter.example.org"
-    return tuple(item.string(rf"{label}(?:\.{label})*\.?", hint).lower().rstrip(".") for item in value.items())
-
-
-def _geoip(section: Mapping, base_dir: Path) -> GeoIP:
-    def database(value: Value) -> Path:
-        return value.file_path(base_dir, must_exist="file")
-
-    return GeoIP(
-        country_db=section.read("country_db", database, None),
-        asn_db=section.read("asn_db", database, None),
-    )
-
-
-def _evidence(section: Mapping) -> Evidence:
-    return Evidence(
-        max_files=section.read("max_files", lambda v: v.integer(0), Evidence.max_files),
-        max_bytes=section.read("max_bytes", Value.size, Evidence.max_bytes),
-    )
-
-
-def _detect_signatures(section: Mapping) -> tuple:
+def _detect_signatures(value: Value) -> tuple:
     """Custom signatures as plain data, checked by the detector's own validator."""
-    value = section.get("signatures")
-    if value is None:
-        return ()
-    items = value.items()
-    raw = [item.plain() for item in items]
+    raw = [item.plain() for item in value.items()]
     if raw:
         from exporter.detect.signatures import check_custom
 
         for where, message in check_custom(raw)[:1]:
             _locate(value, list(where)).fail(message)
     return tuple(raw)
+
+
+def _targets(value: Value, context: Context) -> tuple[Target, ...]:
+    items = value.items()
+    if not items:
+        value.fail("needs at least one target")
+    targets, first_line = [], {}
+    for item in items:
+        mapping = item.mapping(TARGET_KEYS)
+        target = build(Target, mapping, context)
+        name = mapping.require("name")
+        if target.name in first_line:
+            name.fail(f"duplicate target name {target.name!r} (first used at line {first_line[target.name]})")
+        first_line[target.name] = name.line
+        targets.append(target)
+    return tuple(targets)
+
+
+POSITIVE_SECONDS = _duration(above=True)
+SECONDS = _duration()
+INTERVAL = _duration(minimum=1.0)
+AT_LEAST_ONE = _integer(1)
+BOOLEAN = kind(Value.boolean)
+STRING = kind(Value.string)
+SECRET = kind(Value.string, lambda password: password and "<secret>")  # never shown, not even on /config
+HOST_PORT = kind(Value.host_port, _host_port)
+COMMAND = Kind(lambda value, context: value.command(context.base_dir))  # a bare name is looked up on PATH later
+EXISTING_FILE = _path("file")
+LAUNCH, CONNECT = ("mode", "launch"), ("mode", "connect")
+
+
+# -- the configuration, one declaration per key ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TorConfig(Schema):
+    """How to reach our tor.
+
+    ``mode: launch`` starts a tor with stem (``executable``, ``data_directory``,
+    extra ``torrc`` options); ``mode: connect`` uses an existing one through its
+    ControlPort (``control``) with cookie or password authentication. Either way
+    the exporter owns that tor's stream attachment, so it must not serve users.
+    """
+
+    READ_FIRST = ("mode",)
+
+    mode: str = key(_choice(("launch", "connect"), "mode"), "launch")
+    control_host: str = key(HOST_PORT, "127.0.0.1", name="control", part=0)
+    control_port: int = key(HOST_PORT, 9051, name="control", part=1)
+    socks_host: str = key(HOST_PORT, "127.0.0.1", name="socks", part=0)
+    socks_port: int = key(HOST_PORT, 9050, name="socks", part=1)
+    # a launched tor uses its own cookie
+    password: str | None = key(SECRET, None, repr=False, alias=("password_file", Kind(_secret_file)), when=CONNECT)
+    cookie_file: Path | None = key(_path(), None, when=CONNECT)
+    executable: str = key(COMMAND, "tor", when=LAUNCH)
+    data_directory: Path | None = key(_path(), None, when=LAUNCH)
+    torrc: dict[str, tuple[str, ...]] = key(kind(_torrc), default_factory=dict, when=LAUNCH)
+    circuit_timeout: float = key(POSITIVE_SECONDS, 20.0)
+    hops: int = key(_integer(2, 3), 3)  # circuit length: a user's circuit has three hops
+    # hosts (or *.suffix) probes must not reach; streams to them are closed
+    deny_hosts: tuple[str, ...] = key(kind(_host_patterns), ())
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a target's real page looks like (optional)."""
+
+    status: int | None = key(_integer(100, 599), None)
+    title: str | None = key(STRING, None)
+
+
+@dataclass(frozen=True)
+class ChangeDetection:
+    """How a target's page is compared with the page fetched without Tor (see exporter.change)."""
+
+    # similarity below this is a `different` page, above it `rewritten`
+    threshold: float = key(kind(_ratio), 0.6)
+    # regexes cut from the visible text before comparing
+    ignore: tuple[str, ...] = key(kind(_regex_list), ())
+    # treat every number in the text as volatile (prices, counters)
+    mask_numbers: bool = key(BOOLEAN, False)
+    # direct fetches per baseline; what varies between them is ignored
+    baseline_fetches: int = key(_integer(2, 20), 3)
+    baseline_interval: float = key(INTERVAL, 6 * 3600.0)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str = key(kind(lambda value: value.string(TARGET_NAME, " (use lowercase letters, digits, _ and -)")))
+    url: str = key(kind(_url))
+    # schedule.interval unless set; setting it also exempts the target from schedule.cron
+    interval: float = key(INTERVAL, fallback=lambda context: context.find("schedule").interval,
+                          write_if=lambda target: target.cron is None)
+    fetchers: tuple[str, ...] = key(kind(_fetcher_list), fallback=lambda context: ("http",))
+    exits_per_run: int = key(AT_LEAST_ONE, fallback=lambda context: context.find("schedule").exits_per_run)
+    expect: Expectation | None = key(section_kind(Expectation), None)
+    change: ChangeDetection = section(ChangeDetection)
+    # schedule.cron, unless the target sets its own interval
+    cron: str | None = derived(lambda given, context: None if given.get("interval") else context.find("schedule").cron)
+
+
+@dataclass(frozen=True)
+class ExitSelection(Schema):
+    """Which exits to measure: filters first, then ``top`` or ``sample``."""
+
+    EXCLUSIVE = (("top", "sample"),)
+
+    fingerprints: tuple[str, ...] = key(kind(_fingerprints), ())
+    countries: tuple[str, ...] = key(kind(_countries), ())
+    flags: tuple[str, ...] = key(kind(_flags), ())
+    top: int | None = key(AT_LEAST_ONE, None)
+    sample: int | None = key(AT_LEAST_ONE, None)
+
+
+@dataclass(frozen=True)
+class Schedule(Schema):
+    EXCLUSIVE = (("interval", "cron"),)
+
+    interval: float = key(INTERVAL, 600.0)
+    cron: str | None = key(kind(_cron), None)
+    jitter: float = key(SECONDS, 0.0)
+    # lanes; None ("auto"): chosen from CPUs and memory at start
+    concurrency: int | None = key(kind(_lanes, lambda lanes: "auto" if lanes is None else lanes), None)
+    exits_per_run: int = key(AT_LEAST_ONE, 10)
+    window: float = key(POSITIVE_SECONDS, 86400.0)  # weighted ratio and coverage look this far back
+
+
+@dataclass(frozen=True)
+class HttpFetcherConfig:
+    timeout: float = key(POSITIVE_SECONDS, 30.0)
+    max_body_bytes: int = key(_size(1), 5 * 1024 * 1024)
+    user_agent: str = key(STRING, "Mozilla/5.0 (Windows NT 10.0; rv:128.0) Gecko/20100101 Firefox/128.0")
+    ca_file: Path | None = key(EXISTING_FILE, None)
+    headers: dict[str, str] = key(kind(_headers), default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BrowserFetcherConfig:
+    """Options shared by the browser fetchers (chromium, firefox, tor-browser)."""
+
+    timeout: float = key(POSITIVE_SECONDS, 60.0)
+    challenge_wait: float = key(SECONDS, 20.0)
+    recycle_after: int = key(AT_LEAST_ONE, 100)
+    memory_limit_bytes: int = key(_size(1), 1536 * 1024 * 1024, name="memory_limit")
+    binary: str | None = key(COMMAND, None)
+    driver: str | None = key(COMMAND, None)
+    ca_file: Path | None = key(EXISTING_FILE, None)
+    headless: bool = key(BOOLEAN, True)
+
+
+@dataclass(frozen=True)
+class ChromiumConfig(BrowserFetcherConfig):
+    """Chromium's options: a browser's, plus whether it runs in its sandbox (exporter.fetch.sandbox)."""
+
+    sandbox: bool = key(BOOLEAN, True)  # false: --no-sandbox, which the operator accepts (logged, in fetcher_info)
+
+
+@dataclass(frozen=True)
+class TorBrowserConfig(BrowserFetcherConfig):
+    """Tor Browser's options: a browser's, plus where the bundle is and its security level."""
+
+    tbb_path: Path | None = key(_path("directory"), None)  # the unpacked bundle, which holds Browser/
+    security_level: str = key(_choice(("standard", "safer", "safest"), "security level"), "standard")
+
+
+@dataclass(frozen=True)
+class Fetchers:
+    http: HttpFetcherConfig = section(HttpFetcherConfig)
+    chromium: ChromiumConfig = section(ChromiumConfig)
+    firefox: BrowserFetcherConfig = section(BrowserFetcherConfig)
+    tor_browser: TorBrowserConfig = section(TorBrowserConfig, name="tor-browser")
+
+
+@dataclass(frozen=True)
+class Web:
+    listen_host: str = key(HOST_PORT, "127.0.0.1", name="listen", part=0)
+    listen_port: int = key(HOST_PORT, 10981, name="listen", part=1)
+    # the names a request's Host header may give; None: the listen host, localhost and the machine's name
+    allowed_hosts: tuple[str, ...] | None = key(kind(_host_names), None)
+
+
+@dataclass(frozen=True)
+class GeoIP:
+    country_db: Path | None = key(EXISTING_FILE, None)
+    asn_db: Path | None = key(EXISTING_FILE, None)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    max_files: int = key(_integer(0), 1000)
+    max_bytes: int = key(_size(), 512 * 1024 * 1024)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(Schema):
+    READ_FIRST = ("schedule", "targets")  # a target's defaults come from the schedule
+
+    tor: TorConfig = section(TorConfig)
+    targets: tuple[Target, ...] = key(Kind(_targets, lambda targets: [render(target) for target in targets]))
+    exits: ExitSelection = section(ExitSelection)
+    schedule: Schedule = section(Schedule)
+    fetchers: Fetchers = section(Fetchers)
+    web: Web = section(Web)
+    geoip: GeoIP = section(GeoIP)
+    evidence: Evidence = section(Evidence)
+    data_dir: Path = key(_path(), Path("data"), fallback=lambda context: context.base_dir / "data")
+    # custom detector signatures, as parsed by exporter.detect
+    detect_signatures: tuple = key(kind(_detect_signatures), (), name="detect.signatures")
+    # host name → address for the direct (not through Tor) baseline fetch, like curl --resolve
+    baseline_resolve: dict[str, str] = key(kind(_resolve), default_factory=dict, name="baseline.resolve")
+    source: Path | None = None  # the file it was loaded from (not a key)
+
+
+TOP_LEVEL_KEYS = yaml_keys(Config)
+TOR_KEYS = yaml_keys(TorConfig)
+TARGET_KEYS = yaml_keys(Target)
+BROWSER_KEYS = yaml_keys(BrowserFetcherConfig)
+CHROMIUM_KEYS = yaml_keys(ChromiumConfig)
+TOR_BROWSER_KEYS = yaml_keys(TorBrowserConfig)
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """A configuration mistake: ``str()`` is one line naming file, line and key path."""
+
+    def __init__(self, source: str, line: int | None, path: str, message: str):
+        super().__init__(source, line, path, message)
+        self.source = source
+        self.line = line
+        self.path = path
+        self.message = message
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        message = " ".join(self.message.split())  # one line, whatever the message holds
+        return f"{where}: {self.path}: {message}" if self.path else f"{where}: {message}"
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the YAML file at ``path``; relative paths in it are relative to its directory."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(str(path), line, "", "not UTF-8 text") from None
+    config = parse_config(text, source=str(path), base_dir=path.absolute().parent)
+    return replace(config, source=path)
+
+
+def parse_config(text: str, source: str = "<string>", base_dir: Path | None = None) -> Config:
+    """Validate YAML ``text``; ``source`` names it in errors, ``base_dir`` anchors relative paths."""
+    try:
+        root_node = compose(text)
+        if root_node is None:
+            raise Invalid(1, "", "the file is empty; it needs at least a 'targets' list")
+        root = Value(root_node, "")
+        if root.kind != "map":
+            root.fail(f"the top level must be a mapping with keys like 'targets', got {root.describe()}")
+        config = build(Config, root.mapping(TOP_LEVEL_KEYS), Context((base_dir or Path.cwd()).absolute()))
+        check_across(config, root)
+        return config
+    except Invalid as exc:
+        raise ConfigError(source, exc.line, exc.path, exc.message) from None
+
+
+def check_across(config: Config, root: Value) -> None:
+    """The rules that span sections, each key being valid alone; errors point at the key that asks."""
+    for target_index, target in enumerate(config.targets):
+        for fetcher_index, fetcher in enumerate(target.fetchers):
+            if fetcher == "tor-browser" and config.fetchers.tor_browser.tbb_path is None:
+                _locate(root, ["targets", target_index, "fetchers", fetcher_index]).fail(
+                    "the tor-browser fetcher needs fetchers.tor-browser.tbb_path (the unpacked Tor Browser directory)")
 
 
 def _locate(value: Value, where: list[str | int]) -> Value:
@@ -608,19 +550,5 @@ def _locate(value: Value, where: list[str | int]) -> Value:
 
 
 def config_yaml(config: Config) -> str:
-    """The configuration in effect as YAML, secrets redacted."""
-    data = dataclasses.asdict(config)
-    if data["tor"].get("password"):
-        data["tor"]["password"] = "<secret>"
-    return yaml.safe_dump(plain(data), sort_keys=False)
-
-
-def plain(value):
-    """``value`` (a config dataclass, once through ``dataclasses.asdict``) as YAML-safe data."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, frozenset, set)):
-        return [plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
+    """The configuration in effect as the YAML an operator writes, secrets redacted: what ``/config`` shows."""
+    return yaml.safe_dump(render(config), sort_keys=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from exporter.config import FETCHER_KINDS, Config, ConfigError, load_config
+from exporter.config_yaml import format_duration
 
 
 def add_arguments(parser) -> None:
@@ -42,11 +43,3 @@ def summary(config: Config) -> str:
     if config.detect_signatures:
         parts.append(f"{len(config.detect_signatures)} custom signatures")
     return ", ".join(parts)
-
-
-def format_duration(seconds: float) -> str:
-    """The largest unit that divides ``seconds`` evenly: 600 → ``10m``, 90 → ``90s``."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

@@ -330,6 +330,14 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """The largest unit that divides ``seconds`` evenly: 600 → ``10m``, 90 → ``90s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 _SIZE_UNITS = {"": 1, "b": 1}
 _SIZE_UNITS.update({f"{prefix}b": 1000 ** power for power, prefix in enumerate("kmgt", start=1)})
 _SIZE_UNITS.update({f"{prefix}ib": 1024 ** power for power, prefix in enumerate("kmgt", start=1)})
@@ -347,3 +355,12 @@ def parse_size(text: str) -> int:
     if count != int(count):
         raise ValueError(f"invalid size {_shown(repr(text))}: not a whole number of bytes")
     return int(count)
+
+
+def format_size(count: int) -> str | int:
+    """The largest unit that divides ``count`` evenly (``5242880`` → ``5MiB``), else the count."""
+    for power in (4, 3, 2, 1):
+        for base, unit in ((1024, "iB"), (1000, "B")):
+            if count and count % base**power == 0 and count // base**power < 2**53:
+                return f"{count // base**power}{'KMGT'[power - 1]}{unit}"
+    return count

@@ -10,17 +10,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from urllib.parse import urlsplit
 
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.config import ConfigError, load_config, plain
+from exporter.config import ConfigError, load_config
+from exporter.config_schema import render
 from exporter.detect import Detector, load_signatures
 from exporter.fetch.factory import make_fetcher
 from exporter.logs import LogfmtFormatter
 from exporter.metrics import ProbeMetrics
 from exporter.plan import next_exits, select_exits
+from exporter.planner import target_port
 from exporter.probe import ProbeResult, error_result, run_probe
 from exporter.tor.circuit import CircuitPinner
 from exporter.tor.consensus import allows_port, read_exits
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help="the YAML configuration file")
+    parser.add_argument("--config.file", "--config", dest="config", required=True, metavar="FILE",
+                        help="the YAML configuration file")
     parser.add_argument("--target", required=True, help="the target's name")
     parser.add_argument("--exit", metavar="FINGERPRINT", help="probe through this exit (default: the heaviest allowed)")
     parser.add_argument("--fetcher", help="fetcher kind (default: the target's first)")
@@ -81,8 +83,8 @@ def _probe_once(config, target, kind: str, fingerprint: str | None) -> ProbeResu
     fetcher, timeout = make_fetcher(kind, config.fetchers, detector.classify)
     tor = open_tor(config.tor, lanes=1)
     geo = CountryLookup(config.geoip.country_db, tor.controller)
-    pinner = CircuitPinner(tor.controller, tor.lanes, {urlsplit(target.url).hostname},
-                           timeout=config.tor.circuit_timeout)
+    pinner = CircuitPinner(tor.controller, tor.lanes, config.tor.deny_hosts, timeout=config.tor.circuit_timeout,
+                           hops=config.tor.hops)
     try:
         consensus = read_exits(tor.controller, geo)
         exit = _choose_exit(tor.controller, consensus.exits, config, target, fingerprint)
@@ -99,7 +101,7 @@ def _probe_once(config, target, kind: str, fingerprint: str | None) -> ProbeResu
             try:
                 step()
             except Exception as exc:
-                log.debug("cleanup step failed: %s", exc)
+                log.debug("cleanup step failed", extra={"step": step.__qualname__, "err": str(exc)})
 
 
 def _choose_exit(controller, exits, config, target, fingerprint: str | None):
@@ -109,7 +111,7 @@ def _choose_exit(controller, exits, config, target, fingerprint: str | None):
             if exit.fingerprint == wanted:
                 return exit
         raise LookupError(f"exit {wanted} is not an exit in the current consensus")
-    port = urlsplit(target.url).port or (443 if target.url.startswith("https") else 80)
+    port = target_port(target.url)
     allowed = [e for e in select_exits(exits, config.exits) if allows_port(controller, e.fingerprint, port)]
     if not allowed:
         raise LookupError(f"no selected exit allows port {port}")
@@ -133,9 +135,10 @@ def report(result: ProbeResult, log_lines: list[str], config, target, kind: str)
                    f"outcome: {fetch.outcome or '-'}", f"load seconds: {fetch.load_seconds:.3f}"]
     else:
         verdict = [f"no answer: {result.error_reason}", f"error: {result.error_message}"]
-    module = {"target": plain(dataclasses.asdict(target)),
-              "fetcher": {kind: plain(dataclasses.asdict(getattr(config.fetchers, kind.replace("-", "_"))))},
-              "exit": plain(dataclasses.asdict(result.exit))}
+    exit = dataclasses.asdict(result.exit)
+    module = {"target": render(target),
+              "fetcher": {kind: render(getattr(config.fetchers, kind.replace("-", "_")))},
+              "exit": {**exit, "flags": sorted(exit["flags"])}}
     return "\n".join([
         f"Probe {result.probe_id}", "",
         "Logs for the probe:", *log_lines, "",

@@ -30,8 +30,8 @@ TIMEOUT_SECONDS = 4.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ready", action="store_true", help="check /-/ready instead of /-/healthy")
-    parser.add_argument("--address", default="127.0.0.1:9981", metavar="HOST:PORT",
-                        help="the exporter's web.listen as seen from inside (default: 127.0.0.1:9981)")
+    parser.add_argument("--address", default="127.0.0.1:10981", metavar="HOST:PORT",
+                        help="the exporter's web.listen as seen from inside (default: 127.0.0.1:10981)")
     parser.add_argument("--auth-file", metavar="FILE", default=None,
                         help="a file holding user:password for basic auth (a missing file means none)")
 

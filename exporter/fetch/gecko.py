@@ -27,25 +27,26 @@ import logging
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.bidi.common import command_builder
 from selenium.webdriver.firefox.firefox_profile import FirefoxProfile
 from selenium.webdriver.firefox.service import Service
 from selenium.webdriver.firefox.webdriver import WebDriver
 
 from exporter.config import BrowserFetcherConfig
-from exporter.fetch import browser_pool
 from exporter.fetch.bidilog import EVENTS, BidiLog
-from exporter.fetch.browser_pool import BrowserPool
-from exporter.fetch.chromium import trusted_nss_db
-from exporter.fetch.outcome import settle
-from exporter.fetch.timing import NAVIGATION_TIMING_JS, browser_result
-from exporter.values import FetchError, FetchResult, Lane, Response, Verdict
+from exporter.fetch.browser import (
+    BrowserFetcher,
+    BrowserSession,
+    error_reason,
+    trusted_nss_db,
+)
+from exporter.fetch.perflog import DocumentResponse
+from exporter.values import FetchError, Lane, Response, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +69,55 @@ def proxy_prefs(lane: Lane) -> dict[str, object]:
     }
 
 
-# Prefs both browsers get besides the proxy: no phoning home, and the target's URL is loaded as
-# configured (HTTPS-Only would turn a plain-http target into an upgrade attempt or an interstitial).
+# Prefs both browsers get besides the proxy: the browser's own traffic switched off at the source
+# (every stream of a lane goes through the probed exit; README "What leaves the exporter" lists
+# these), and the target's URL loaded as configured (HTTPS-Only would turn a plain-http target into
+# an upgrade attempt or an interstitial).
 QUIET_PREFS: dict[str, object] = {
+    # updates: the browser, add-ons, system add-ons, media plugins (OpenH264, Widevine), search engines
     "app.update.auto": False,
     "app.update.enabled": False,
     "app.update.disabledForTesting": True,
-    "services.settings.server": "data:,#remote-settings-dummy/v1",  # remote settings sync
-    "media.gmp-manager.updateEnabled": False,  # media plugin (OpenH264, Widevine) downloads
     "extensions.update.enabled": False,
+    "extensions.systemAddon.update.enabled": False,
+    "extensions.getAddons.cache.enabled": False,
+    "extensions.blocklist.enabled": False,
+    "media.gmp-manager.updateEnabled": False,
+    "browser.search.update": False,
+    # remote settings (and what it feeds: CRLite, intermediates, region), studies
+    "services.settings.server": "data:,#remote-settings-dummy/v1",
+    "security.remote_settings.crlite_filters.enabled": False,
+    "security.remote_settings.intermediates.enabled": False,
+    "browser.region.network.url": "",
+    "browser.region.update.enabled": False,
+    "app.normandy.enabled": False,
+    "app.shield.optoutstudies.enabled": False,
+    # telemetry and health reports
+    "toolkit.telemetry.enabled": False,
+    "toolkit.telemetry.unified": False,
+    "toolkit.telemetry.archive.enabled": False,
+    "toolkit.telemetry.server": "data:,",
+    "datareporting.healthreport.uploadEnabled": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "browser.ping-centre.telemetry": False,
+    # captive-portal and connectivity checks
     "network.captive-portal-service.enabled": False,
     "network.connectivity-service.enabled": False,
+    # safe browsing list updates and lookups
     "browser.safebrowsing.update.enabled": False,
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "browser.safebrowsing.downloads.remote.enabled": False,
+    # DNS over HTTPS off by choice (names are resolved by the exit), no speculative connections
+    "network.trr.mode": 5,
+    "network.http.speculative-parallel-limit": 0,
+    # new-tab and start pages that fetch content
+    "browser.newtabpage.enabled": False,
+    "browser.topsites.contile.enabled": False,
+    "identity.fxaccounts.enabled": False,
     "browser.startup.page": 0,
     "browser.startup.homepage": "about:blank",
+    "browser.startup.homepage_override.mstone": "ignore",
     "dom.security.https_only_mode": False,
     "dom.security.https_only_mode_pbm": False,
 }
@@ -134,10 +170,7 @@ NET_ERROR_REASONS = (
 
 def net_error_reason(error_text: str) -> str:
     """The FetchError reason for a Firefox network error text."""
-    for fragment, reason in NET_ERROR_REASONS:
-        if fragment in error_text:
-            return reason
-    return "connection"
+    return error_reason(error_text, NET_ERROR_REASONS)
 
 
 def driver_service(driver_path: str | None, env: dict[str, str], cwd: Path | None = None) -> Service:
@@ -149,15 +182,14 @@ def driver_service(driver_path: str | None, env: dict[str, str], cwd: Path | Non
     return Service(path, log_output=subprocess.DEVNULL, env=env, popen_kw=popen_kw)
 
 
-class GeckoBrowser:
+class GeckoBrowser(BrowserSession):
     """One geckodriver and its browser, proxied through one lane."""
+
+    documents_from = "the BiDi events"
 
     def __init__(self, lane: Lane, home: Path, start: Callable[[], WebDriver]):
         """``start`` launches the driver; it runs with ``home`` as the private directory."""
-        self.lane = lane
-        self.probes = 0
-        self.home = home
-        self.driver: WebDriver | None = None
+        super().__init__(lane, home)
         try:
             self.driver = start()
             self.tab = self.driver.current_window_handle
@@ -182,82 +214,36 @@ class GeckoBrowser:
     def _process(self):
         return self.driver.service.process if self.driver is not None else None
 
-    def alive(self) -> bool:
-        """geckodriver runs and so does a browser process in its session."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return False
-        return any(pid != process.pid for pid in browser_pool.live_processes(process.pid, str(self.home)))
+    def _browser_runs(self, driver_pid: int) -> bool:
+        return any(pid != driver_pid for pid in self._live_processes())
 
-    def resident_bytes(self) -> int:
-        process = self._process
-        session = process.pid if process is not None else -1
-        return browser_pool.resident_bytes(browser_pool.live_processes(session, str(self.home)))
-
-    def kill(self) -> None:
-        process = self._process
-        browser_pool.kill_tree(process.pid if process is not None else -1, str(self.home))
-        if process is not None:
-            process.wait()
-        shutil.rmtree(self.home, ignore_errors=True)
-
-    def screenshot(self) -> bytes | None:
-        try:
-            return self.driver.get_screenshot_as_png()
-        except WebDriverException:
-            return None
-
-    def probe(self, url: str, timeout: float, classify: Callable[[Response], Verdict], challenge_wait: float) -> FetchResult:
-        """Load ``url`` in a wiped browser and follow any challenge to its outcome."""
-        self.probes += 1
-        self._wipe()
-        driver = self.driver
-        driver.set_page_load_timeout(timeout)
+    def _start_recording(self) -> None:
         self.events.clear()
-        started = time.monotonic()
-        try:
-            driver.get(url)
-        except TimeoutException as exc:
-            raise FetchError("timeout", f"page did not load within {timeout:g} s") from exc
-        except WebDriverException as exc:
-            if "Reached error page" not in (exc.msg or ""):
-                raise
-            failure = _wait_for(self.events.failure)
-            error = failure.error if failure is not None else exc.msg
-            raise FetchError(net_error_reason(f"{error} {exc.msg}"), f"{url}: {error}") from exc
-        documents = _wait_for(self.events.documents)
-        if not documents:
-            raise FetchError("browser", f"no document response for {url} among the BiDi events")
-        landing_doc = next((doc for doc in documents if not doc.is_redirect), documents[-1])
-        landing_timing = driver.execute_script(NAVIGATION_TIMING_JS) or {}
-        landing = Response(landing_doc.url, landing_doc.status, landing_doc.headers, driver.page_source)
-        first = documents[0]
-        first_response = landing if first is landing_doc else Response(first.url, first.status, first.headers, "")
 
-        def read_page() -> Response:
-            # the page first: a reloaded document's response event precedes its DOM
-            body, url = driver.page_source, driver.current_url
-            latest = [doc for doc in self.events.documents() if not doc.is_redirect][-1]
-            return Response(url, latest.status, latest.headers, body)
+    def _navigation_error(self, url: str, error: WebDriverException) -> FetchError | None:
+        if "Reached error page" not in (error.msg or ""):
+            return None
+        failure = _wait_for(self.events.failure)
+        text = failure.error if failure is not None else error.msg
+        return FetchError(net_error_reason(f"{text} {error.msg}"), f"{url}: {text}")
 
-        outcome = settle(landing, read_page, classify, challenge_wait, lambda: time.monotonic() - started)
-        redirects = tuple(doc.url for doc in documents if doc.is_redirect)
-        return browser_result(first_response, redirects, landing_timing, outcome,
-                              lambda: driver.execute_script(NAVIGATION_TIMING_JS) or {})
+    def _documents(self, url: str) -> list[DocumentResponse]:
+        return _wait_for(self.events.documents)
 
-    def _wipe(self) -> None:
-        """Leave no connection, cookie, cache entry or site data from the previous probe."""
+    def _read_page(self) -> Response:
+        # the page first: a reloaded document's response event precedes its DOM
+        body, url = self.driver.page_source, self.driver.current_url
+        latest = [doc for doc in self.events.documents() if not doc.is_redirect][-1]
+        return Response(url, latest.status, latest.headers, body)
+
+    def _clear(self) -> None:
         driver = self.driver
-        for handle in driver.window_handles:
-            if handle != self.tab:  # pop-ups the last page opened
-                driver.switch_to.window(handle)
-                driver.close()
-        driver.switch_to.window(self.tab)
         driver.get("about:blank")
         with driver.context(driver.CONTEXT_CHROME):
             failed = driver.execute_async_script(WIPE_SCRIPT)
         if failed:
-            log.warning("the browser of lane %d could not clear data of kinds %#x", self.lane.index, failed)
+            log.warning("the browser could not clear some kinds of data",
+                        extra={"lane": self.lane.index, "failed_flags": f"{failed:#x}"})
 
 
 def _event_type(method: str) -> type:
@@ -274,7 +260,7 @@ def _wait_for(read: Callable, seconds: float = EVENT_GRACE_SECONDS):
     return value
 
 
-class GeckoFetcher:
+class GeckoFetcher(BrowserFetcher):
     """``fetch(url, lane, timeout)`` with a warm Firefox-family browser per lane.
 
     Subclasses say how a browser starts: ``_start_driver(lane, home, profile)``.
@@ -283,28 +269,8 @@ class GeckoFetcher:
     name = "gecko"
 
     def __init__(self, cfg: BrowserFetcherConfig, classify: Callable[[Response], Verdict]):
-        self._cfg = cfg
-        self._classify = classify
+        super().__init__(cfg, classify)
         self._profile: FirefoxProfile | None = None
-        self._profile_dir: Path | None = None
-        self._profile_lock = threading.Lock()
-        self._pool = BrowserPool(self._launch, cfg.recycle_after, cfg.memory_limit_bytes, self.name)
-
-    @property
-    def pool(self) -> BrowserPool:
-        return self._pool
-
-    def fetch(self, url: str, lane: Lane, timeout: float) -> FetchResult:
-        return self._pool.probe(lane, url, timeout, self._classify, self._cfg.challenge_wait)
-
-    def screenshot(self, lane: Lane) -> bytes | None:
-        """PNG of the lane's page now: call it right after ``fetch`` on the same lane."""
-        return self._pool.screenshot(lane)
-
-    def close(self) -> None:
-        self._pool.close()
-        if self._profile_dir is not None:
-            shutil.rmtree(self._profile_dir, ignore_errors=True)
 
     def _launch(self, lane: Lane) -> GeckoBrowser:
         profile = self._shared_profile()
@@ -313,18 +279,15 @@ class GeckoFetcher:
 
     def _shared_profile(self) -> FirefoxProfile | None:
         """The profile every browser of this fetcher starts from (made once), or None."""
-        with self._profile_lock:
-            if self._profile is None and self._needs_profile():
-                self._profile_dir = Path(tempfile.mkdtemp(prefix=f"captcha-{self.name}-profile-"))
-                directory = self._profile_dir / "profile"
-                self._fill_profile(directory)
-                if self._cfg.ca_file is not None:
-                    trusted_nss_db(self._cfg.ca_file, directory)
-                self._profile = FirefoxProfile(str(directory))
+        self._shared_files()
         return self._profile
 
-    def _needs_profile(self) -> bool:
-        return self._cfg.ca_file is not None
+    def _make_shared(self, directory: Path) -> None:
+        profile = directory / "profile"
+        self._fill_profile(profile)
+        if self._cfg.ca_file is not None:
+            trusted_nss_db(self._cfg.ca_file, profile)
+        self._profile = FirefoxProfile(str(profile))
 
     def _fill_profile(self, directory: Path) -> None:
         """Put the profile's starting files in ``directory`` (the NSS database comes after)."""

@@ -30,7 +30,7 @@ from selenium.webdriver.firefox.webdriver import WebDriver
 from tbselenium import common as tbb
 from tbselenium.tbdriver import TorBrowserDriver
 
-from exporter.config import BrowserFetcherConfig
+from exporter.config import TorBrowserConfig
 from exporter.fetch.gecko import (
     SYSTEM_ACCESS_ARGUMENT,
     GeckoFetcher,
@@ -118,7 +118,7 @@ class RunningTorBrowserDriver(TorBrowserDriver):
 class TorBrowserFetcher(GeckoFetcher):
     """``fetch(url, lane, timeout)`` with a warm Tor Browser per lane at ``security_level``."""
 
-    def __init__(self, cfg: BrowserFetcherConfig, classify):
+    def __init__(self, cfg: TorBrowserConfig, classify):
         if cfg.tbb_path is None:
             raise ValueError("the tor-browser fetcher needs tbb_path: the folder that holds Browser/")
         if not (cfg.tbb_path / tbb.DEFAULT_TBB_FX_BINARY_PATH).is_file():
@@ -126,7 +126,7 @@ class TorBrowserFetcher(GeckoFetcher):
         self.name = fetcher_label(cfg.security_level)
         super().__init__(cfg, classify)
 
-    def _needs_profile(self) -> bool:
+    def _needs_shared(self) -> bool:
         return True  # Tor Browser's own profile.default carries its extensions and settings
 
     def _fill_profile(self, directory: Path) -> None:

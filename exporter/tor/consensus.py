@@ -130,7 +130,7 @@ def allows_port(controller_or_descriptor, fingerprint: str, port: int) -> bool:
         try:
             descriptor = controller_or_descriptor.get_server_descriptor(fingerprint)
         except (stem.ControllerError, ValueError) as exc:  # stem: ValueError while UseMicrodescriptors is 1
-            log.debug("no server descriptor for %s: %s", fingerprint, exc)
+            log.debug("no server descriptor", extra={"exit": fingerprint, "err": str(exc)})
             return False
     return descriptor.exit_policy.can_exit_to(port=port)
 

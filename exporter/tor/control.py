@@ -74,7 +74,7 @@ class OurTor:
             try:
                 self.controller.set_options([(name, values) for name, values in self._restore.items()])
             except stem.ControllerError as exc:
-                log.warning("could not restore tor's %s: %s", ", ".join(self._restore), exc)
+                log.warning("could not restore tor's settings", extra={"settings": ",".join(self._restore), "err": str(exc)})
         self.controller.close()
         if self.process is not None:
             self.process.terminate()
@@ -101,14 +101,14 @@ def open_tor(cfg: TorConfig, lanes: int) -> OurTor:
             tor._restore.update(_current_options(tor.controller, _OUR_OPTIONS))
             tor.controller.set_options(_OUR_OPTIONS)
             if tor._restore["UseMicrodescriptors"] != ["0"] and not wait_for_descriptors(tor.controller):
-                log.warning("tor has not fetched every server descriptor after %g s; "
-                            "circuits through the missing relays fail until it has", DESCRIPTOR_WAIT)
+                log.warning("tor has not fetched every server descriptor; circuits through the missing relays "
+                            "fail until it has", extra={"waited_seconds": DESCRIPTOR_WAIT})
         tor._restore["SocksPort"] = tor.controller.get_conf("SocksPort", None, multiple=True) or None
         tor.lanes = add_lanes(tor.controller, lanes, cfg.socks_host)
     except (stem.ControllerError, OSError) as exc:
         tor.close()
         raise TorUnavailable(f"cannot add SocksPorts for {lanes} lanes to tor: {exc}") from exc
-    log.info("tor %s ready with %d lanes", tor.version, len(tor.lanes))
+    log.info("tor ready", extra={"tor_version": tor.version, "lanes": len(tor.lanes)})
     return tor
 
 

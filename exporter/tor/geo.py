@@ -53,7 +53,7 @@ class CountryLookup:
         try:
             code = self._controller.get_info(f"ip-to-country/{address}")
         except stem.ControllerError as exc:
-            log.debug("tor has no country for %s: %s", address, exc)
+            log.debug("tor has no country for the address", extra={"address": address, "err": str(exc)})
             return UNKNOWN
         return code.upper() if code and len(code) == 2 and code.isalpha() else UNKNOWN
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from exporter_process import exporter_config, total, value
+from support.exporter_process import exporter_config, total, value
 
 from testbed.policy import load_policy
 from testbed.ports import free_ports

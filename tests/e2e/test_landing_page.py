@@ -14,11 +14,11 @@ import re
 import shutil
 
 import pytest
-from exporter_process import exporter_config
-from invariants import wait_for
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from support.exporter_process import exporter_config
+from support.invariants import wait_for
 
 from testbed.policy import load_policy
 from testbed.ports import free_ports

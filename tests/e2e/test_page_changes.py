@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from exporter_process import exporter_config, total, value
+from support.exporter_process import exporter_config, total, value
 
 from testbed.policy import load_policy
 from testbed.ports import free_ports

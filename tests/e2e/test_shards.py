@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from exporter_process import exporter_config
+from support.exporter_process import exporter_config
 
 from exporter.shard import Shard
 from testbed.ports import free_ports

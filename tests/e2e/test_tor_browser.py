@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_chromium_testbed import bed, lane  # noqa: F401 (fixtures)
+from test_chromium_testbed import bed  # noqa: F401 (fixture)
 from test_firefox import (  # noqa: F401 (collected again with this module's fetcher)
     probe,
     test_interactive_challenge_and_block_page,
@@ -24,7 +24,7 @@ from test_firefox import (  # noqa: F401 (collected again with this module's fet
     test_self_clearing_challenge_is_cleared_and_its_clearance_is_wiped,
 )
 
-from exporter.config import BrowserFetcherConfig
+from exporter.config import TorBrowserConfig
 from exporter.detect import classify
 from exporter.fetch.tor_browser import TorBrowserFetcher
 
@@ -40,7 +40,7 @@ pytestmark = [
 
 
 def tor_browser(bed, level: str) -> TorBrowserFetcher:  # noqa: F811
-    cfg = BrowserFetcherConfig(tbb_path=Path(TBB_PATH), security_level=level, ca_file=bed.edge.ca_file,
+    cfg = TorBrowserConfig(tbb_path=Path(TBB_PATH), security_level=level, ca_file=bed.edge.ca_file,
                                challenge_wait=6.0)
     return TorBrowserFetcher(cfg, classify)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import BrowserFetcherConfig
+from exporter.config import ChromiumConfig
 from exporter.fetch import browser_pool, sandbox
 from exporter.fetch.chromium import ChromiumBrowser
 from exporter.values import Lane
@@ -32,7 +32,7 @@ def status(pid: int) -> dict[str, str]:
 def test_as_root_chromium_runs_as_nobody_in_its_namespace_sandbox():
     launch = sandbox.plan(True)
     assert (launch.sandbox, launch.user.pw_name, launch.arguments) == ("namespaces", "nobody", ())
-    browser = ChromiumBrowser(BrowserFetcherConfig(), NOWHERE, None, launch)
+    browser = ChromiumBrowser(ChromiumConfig(), NOWHERE, None, launch)
     try:
         browser.driver.get("data:text/html,<p>sandboxed</p>")
         assert browser.driver.find_element("tag name", "p").text == "sandboxed"

@@ -89,9 +89,10 @@ def test_bind_mounts_exist_in_the_repository(services):
                 assert volume.endswith(":ro"), f"{name}: configuration mounts are read-only"
 
 
-def test_prometheus_has_its_rules_and_the_lifecycle_api(services):
+def test_prometheus_has_its_rules_the_lifecycle_api_and_exemplar_storage(services):
     prometheus = services["prometheus"]
     assert "--web.enable-lifecycle" in prometheus["command"]
+    assert "--enable-feature=exemplar-storage" in prometheus["command"]
     config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     mounts = dict(v.split(":")[:2] for v in prometheus["volumes"])
     assert mounts[str(ROOT / "prometheus" / "rules")] == "/etc/prometheus/rules"
@@ -123,7 +124,7 @@ def test_compose_exporter_config_is_valid(tmp_path):
     result = subprocess.run([sys.executable, "-m", "exporter", "check-config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r'^\s*listen: "0\.0\.0\.0:9981"', text, flags=re.MULTILINE), "Prometheus scrapes it over the compose network"
+    assert re.search(r'^\s*listen: "0\.0\.0\.0:10981"', text, flags=re.MULTILINE), "Prometheus scrapes it over the compose network"
 
 
 # ------------------------------------------------------------------ Dockerfile
@@ -160,7 +161,7 @@ def test_runs_as_a_non_root_user():
 def test_healthcheck_port_and_an_init():
     stage = dict(final_stage())
     assert stage["HEALTHCHECK"].endswith('CMD ["captcha-exporter", "healthcheck"]')
-    assert stage["EXPOSE"] == "9981"
+    assert stage["EXPOSE"] == "10981"
     assert stage["ENTRYPOINT"].startswith('["tini", "--", ')  # reaps the browsers' orphans as PID 1
 
 

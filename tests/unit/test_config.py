@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exporter.config import (
-    BrowserFetcherConfig,
+    ChromiumConfig,
     Config,
     ConfigError,
     Evidence,
@@ -18,6 +18,7 @@ from exporter.config import (
     HttpFetcherConfig,
     Schedule,
     Target,
+    TorBrowserConfig,
     TorConfig,
     Web,
     load_config,
@@ -101,6 +102,8 @@ def test_a_full_config_loads_every_section(tmp_path):
           password_file: secret
           cookie_file: ~/cookie
           circuit_timeout: 1m
+          hops: 2
+          deny_hosts: [Tracker.Example, "*.ads.example"]
         targets:
           - name: shop
             url: https://shop.example:8443/cart?x=1
@@ -142,7 +145,8 @@ def test_a_full_config_loads_every_section(tmp_path):
     assert config.data_dir == tmp_path / "state"
     assert config.tor == TorConfig(
         mode="connect", control_host="::1", control_port=9151, socks_host="localhost", socks_port=9150,
-        password="hunter2", cookie_file=Path.home() / "cookie", circuit_timeout=60.0)
+        password="hunter2", cookie_file=Path.home() / "cookie", circuit_timeout=60.0, hops=2,
+        deny_hosts=("tracker.example", "*.ads.example"))
     assert "hunter2" not in repr(config)
     assert config.targets == (
         Target(name="shop", url="https://shop.example:8443/cart?x=1", interval=90.0, fetchers=("tor-browser", "http"),
@@ -157,9 +161,9 @@ def test_a_full_config_loads_every_section(tmp_path):
     assert config.fetchers == Fetchers(
         http=HttpFetcherConfig(max_body_bytes=10**6, ca_file=tmp_path / "ca.pem",
                                headers={"Accept-Language": "en", "X-Count": "3"}),
-        chromium=BrowserFetcherConfig(binary="/usr/bin/chromium", driver=str(tmp_path / "bin/chromedriver"),
-                                      headless=False, memory_limit_bytes=2 * 2**30),
-        tor_browser=BrowserFetcherConfig(tbb_path=tmp_path / "tbb", security_level="safest"),
+        chromium=ChromiumConfig(binary="/usr/bin/chromium", driver=str(tmp_path / "bin/chromedriver"),
+                                headless=False, memory_limit_bytes=2 * 2**30),
+        tor_browser=TorBrowserConfig(tbb_path=tmp_path / "tbb", security_level="safest"),
     )
     assert config.web == Web(listen_host="0.0.0.0", listen_port=9100)
     assert config.geoip.country_db == tmp_path / "country.mmdb"

@@ -1,7 +1,7 @@
 import random
 from collections import Counter
 
-from spine_values import relay
+from support.spine_values import relay
 
 from exporter.config import ExitSelection
 from exporter.plan import next_exits, select_exits, weighted_sample

@@ -1,5 +1,5 @@
 import pytest
-from spine_values import fetched, page, relay
+from support.spine_values import fetched, page, relay
 
 from exporter.probe import ProbeResult
 from exporter.state import Measurement, State, weighted_ratio

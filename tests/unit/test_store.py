@@ -2,7 +2,7 @@ import sqlite3
 import threading
 
 import pytest
-from spine_values import fetched, page, relay
+from support.spine_values import fetched, page, relay
 
 from exporter.probe import ProbeResult
 from exporter.state import Measurement

@@ -9,7 +9,7 @@ from selenium.webdriver.firefox.firefox_profile import FirefoxProfile
 from selenium.webdriver.firefox.webdriver import WebDriver
 from tbselenium.exceptions import TBDriverPortError
 
-from exporter.config import BrowserFetcherConfig
+from exporter.config import TorBrowserConfig
 from exporter.fetch.gecko import driver_service
 from exporter.fetch.tor_browser import (
     RunningTorBrowserDriver,
@@ -132,17 +132,17 @@ def test_running_tor_driver_refuses_a_lane_whose_socks_port_is_closed(tbb, tmp_p
 
 def test_fetcher_needs_a_tor_browser_folder(tbb, tmp_path):
     with pytest.raises(ValueError, match="tbb_path"):
-        TorBrowserFetcher(BrowserFetcherConfig(), classify=None)
+        TorBrowserFetcher(TorBrowserConfig(), classify=None)
     with pytest.raises(ValueError, match="not a Tor Browser"):
-        TorBrowserFetcher(BrowserFetcherConfig(tbb_path=tmp_path / "empty"), classify=None)
-    fetcher = TorBrowserFetcher(BrowserFetcherConfig(tbb_path=tbb, security_level="safest"), classify=None)
+        TorBrowserFetcher(TorBrowserConfig(tbb_path=tmp_path / "empty"), classify=None)
+    fetcher = TorBrowserFetcher(TorBrowserConfig(tbb_path=tbb, security_level="safest"), classify=None)
     assert fetcher.name == "tor-browser-safest"
     fetcher.close()
 
 
 def test_every_browser_starts_from_a_copy_of_the_bundle_profile_that_trusts_the_ca(tbb, tmp_path):
     ca = issue_certificates(tmp_path / "certs", ["news.test"]).ca_file
-    fetcher = TorBrowserFetcher(BrowserFetcherConfig(tbb_path=tbb, ca_file=ca), classify=None)
+    fetcher = TorBrowserFetcher(TorBrowserConfig(tbb_path=tbb, ca_file=ca), classify=None)
     try:
         profile = Path(fetcher._shared_profile().path)
         assert (profile / "prefs.js").read_text().startswith('user_pref("torbrowser.migration')

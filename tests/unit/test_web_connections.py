@@ -17,7 +17,7 @@ from exporter.web import WebServer
 SERVER = """
 import resource, sys, time
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = sys.argv[1:]  # test_web, and the support package it imports
 from test_web import FakeView
 from exporter.web import WebServer
 server = WebServer(FakeView(None), "127.0.0.1", 0)
@@ -38,7 +38,8 @@ def test_three_hundred_held_open_connections_under_ulimit_256(tmp_path):
     The clients send one header line every few seconds, as slowloris does, so the server's
     30 s read timeout never closes them.
     """
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(Path(__file__).parent)], stdout=subprocess.PIPE,
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(Path(__file__).parent),
+                               str(Path(__file__).parents[1])], stdout=subprocess.PIPE,
                               stderr=(tmp_path / "stderr").open("wb"), text=True)
     held, stop = [], threading.Event()
 

@@ -421,7 +421,7 @@ def test_the_readme_reload_command_works(plain):
 
     server, view = plain
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    command = re.search(r"`(curl [^`]*/-/reload)`", readme).group(1).replace("127.0.0.1:9981",
+    command = re.search(r"`(curl [^`]*/-/reload)`", readme).group(1).replace("127.0.0.1:10981",
                                                                            f"127.0.0.1:{server.address[1]}")
     done = subprocess.run(["sh", "-c", command + " -sS -o /dev/null -w '%{http_code}'"], capture_output=True,
                           text=True, timeout=30, check=False)

@@ -1,0 +1,146 @@
+"""The tor supervisor: keep one connection to our tor, and a probing session on it, alive.
+
+Tor may be unreachable at start, die, or restart; none of that stops the
+exporter.  The supervisor connects (with backoff, doubling up to a minute),
+starts a session on the connection, watches that tor's control connection is
+alive, and on loss or on ``restart()`` (a config reload) tears the session down
+and starts over.  What a session holds (circuits, fetchers, scheduler) is
+added to it by the ``start_session`` it is given; the supervisor knows only how
+to close it.
+
+Threads: the loop runs on its own thread, ``tor-keeper``, which alone starts and
+replaces sessions.  ``restart()`` comes from the reload thread, ``stop()`` from
+the main thread (it tears down the session itself, then the loop ends).
+``session`` and ``error`` are read by web threads; both are replaced whole, under
+``_lock``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from exporter.config import TorConfig
+from exporter.tor.control import OurTor, TorUnavailable, open_tor
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MAX_SECONDS = 60.0
+WATCHDOG_SECONDS = 5.0
+
+
+class Session:
+    """What runs on one tor connection; closed in the reverse order of its parts' start."""
+
+    def __init__(self, tor: OurTor):
+        self.tor = tor
+        self.prober = None  # set once probing runs: the view reads its queue lengths
+        self._closers: list[Callable[[], object]] = [tor.close]
+
+    def on_close(self, step: Callable[[], object]) -> None:
+        """Run ``step`` when the session closes (before the steps registered earlier)."""
+        self._closers.append(step)
+
+    def close(self) -> None:
+        """Stop probing and drop the connection (running probes finish or fail, and are counted)."""
+        for step in reversed(self._closers):
+            try:
+                step()
+            except Exception as exc:  # tor or a browser may already be gone
+                log.debug("teardown step failed", extra={"step": getattr(step, "__qualname__", "?"),
+                                                         "err": str(exc)})
+
+
+class TorSupervisor:
+    """Connects to tor, has ``start_session`` fill a session on each connection, and starts over
+    when tor goes away."""
+
+    def __init__(self, tor_config: Callable[[], TorConfig], lanes: Callable[[], int],
+                 start_session: Callable[[Session], None]):
+        self._tor_config = tor_config
+        self._lanes = lanes
+        self._start_session = start_session
+        self._stopping = threading.Event()
+        self._restart = threading.Event()
+        self._lock = threading.Lock()
+        self._session: Session | None = None
+        self._error = "connecting to tor"
+
+    @property
+    def session(self) -> Session | None:
+        """The running session, or None while tor is unavailable."""
+        with self._lock:
+            return self._session
+
+    @property
+    def error(self) -> str:
+        """Why there is no session (one line), or "" while probing."""
+        with self._lock:
+            return self._error
+
+    def start(self) -> None:
+        threading.Thread(target=self._keep, name="tor-keeper", daemon=True).start()
+
+    def restart(self) -> None:
+        """Start over with the configuration now in force (running probes finish first)."""
+        self._restart.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._restart.set()
+        self._teardown()
+
+    def _keep(self) -> None:
+        delay = 1.0
+        while not self._stopping.is_set():
+            config = self._tor_config()
+            control = f"{config.control_host}:{config.control_port}"
+            try:
+                tor = open_tor(config, lanes=self._lanes())
+            except TorUnavailable as exc:
+                self._set(None, str(exc))
+                log.error("tor unavailable", extra={"err": str(exc), "retry_seconds": delay})
+                self._stopping.wait(delay)
+                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+                continue
+            delay = 1.0
+            session = Session(tor)
+            try:
+                self._start_session(session)
+            except Exception as exc:  # e.g. no consensus yet: report, drop this tor, retry
+                self._set(None, f"tor at {control}: {exc}")
+                log.exception("could not start probing", extra={"control": control})
+                session.close()
+                self._stopping.wait(delay)
+                continue
+            self._set(session, "")
+            if self._stopping.is_set():  # stop() came while the session started
+                self._teardown()
+                return
+            self._watch(session, control)
+
+    def _watch(self, session: Session, control: str) -> None:
+        """Wait until a reload, a stop, or the loss of tor ends ``session``."""
+        while True:
+            self._restart.wait(WATCHDOG_SECONDS)
+            if self._stopping.is_set():
+                return
+            if self._restart.is_set():  # a reload: start over with the config now in force
+                self._restart.clear()
+                self._teardown()
+                return
+            if not session.tor.controller.is_alive():
+                log.error("lost tor", extra={"control": control})
+                self._teardown("lost the connection to tor; reconnecting")
+                return
+
+    def _set(self, session: Session | None, error: str) -> None:
+        with self._lock:
+            self._session, self._error = session, error
+
+    def _teardown(self, error: str = "connecting to tor") -> None:
+        with self._lock:
+            session, self._session, self._error = self._session, None, error
+        if session is not None:
+            session.close()

@@ -1,0 +1,29 @@
+"""What the web reads: readiness and status come from the owners' state, "started" is the exporter's start."""
+
+import time
+
+from support.spine_values import target
+
+from exporter.config import Config, ExitSelection
+from exporter.planner import ExitPlanner
+from exporter.shard import Shard
+from exporter.supervisor import TorSupervisor
+from exporter.view import ExporterView
+
+
+def view(started: float) -> ExporterView:
+    config = Config(targets=(target("news"),))
+    supervisor = TorSupervisor(lambda: config.tor, lambda: 1, lambda session: None)
+    return ExporterView(None, lambda: config, Shard(0, 1), ExitPlanner(Shard(0, 1), ExitSelection), supervisor,
+                        store=None, reload=lambda: (True, ""), reload_status=lambda: (True, 0.0),
+                        pairs=lambda: (("news", "http"),), schedules=lambda: (), started=started)
+
+
+def test_started_is_when_the_exporter_started_not_when_its_module_was_imported():
+    started = time.time() + 3600
+    assert view(started).status()["started"] == time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+
+
+def test_not_ready_before_tor_says_why():
+    assert view(time.time()).ready() == (False, "connecting to tor")
+    assert view(time.time()).snapshot().pairs == (("news", "http"),)
