@@ -61,7 +61,7 @@ RUN set -eux; \
     tar -xzf "${archive}" -C /usr/local/bin geckodriver
 
 # ------------------------------------------------------------------ runtime
-# Debian packages alone (no python base image), so tests/image can build the
+# Debian packages alone (no python base image), so tests/support/image.py can build the
 # same filesystem with debootstrap and these steps where Docker cannot run.
 FROM ${DEBIAN_IMAGE}
 

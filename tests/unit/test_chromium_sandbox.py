@@ -15,7 +15,7 @@ from exporter.fetch import browser_pool, sandbox
 from exporter.fetch.chromium import ChromiumBrowser
 from exporter.values import Lane
 
-WITHOUT_USERNS = str(Path(__file__).parents[1] / "without_userns.py")
+WITHOUT_USERNS = str(Path(__file__).parents[1] / "support" / "without_userns.py")
 NOWHERE = Lane(0, "127.0.0.1", 9, 1)  # a SocksPort nobody listens on: data: URLs need none
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="tests/run runs the tests as root")
 needs_chromium = pytest.mark.skipif(shutil.which("chromedriver") is None, reason="needs Debian's chromium-driver")

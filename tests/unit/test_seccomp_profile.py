@@ -1,4 +1,4 @@
-"""deploy/seccomp/chromium.json, loaded with libseccomp as a container runtime would (tests/image/seccomp_exec.py)."""
+"""deploy/seccomp/chromium.json, loaded with libseccomp as a container runtime would (tests/support/seccomp_exec.py)."""
 
 import os
 import shutil
@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "deploy/seccomp/chromium.json"
-SECCOMP_EXEC = ROOT / "tests/image/seccomp_exec.py"
+SECCOMP_EXEC = ROOT / "tests/support/seccomp_exec.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-seccomp
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs"]
 

@@ -1,6 +1,6 @@
 """Run a command where no process can make a user namespace, as on hosts that forbid them (tests only).
 
-``python tests/without_userns.py COMMAND...``, as root.  The command runs in a
+``python tests/support/without_userns.py COMMAND...``, as root.  The command runs in a
 user namespace of its own that maps every uid and gid to itself (so root is
 still uid 0 and file ownership means what it did), with the namespace's
 ``user.max_user_namespaces`` set to 0: like ``sysctl user.max_user_namespaces=0``

@@ -1,8 +1,8 @@
 """The shipped image, proven without Docker: built from Debian packages and the Dockerfile, run as a container.
 
-tests/image/image.py builds the image's filesystem (debootstrap + the
+tests/support/image.py builds the image's filesystem (debootstrap + the
 Dockerfile's steps; the base comes from .ci/install, which has the network);
-tests/image/container.py runs it as Docker and Kubernetes would: uid 10001,
+tests/support/container.py runs it as Docker and Kubernetes would: uid 10001,
 PID 1 of its own PID namespace, read-only root, writable volume and /tmp, no
 capabilities, no_new_privs, and the seccomp profile deploy/seccomp/chromium.json.
 The exporter in it probes the test bed with Chromium.
@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import yaml
-from container import Container, start
-from image import ROOT, Image, build
+from support.container import Container, start
+from support.image import ROOT, Image, build
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = [

@@ -6,13 +6,13 @@ packages alone: debootstrap makes the Debian the runtime stage starts FROM,
 and that stage's instructions then run as Docker runs them: RUN in a chroot
 (with /proc, /sys and /dev), COPY from the build context, WORKDIR, ENV, ARG;
 USER, ENTRYPOINT, CMD, VOLUME and HEALTHCHECK are kept for whoever runs the
-image (tests/image/container.py).  ``COPY --from=downloads`` (Tor Browser and
+image (tests/support/container.py).  ``COPY --from=downloads`` (Tor Browser and
 geckodriver, fetched at build time) needs the internet: those steps are
 skipped, and ``Image.skipped`` says so.
 
 Two halves, because the tests run without a network:
 
-- the base (``python tests/image/image.py base``, run by .ci/install): debootstrap and
+- the base (``python tests/support/image.py base``, run by .ci/install): debootstrap and
   the steps before the first COPY from the build context (the apt-get of Debian
   packages), plus a wheelhouse of the Python dependencies (``pip download``).
   It is cached under ``$CAPTCHA_IMAGE_CACHE`` (default /var/cache/captcha-exporter-image)
@@ -161,7 +161,7 @@ def build(work: Path, cache: Path = CACHE) -> Image:
     cached = cache / base_key(split_stage(runtime_stage(instructions(DOCKERFILE.read_text()))[1])[0])
     if not (cached / "complete").exists():
         raise FileNotFoundError(f"no image base at {cached}: build it with the network, "
-                                "`python tests/image/image.py base` (.ci/install does)")
+                                "`python tests/support/image.py base` (.ci/install does)")
     os.utime(cached)
     args, stage = runtime_stage(instructions(DOCKERFILE.read_text()))
     base_steps, rest = split_stage(stage)
@@ -266,5 +266,5 @@ def _run_steps(image: Image, steps: list[Step], args: dict[str, str], layer: Pat
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["base"]:
-        sys.exit("usage: python tests/image/image.py base   (as root, with the network)")
+        sys.exit("usage: python tests/support/image.py base   (as root, with the network)")
     print(base())

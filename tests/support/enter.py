@@ -1,6 +1,6 @@
 """Enter a container's root as a runtime does, then run its entrypoint (tests only; as root, in a mount namespace).
 
-``/usr/bin/python3 tests/image/enter.py ROOT PROFILE|- COMMAND...``: like runc's init,
+``/usr/bin/python3 tests/support/enter.py ROOT PROFILE|- COMMAND...``: like runc's init,
 from a process already in the container's namespaces, ``pivot_root`` to ROOT (not
 chroot: the kernel refuses to make a user namespace in a chroot, which would deny
 Chromium its sandbox), detach the old root, load the seccomp profile (``-``: none)

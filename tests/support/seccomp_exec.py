@@ -1,6 +1,6 @@
 """Run a command under a Docker-format seccomp profile, as a container runtime would load it (tests only).
 
-``/usr/bin/python3 tests/image/seccomp_exec.py PROFILE.json COMMAND...``: needs Debian's
+``/usr/bin/python3 tests/support/seccomp_exec.py PROFILE.json COMMAND...``: needs Debian's
 python3-seccomp (libseccomp's bindings, for the system Python).  Like runc, names
 libseccomp does not know on this architecture are skipped, ``SCMP_CMP_MASKED_EQ``
 takes ``value`` as the mask and ``valueTwo`` as the datum, and several rules for one

@@ -1,4 +1,4 @@
-"""Run a built image's filesystem (tests/image/image.py) the way a container runtime runs it (tests only).
+"""Run a built image's filesystem (tests/support/image.py) the way a container runtime runs it (tests only).
 
 As Docker and Kubernetes do here: the root is the image's layers, read-only (an
 overlay with no upper layer); /tmp is a tmpfs and the image's volume a
@@ -7,7 +7,7 @@ writable directory of the host; /dev/shm is a 1 GiB tmpfs (compose's
 --pid --fork``), runs as the image's USER with no capabilities, no way to gain
 any (``no_new_privs``, as Kubernetes' ``allowPrivilegeEscalation: false``) and,
 when given, under a seccomp profile loaded just before it starts.  The root is
-entered with pivot_root, as runc does (tests/image/enter.py).  It shares
+entered with pivot_root, as runc does (tests/support/enter.py).  It shares
 the host's network namespace: the tests run inside ``unshare --net`` already.
 Like Docker's "init layer", a layer on top of the image holds the files a
 runtime provides: /etc/hosts (selenium finds chromedriver at ``localhost``),
@@ -23,10 +23,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from image import PATH, Image
+from support.image import PATH, Image
 
 ENTER = Path(__file__).with_name("enter.py")
-WITHOUT_USERNS = Path(__file__).parents[1] / "without_userns.py"
+WITHOUT_USERNS = Path(__file__).with_name("without_userns.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # with Debian's python3-seccomp
 
 
