@@ -120,3 +120,16 @@ def test_captcha_exporter_run_refuses_to_start_when_no_sandbox_can_run(tmp_path)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [errors[0]] and errors[0].startswith("error: Chromium's sandbox cannot run here:"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_captcha_exporter_probe_says_in_one_line_when_no_sandbox_can_run(tmp_path, monkeypatch, capsys):
+    from exporter import cli
+
+    def no_sandbox(wanted, binary=None):
+        raise sandbox.SandboxError("Chromium's sandbox cannot run here: (what to change)")
+
+    monkeypatch.setattr(sandbox, "plan", no_sandbox)
+    config = tmp_path / "config.yaml"
+    config.write_text("targets: [{name: a, url: 'https://a.example/', fetchers: [chromium]}]\n")
+    assert cli.main(["probe", "--config", str(config), "--target", "a"]) == 1
+    assert capsys.readouterr().out == "error: Chromium's sandbox cannot run here: (what to change)\n"
