@@ -47,7 +47,7 @@ class Connections:
         """Count a new connection in, making room if needed; False when every slot is busy."""
         with self._lock:
             if len(self._waiting_since) >= self.limit and not self._make_room():
-                self._warn(f"{self.limit} connections are being answered; refusing new ones")
+                self._warn("refusing new connections: all are being answered")
                 return False
             self._waiting_since[connection.fileno()] = time.monotonic()
             return True
@@ -80,7 +80,7 @@ class Connections:
         if since == BUSY:
             return False
         del self._waiting_since[descriptor]
-        self._warn(f"{self.limit} connections open; closing the ones that wait longest for a request")
+        self._warn("closing the connections that wait longest for a request")
         try:
             borrowed = socket.socket(fileno=descriptor)  # no new descriptor needed, none to spare maybe
         except OSError:
@@ -93,9 +93,9 @@ class Connections:
             borrowed.detach()  # the owner's thread closes it
         return True
 
-    def _warn(self, message: str) -> None:
+    def _warn(self, action: str) -> None:
         now = time.monotonic()
         if now - self._warned >= WARN_EVERY_SECONDS:
             self._warned = now
-            log.warning("web connection limit reached: %s", message, extra={"limit": self.limit})
+            log.warning("web connection limit reached", extra={"limit": self.limit, "action": action})
 
