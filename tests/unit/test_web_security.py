@@ -283,6 +283,7 @@ def test_thirty_clients_with_a_wrong_password_do_not_delay_a_correct_login(tmp_p
     finally:
         guessers.kill()
         guessers.wait()
+    print(f"\n30 clients with a wrong password: a correct login took {first:.2f} s, the next {second:.3f} s")
     assert (login.status_code, again.status_code) == (200, 200)
     assert first < 2.0 and second < 0.5, (first, second)  # alone: 0.3 s and 0.01 s; the lock made it 7 s
 
