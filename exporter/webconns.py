@@ -53,12 +53,21 @@ class Connections:
             return True
 
     def waiting(self, connection: socket.socket) -> None:
-        """The connection waits for its next request."""
-        self._mark(connection, time.monotonic())
+        """The connection's answer is done: it waits for its next request from now on.
+
+        A new connection has waited since it was admitted, however late its thread starts.
+        """
+        with self._lock:
+            descriptor = connection.fileno()
+            if self._waiting_since.get(descriptor) == BUSY:
+                self._waiting_since[descriptor] = time.monotonic()
 
     def busy(self, connection: socket.socket) -> None:
         """The connection's request is being answered."""
-        self._mark(connection, BUSY)
+        with self._lock:
+            descriptor = connection.fileno()
+            if descriptor in self._waiting_since:
+                self._waiting_since[descriptor] = BUSY
 
     def release(self, connection: socket.socket) -> None:
         """Call before closing the connection (its descriptor number is the key)."""
@@ -67,12 +76,6 @@ class Connections:
 
     def __len__(self) -> int:
         return len(self._waiting_since)
-
-    def _mark(self, connection: socket.socket, since: float) -> None:
-        with self._lock:
-            descriptor = connection.fileno()
-            if descriptor in self._waiting_since:
-                self._waiting_since[descriptor] = since
 
     def _make_room(self) -> bool:
         """End the connection that has waited longest for a request; False if all are busy."""

@@ -99,6 +99,29 @@ def test_a_new_connection_takes_the_place_of_the_longest_idle_one(capped):
         connection.close()
 
 
+def test_a_new_connection_waits_from_its_admission_however_late_its_thread_starts():
+    """Under load the threads of earlier connections may start after later ones: the oldest still goes first."""
+    from exporter.webconns import Connections
+
+    pairs = [socket.socketpair() for _ in range(3)]
+    connections = Connections(limit=2)
+    try:
+        first, second, third = (ours for ours, _ in pairs)
+        assert connections.admit(first) and connections.admit(second)
+        connections.waiting(second)
+        connections.waiting(first)  # its thread started last
+        assert connections.admit(third)
+        pairs[0][1].settimeout(5)
+        assert pairs[0][1].recv(1) == b""  # the first was shut down to make room
+        pairs[1][1].setblocking(False)
+        with pytest.raises(BlockingIOError):
+            pairs[1][1].recv(1)  # the second is still open
+    finally:
+        for pair in pairs:
+            for end in pair:
+                end.close()
+
+
 def test_when_every_connection_is_being_answered_a_new_one_gets_a_503(capped):
     server, view = capped
     view.status = lambda: time.sleep(2) or {}
