@@ -1,15 +1,18 @@
 # captcha-exporter: tor, Chromium, Tor Browser and geckodriver in one image.
 #
 #   docker build -t captcha-exporter .
-#   docker run --rm -p 127.0.0.1:10981:10981 \
+#   docker run --rm -p 127.0.0.1:10981:10981 --shm-size 1g \
+#     --security-opt seccomp=deploy/seccomp/chromium.json \
 #     -v "$PWD/docker/config.yaml:/etc/captcha-exporter/config.yaml:ro" captcha-exporter
+#
+# The seccomp profile lets Chromium make its sandbox's user namespaces, which
+# Docker's default profile forbids (see README, "Chromium's sandbox").
 #
 # Tor Browser and geckodriver are downloaded at build time and their OpenPGP
 # signatures checked against pinned primary-key fingerprints; a mismatch fails
 # the build.
 
 ARG DEBIAN_IMAGE=debian:12.11-slim
-ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 # ---------------------------------------------------------------- downloads
 FROM ${DEBIAN_IMAGE} AS downloads
@@ -58,30 +61,36 @@ RUN set -eux; \
     tar -xzf "${archive}" -C /usr/local/bin geckodriver
 
 # ------------------------------------------------------------------ runtime
-FROM ${PYTHON_IMAGE}
+# Debian packages alone (no python base image), so tests/support/image.py can build the
+# same filesystem with debootstrap and these steps where Docker cannot run.
+FROM ${DEBIAN_IMAGE}
 
-# tor and Chromium from Debian; the rest are Tor Browser's runtime libraries.
+# python3 and tor and Chromium from Debian; tini reaps the browsers' orphans
+# (the exporter would be PID 1 otherwise, and leave them as zombies); the rest
+# are Tor Browser's runtime libraries.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      tor tor-geoipdb chromium chromium-driver fonts-dejavu-core \
+      python3 python3-venv tini ca-certificates \
+      tor tor-geoipdb chromium chromium-driver libnss3-tools fonts-dejavu-core \
       libgtk-3-0 libdbus-glib-1-2 libasound2 libxrender1 libfontconfig1 \
       libcairo-gobject2 libstartup-notification0 libx11-xcb1 \
  && rm -rf /var/lib/apt/lists/*
 
-COPY --from=downloads /opt/tor-browser /opt/tor-browser
+COPY pyproject.toml README.md /src/
+COPY exporter /src/exporter
+RUN python3 -m venv /opt/captcha-exporter \
+ && /opt/captcha-exporter/bin/pip install --no-cache-dir /src \
+ && ln -s /opt/captcha-exporter/bin/captcha-exporter /usr/local/bin/captcha-exporter \
+ && rm -rf /src
+
+RUN groupadd --system --gid 10001 captcha \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/captcha-exporter --create-home captcha
+COPY --from=downloads --chown=captcha:captcha /opt/tor-browser /opt/tor-browser
 COPY --from=downloads /usr/local/bin/geckodriver /usr/local/bin/geckodriver
 
 # captcha_exporter_build_info{revision}: docker build --build-arg REVISION=$(git rev-parse --short=12 HEAD)
 ARG REVISION=unknown
 ENV CAPTCHA_EXPORTER_REVISION=$REVISION
-
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY exporter ./exporter
-RUN pip install --no-cache-dir . && rm -rf /src
-
-RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/captcha-exporter --create-home captcha \
- && chown -R captcha:captcha /opt/tor-browser
 COPY docker/config.yaml /etc/captcha-exporter/config.yaml
 
 USER captcha:captcha
@@ -89,8 +98,8 @@ WORKDIR /var/lib/captcha-exporter
 VOLUME ["/var/lib/captcha-exporter"]
 EXPOSE 10981
 
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:10981/-/healthy', timeout=4)"]
+# Works with TLS and basic auth on (see exporter/healthcheck.py).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["captcha-exporter", "healthcheck"]
 
-ENTRYPOINT ["captcha-exporter"]
+ENTRYPOINT ["tini", "--", "captcha-exporter"]
 CMD ["run", "--config", "/etc/captcha-exporter/config.yaml", "--log.format", "json"]

@@ -32,7 +32,7 @@ from pathlib import Path
 from bench_bed import BedProcess, PinnedLanes, command_line, load_average
 from browser_throughput import TIMEOUT, targets_of
 
-from exporter.config import BrowserFetcherConfig
+from exporter.config import ChromiumConfig
 from exporter.detect import classify
 from exporter.fetch.browser_pool import resident_bytes
 from exporter.fetch.chromium import ChromiumFetcher
@@ -124,7 +124,7 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=1000)
     parser.add_argument("--every", type=int, default=100, help="measure every this many probes (default 100)")
     parser.add_argument("--lanes", type=int, default=2)
-    parser.add_argument("--recycle-after", type=int, default=BrowserFetcherConfig.recycle_after,
+    parser.add_argument("--recycle-after", type=int, default=ChromiumConfig.recycle_after,
                         help="probes per browser before it is replaced; 0: never (default %(default)s)")
     parser.add_argument("--minutes", type=float, default=float("inf"),
                         help="stop starting rounds after this long and report what was measured")
@@ -137,7 +137,7 @@ def main() -> int:
     try:
         lanes = PinnedLanes(bed, args.lanes)
         try:
-            cfg = BrowserFetcherConfig(ca_file=bed.ca_file, recycle_after=args.recycle_after or 10**9)
+            cfg = ChromiumConfig(ca_file=bed.ca_file, recycle_after=args.recycle_after or 10**9)
             targets = targets_of(bed)
             fetcher = ChromiumFetcher(cfg, classify)
             done = threading.Condition()

@@ -32,7 +32,7 @@ from collections import Counter, defaultdict
 from bench_bed import BedProcess, PinnedLanes, command_line, load_average
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from exporter.config import BrowserFetcherConfig, Target
+from exporter.config import ChromiumConfig, Target
 from exporter.detect import classify
 from exporter.fetch.chromium import ChromiumFetcher
 from exporter.probe import ProbeResult, run_probe
@@ -54,7 +54,7 @@ def tally(results: list[ProbeResult]) -> str:
     return ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
 
 
-def run_2020_method(lanes: PinnedLanes, cfg: BrowserFetcherConfig, plan: list[tuple[Target, ExitRelay]],
+def run_2020_method(lanes: PinnedLanes, cfg: ChromiumConfig, plan: list[tuple[Target, ExitRelay]],
                     phases: dict[str, list[float]]) -> list[ProbeResult]:
     """One probe at a time: new circuit, new browser, probe, quit."""
     lane, results = lanes.lanes[0], []
@@ -77,7 +77,7 @@ def run_2020_method(lanes: PinnedLanes, cfg: BrowserFetcherConfig, plan: list[tu
     return results
 
 
-def run_prober(lanes: PinnedLanes, count: int, cfg: BrowserFetcherConfig, targets: list[Target], rounds: int,
+def run_prober(lanes: PinnedLanes, count: int, cfg: ChromiumConfig, targets: list[Target], rounds: int,
                phases: dict[str, list[float]]) -> list[ProbeResult]:
     """Every target on every exit, ``rounds`` times, through the Prober on ``count`` lanes."""
     results: list[ProbeResult] = []
@@ -176,7 +176,7 @@ def main() -> int:
     try:
         lanes = PinnedLanes(bed, max(args.lanes))
         try:
-            cfg = BrowserFetcherConfig(ca_file=bed.ca_file)
+            cfg = ChromiumConfig(ca_file=bed.ca_file)
             targets = targets_of(bed)
             plan = [(target, exit) for _ in range(args.rounds) for exit in lanes.exits for target in targets]
             for name, run in [

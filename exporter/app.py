@@ -34,6 +34,7 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
 from exporter.exposition import Exposition
+from exporter.fetch import sandbox
 from exporter.fetch.factory import make_fetcher
 from exporter.fetch.http import HttpFetcher
 from exporter.lane_limit import LaneLimit
@@ -105,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         shard = shard_from_args(args)
-    except (ConfigError, ValueError) as exc:
+        if any("chromium" in target.fetchers for target in config.targets):  # refuse now, not after tor is up
+            sandbox.plan(config.fetchers.chromium.sandbox, config.fetchers.chromium.binary)
+    except (ConfigError, ValueError, sandbox.SandboxError) as exc:
         log.error("cannot start", extra={"err": str(exc)})
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -141,7 +144,7 @@ def open_store(config: Config) -> Store:
     """The SQLite state in ``data_dir`` (created if needed); StoreError names what is wrong."""
     data_dir = config.data_dir
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
     return Store(data_dir / "state.db", config.history.max_probes, config.history.retention)
@@ -190,7 +193,8 @@ class Exporter:
         self.registry.register(StateCollector(self.view.snapshot, self.state))
         self._use(config)
         try:
-            self.web = WebServer(self.view, config.web.listen_host, config.web.listen_port, web_config=web_config)
+            self.web = WebServer(self.view, config.web.listen_host, config.web.listen_port, web_config=web_config,
+                                 allowed_hosts=config.web.allowed_hosts)
         except BaseException:
             self.store.close()
             raise
@@ -231,7 +235,7 @@ class Exporter:
                 log.error("reload rejected; the old configuration stays in force", extra={"err": str(exc)})
                 return False, str(exc)
             if config.web != self.config.web:
-                log.warning("web.listen changed; it takes effect after a restart",
+                log.warning("web.listen or web.allowed_hosts changed; that takes effect after a restart",
                             extra={"listen": f"{config.web.listen_host}:{config.web.listen_port}"})
             self._use(config)
             self._reload_ok, self._reload_time = True, time.time()

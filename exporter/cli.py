@@ -19,6 +19,7 @@ COMMANDS = {
     "demo": ("testbed.demo", "the test bed plus the exporter (and Prometheus when installed)"),
     "probe": ("exporter.debug", "one probe now, with its log, verdict, metrics and configuration"),
     "report": ("exporter.report", "write one UTC day's counts, rounded up to multiples of 8, safe to publish"),
+    "healthcheck": ("exporter.healthcheck", "ask the local endpoint whether it is alive (or ready); for containers"),
 }
 TESTBED_HINT = "the test bed is not installed: pip install 'captcha-exporter[testbed]' from a source checkout"
 

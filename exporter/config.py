@@ -283,6 +283,13 @@ def _host_patterns(value: Value) -> tuple[str, ...]:
                  for item in value.items())
 
 
+def _host_names(value: Value) -> tuple[str, ...]:
+    """Names a request's Host header may give (DNS names, without a port), lowercased."""
+    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    hint = ": expected a host name without a port, like exporter.example.org"
+    return tuple(item.string(rf"{label}(?:\.{label})*\.?", hint).lower().rstrip(".") for item in value.items())
+
+
 def _fingerprints(value: Value) -> tuple[str, ...]:
     """Relay identity fingerprints: 40 hex digits (SHA-1), uppercased as tor writes them."""
     return tuple(item.string(r"[0-9A-Fa-f]{40}", ": expected 40 hex characters").upper() for item in value.items())
@@ -488,6 +495,13 @@ class BrowserFetcherConfig:
 
 
 @dataclass(frozen=True)
+class ChromiumConfig(BrowserFetcherConfig):
+    """Chromium's options: a browser's, plus whether it runs in its sandbox (exporter.fetch.sandbox)."""
+
+    sandbox: bool = key(BOOLEAN, True)  # false: --no-sandbox, which the operator accepts (logged, in fetcher_info)
+
+
+@dataclass(frozen=True)
 class TorBrowserConfig(BrowserFetcherConfig):
     """Tor Browser's options: a browser's, plus where the bundle is and its security level."""
 
@@ -510,7 +524,7 @@ class Variant:
 @dataclass(frozen=True)
 class Fetchers:
     http: HttpFetcherConfig = section(HttpFetcherConfig)
-    chromium: BrowserFetcherConfig = section(BrowserFetcherConfig)
+    chromium: ChromiumConfig = section(ChromiumConfig)
     firefox: BrowserFetcherConfig = section(BrowserFetcherConfig)
     tor_browser: TorBrowserConfig = section(TorBrowserConfig, name="tor-browser")
     # name → variant, e.g. tor-browser-safest: {kind: tor-browser, security_level: safest}; read after the
@@ -537,6 +551,8 @@ class Fetchers:
 class Web:
     listen_host: str = key(HOST_PORT, "127.0.0.1", name="listen", part=0)
     listen_port: int = key(HOST_PORT, 10981, name="listen", part=1)
+    # the names a request's Host header may give; None: the listen host, localhost and the machine's name
+    allowed_hosts: tuple[str, ...] | None = key(kind(_host_names), None)
 
 
 @dataclass(frozen=True)
@@ -594,6 +610,7 @@ TOP_LEVEL_KEYS = yaml_keys(Config)
 TOR_KEYS = yaml_keys(TorConfig)
 TARGET_KEYS = yaml_keys(Target)
 BROWSER_KEYS = yaml_keys(BrowserFetcherConfig)
+CHROMIUM_KEYS = yaml_keys(ChromiumConfig)
 TOR_BROWSER_KEYS = yaml_keys(TorBrowserConfig)
 
 

@@ -18,6 +18,7 @@ from exporter.config import FETCHER_KINDS, ConfigError, load_config
 from exporter.config_schema import render
 from exporter.detect import Detector, load_signatures
 from exporter.fetch.factory import make_fetcher
+from exporter.fetch.sandbox import SandboxError
 from exporter.logs import LogfmtFormatter
 from exporter.metrics import ProbeMetrics
 from exporter.plan import next_exits, select_exits
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         result = _probe_once(config, target, kind, args.exit)
-    except (TorUnavailable, LookupError, ValueError) as exc:
+    except (TorUnavailable, LookupError, ValueError, SandboxError) as exc:
         print(f"error: {exc}")
         return 1
     finally:

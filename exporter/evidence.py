@@ -14,6 +14,7 @@ as a second entry.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import threading
@@ -51,16 +52,24 @@ def save_evidence(
     started = datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     store = Path(data_dir) / "evidence"
     directory = store / probe_id
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / HAR_FILE).write_text(json.dumps(har(result, started), indent=1), encoding="utf-8")
-    (directory / HTML_FILE).write_text(result.final.body, encoding="utf-8")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(store, 0o700)  # what sites sent us, maybe behind a login: ours alone
+    _write_private(directory / HAR_FILE, json.dumps(har(result, started), indent=1).encode("utf-8"))
+    _write_private(directory / HTML_FILE, result.final.body.encode("utf-8"))
     if screenshot_png:
-        (directory / SCREENSHOT_FILE).write_bytes(screenshot_png)
+        _write_private(directory / SCREENSHOT_FILE, screenshot_png)
     if diff:
-        (directory / CHANGE_DIFF).write_text(diff, encoding="utf-8")
+        _write_private(directory / CHANGE_DIFF, diff.encode("utf-8"))
     with _retention_lock:
         enforce_retention(store, limits, keep=probe_id)
     return directory
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` readable by its owner alone (mode 0600, whatever the umask)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
+        os.fchmod(file.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
+        file.write(data)
 
 
 def enforce_retention(store: Path, limits: Evidence, keep: str) -> list[str]:

@@ -81,6 +81,7 @@ class FetcherInfo:
     browser: str  # as the running browser names itself (WebDriver browserName), or the HTTP library
     version: str  # WebDriver browserVersion, or the library's version
     settings: str  # the settings that make it this variant, "key=value, ..." ("" for a kind's defaults)
+    sandbox: str = ""  # how a browser's pages are confined: chromium's namespaces, setuid or off; else ""
 
 
 @dataclass(frozen=True)
@@ -320,9 +321,12 @@ class StateCollector:
         yield onionoo
         fetchers = GaugeMetricFamily("captcha_fetcher_info", "What runs behind each fetcher label: the browser "
                                      "(or HTTP library) and its version as it reports them, and the variant's "
-                                     "settings; always 1.", labels=["fetcher", "kind", "browser", "version", "settings"])
+                                     "settings, and how a browser's pages are confined (chromium: namespaces, "
+                                     "setuid or off); always 1.",
+                                     labels=["fetcher", "kind", "browser", "version", "settings", "sandbox"])
         for fetcher in snap.fetchers:
-            fetchers.add_metric([fetcher.fetcher, fetcher.kind, fetcher.browser, fetcher.version, fetcher.settings], 1)
+            fetchers.add_metric([fetcher.fetcher, fetcher.kind, fetcher.browser, fetcher.version, fetcher.settings,
+                                 fetcher.sandbox], 1)
         yield fetchers
 
         valid_after = GaugeMetricFamily("captcha_consensus_valid_after_timestamp_seconds",

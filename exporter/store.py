@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -74,6 +75,17 @@ UPDATE probe SET started = json_extract(record, '$.started'), target = json_extr
 """
 
 Write = Callable[[sqlite3.Connection], None]
+
+
+def _owner_only(path: Path) -> None:
+    """Create the database file (if new) and its WAL files (if left over) readable by us alone.
+
+    SQLite gives the ``-wal`` and ``-shm`` files it creates the database file's mode.
+    """
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists():
+            os.chmod(name, 0o600)
 
 
 class StoreError(Exception):
@@ -160,10 +172,12 @@ class Store:
 
     def _open_writer(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _owner_only(self.path)
             connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open state database {self.path}: {exc}") from None
+            reason = getattr(exc, "strerror", None) or exc
+            raise StoreError(f"cannot open state database {self.path}: {reason}") from None
         try:
             mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":

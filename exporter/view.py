@@ -120,7 +120,8 @@ def fetcher_infos(config: Config, session: Session | None) -> tuple[FetcherInfo,
         identity = fetcher.identity
         if identity is not None and name in (*config.fetchers.variants, *FETCHER_KINDS):
             kind, _ = config.fetchers.resolve(name)
-            infos.append(FetcherInfo(fetcher.name, kind, *identity, settings_text(name, config.fetchers)))
+            infos.append(FetcherInfo(fetcher.name, kind, *identity, settings_text(name, config.fetchers),
+                                     getattr(fetcher, "sandbox", "")))
     return tuple(infos)
 
 

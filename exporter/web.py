@@ -1,9 +1,11 @@
 """The exporter's HTTP endpoint: /metrics, a landing page, probe pages, /api/v1/probes (exporter.api), evidence,
 health, readiness, reload.
 
-Every route sits behind the optional web config (TLS, basic auth, extra
-headers; see exporter.webconfig).  Our own pages carry a CSP that allows no
-script at all.  Evidence is what a remote site sent us, so it is served inert:
+Every request must name a host we answer to, and an action (POST) must come
+from no browser or our own origin (exporter.webguard); every route sits behind
+the optional web config (TLS, basic auth, extra headers; see exporter.webconfig).
+Connections are capped (exporter.webconns).  Our own pages carry a CSP that
+allows no script at all.  Evidence is what a remote site sent us, so it is served inert:
 only known file names of well-formed probe ids, resolved inside the evidence
 directory, HTML as text/plain, all under ``Content-Security-Policy: sandbox``.
 """
@@ -11,6 +13,7 @@ directory, HTML as text/plain, all under ``Content-Security-Policy: sandbox``.
 from __future__ import annotations
 
 import argparse
+import errno
 import html
 import json
 import logging
@@ -19,14 +22,17 @@ import re
 import shutil
 import socket
 import ssl
+import sys
 import threading
 import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from exporter import __version__, api
-from exporter.config import ConfigError
+from exporter.basic_auth import BasicAuth, Busy
 from exporter.evidence import (
     CHANGE_DIFF,
     HAR_FILE,
@@ -38,6 +44,8 @@ from exporter.exposition import Exposition
 from exporter.probe import ProbeResult
 from exporter.store import probe_record
 from exporter.webconfig import WebConfig, WebConfigFile
+from exporter.webconns import Connections, default_limit
+from exporter.webguard import HostCheck, cross_site_refusal, default_allowed_hosts
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,9 @@ TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 TLS_HANDSHAKE_SECONDS = 10.0
+ACCEPT_BACKOFF_SECONDS = 0.1  # out of file descriptors: wait before accepting again instead of spinning
+PROBES_PER_PAGE = 50  # recent probes on one landing page
+LANDING_CONFIG_CHARS = 20_000  # the configuration shown on the landing page; /config has all of it
 PAGE_HEADERS = (
     ("Content-Security-Policy",
      "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
@@ -59,6 +70,8 @@ EVIDENCE_FILES = {
     HAR_FILE: ("application/json", True),
     CHANGE_DIFF: (TEXT, False),
 }
+TOO_MANY_CONNECTIONS = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                        b"Content-Length: 22\r\nRetry-After: 1\r\nConnection: close\r\n\r\nToo many connections.\n")
 _PROBE_PATH = re.compile(r"/probe/([^/]+)")
 _EVIDENCE_PATH = re.compile(r"/evidence/([^/]+)/([^/]+)")
 
@@ -110,13 +123,19 @@ def listen_address(text: str) -> tuple[str, int]:
 class WebServer:
     """The endpoint on ``host:port``; ``web_config`` is an exporter-toolkit web-config file.
 
+    ``allowed_hosts``: the names a request's ``Host`` may give (addresses always
+    pass; default: see exporter.webguard.default_allowed_hosts).
+    ``max_connections``: connections open at once (default: exporter.webconns.default_limit).
     Raises ConfigError for an invalid web config and OSError when it cannot listen.
     """
 
-    def __init__(self, view: View, host: str, port: int, web_config: str | Path | None = None):
+    def __init__(self, view: View, host: str, port: int, web_config: str | Path | None = None,
+                 allowed_hosts: Iterable[str] | None = None, max_connections: int | None = None):
         handler = type("Handler", (_Handler,), {"view": view})
         web = WebConfigFile(web_config) if web_config else None
-        self.httpd = _Server((host, port), handler, web)
+        hosts = HostCheck(default_allowed_hosts(host) if allowed_hosts is None else allowed_hosts)
+        connections = Connections(max_connections or default_limit())
+        self.httpd = _Server((host, port), handler, web, hosts, connections)
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="web", daemon=True)
 
     @property
@@ -139,21 +158,64 @@ class WebServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Each request is a connection of its own (HTTP/1.0): the default accept queue of 5 overflows
+    # with a few dozen clients, and a dropped connection attempt is only retried a second later.
+    request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: type, web: WebConfigFile | None):
+    def __init__(self, address: tuple[str, int], handler: type, web: WebConfigFile | None, hosts: HostCheck,
+                 connections: Connections):
         self.web = web
+        self.hosts = hosts
+        self.connections = connections
+        self.auth = BasicAuth()
+        self._accept_failed_at = -60.0
         super().__init__(address, handler)
 
     def config(self) -> WebConfig | None:
-        """The web config in force (None without a file); ConfigError while the file is invalid."""
+        """The web config in force (None without a file)."""
         return self.web.current() if self.web else None
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                if time.monotonic() - self._accept_failed_at >= 60.0:  # one line a minute, not ten a second
+                    self._accept_failed_at = time.monotonic()
+                    log.error("cannot accept web connections", extra={"err": os.strerror(exc.errno)})
+                time.sleep(ACCEPT_BACKOFF_SECONDS)  # the listening socket stays readable: do not spin
+            raise
+
+    def process_request(self, request: socket.socket, client_address) -> None:
+        if self.connections.admit(request):
+            super().process_request(request, client_address)
+            return
+        config = self.config()
+        try:
+            if config is None or config.ssl_context is None:  # in a TLS handshake, plain text is noise
+                request.setblocking(False)
+                request.send(TOO_MANY_CONNECTIONS)
+        except OSError:
+            pass
+        finally:
+            super().shutdown_request(request)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        self.connections.release(request)  # while its descriptor number is still its own
+        super().shutdown_request(request)
+
+    def handle_error(self, request: socket.socket, client_address) -> None:
+        """A client that goes away mid-request is routine: one debug line, not a traceback on stderr."""
+        error = sys.exc_info()[1]
+        client = client_address[0] if client_address else ""
+        if isinstance(error, (ConnectionError, TimeoutError, ssl.SSLError)):
+            log.debug("web client went away", extra={"client": client, "err": f"{type(error).__name__}: {error}"})
+        else:
+            log.error("web connection failed", exc_info=error, extra={"client": client})
 
     def finish_request(self, request: socket.socket, client_address) -> None:
         """Runs in the connection's own thread, so a slow TLS handshake holds up no one else."""
-        try:
-            context = (self.config() or WebConfig()).ssl_context
-        except ConfigError:
-            context = None  # the handler answers 500
+        context = (self.config() or WebConfig()).ssl_context
         if context is None:
             super().finish_request(request, client_address)
             return
@@ -177,6 +239,10 @@ class _Handler(BaseHTTPRequestHandler):
     _extra: tuple[tuple[str, str], ...] = ()  # the web config's headers for this request
     _head = False  # a HEAD request: headers only
 
+    def handle_one_request(self) -> None:
+        self.server.connections.waiting(self.connection)
+        super().handle_one_request()
+
     def do_GET(self) -> None:
         self._serve(self._get)
 
@@ -189,22 +255,32 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(self._post)
 
     def _serve(self, route) -> None:
-        try:
-            config = self.server.config()
-        except ConfigError:
-            self._send(500, b"The web config is invalid; see the exporter's log.\n", TEXT)
+        self.server.connections.busy(self.connection)
+        path = self.path.split("?", 1)[0]
+        refusal = self.server.hosts.refusal(self.headers.get("Host"))
+        if refusal is not None:
+            self._send(421, (refusal + "\n").encode(), TEXT)
             return
+        config = self.server.config()
         if config is not None:
             self._extra = config.headers
             if not self.server.web.allow():
                 self._send(429, b"Too many requests.\n", TEXT)
                 return
-            if not self.server.web.authorized(config, self.headers.get("Authorization")):
-                self._send(401, b"Unauthorized.\n", TEXT,
-                           [("WWW-Authenticate", 'Basic realm="captcha-exporter", charset="UTF-8"')])
-                return
+            if config.auth_required and path not in config.auth_excluded_paths:
+                try:
+                    authorized = self.server.auth.authorized(config.users, self.headers.get("Authorization"))
+                except Busy:
+                    self._send(429, b"Too many logins at once; try again.\n", TEXT, [("Retry-After", "1")])
+                    return
+                if not authorized:
+                    self._send(401, b"Unauthorized.\n", TEXT,
+                               [("WWW-Authenticate", 'Basic realm="captcha-exporter", charset="UTF-8"')])
+                    return
         try:
-            route(self.path.split("?", 1)[0])
+            route(path)
+        except (ConnectionError, TimeoutError):
+            raise  # the client went away: _Server.handle_error logs it
         except Exception:  # a bug in one page must not take the endpoint down
             log.exception("web request failed", extra={"path": self.path})
             self._send(500, b"Internal error; see the exporter's log.\n", TEXT)
@@ -215,7 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers = [("Vary", "Accept-Encoding")] + ([("Content-Encoding", "gzip")] if body.gzipped else [])
             self._send(200, body.data, body.content_type, headers)
         elif path == "/":
-            self._page(200, landing_page(self.view))
+            self._page(200, landing_page(self.view, self._page_number()))
         elif path == "/config":
             self._send(200, self.view.config_text().encode(), TEXT)
         elif path == "/api/v1/probes":
@@ -239,8 +315,17 @@ class _Handler(BaseHTTPRequestHandler):
         if path != "/-/reload":
             self._send(405, b"Only /-/reload takes POST.\n", TEXT, [("Allow", "GET")])
             return
+        refusal = cross_site_refusal(self.headers)
+        if refusal is not None:
+            self._send(403, (refusal + "\n").encode(), TEXT)
+            return
         ok, message = self.view.reload()
         self._send(200 if ok else 500, (message + "\n").encode(), TEXT)
+
+    def _page_number(self) -> int:
+        """``?page=N`` (1 for the newest probes; anything else reads as 1)."""
+        value = parse_qs(self.path.partition("?")[2]).get("page", ["1"])[0]
+        return max(1, int(value)) if value.isdigit() and len(value) < 6 else 1
 
     def _probe_page(self, probe_id: str) -> None:
         record = self.view.probe(probe_id) if PROBE_ID.fullmatch(probe_id) else None
@@ -329,23 +414,40 @@ def _evidence_links(probe_id: str, files: list[str]) -> str:
     return " ".join(f'<a href="/evidence/{html.escape(probe_id)}/{name}">{name}</a>' for name in files)
 
 
-def landing_page(view: View) -> str:
+def landing_page(view: View, page: int = 1) -> str:
+    """Status, the configuration (cut to LANDING_CONFIG_CHARS) and one page of recent probes, newest first."""
     esc = html.escape
     ready, why = view.ready()
     status_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in view.status().items())
-    records = [item if isinstance(item, dict) else probe_record(item) for item in view.recent()]
+    recent = view.recent()
+    pages = max(1, -(-len(recent) // PROBES_PER_PAGE))
+    page = min(page, pages)
+    newest = len(recent) - (page - 1) * PROBES_PER_PAGE
+    shown = recent[max(0, newest - PROBES_PER_PAGE):newest]
+    records = [item if isinstance(item, dict) else probe_record(item) for item in shown]
     probe_rows = "".join(_probe_row(view, record) for record in reversed(records))
+    config_text = view.config_text()
+    if len(config_text) > LANDING_CONFIG_CHARS:
+        config_text = config_text[:LANDING_CONFIG_CHARS] + "\n… (cut here: /config shows all of it)\n"
     return _document("captcha-exporter", f"""<h1>captcha-exporter {esc(__version__)}</h1>
 <p>How often Tor users meet CAPTCHAs, challenges and block pages.
 <a href="/metrics">Metrics</a> · <a href="/config">Configuration</a> ·
 <a href="/api/v1/probes">Probes (JSON)</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
 <h2>Status: {"ready" if ready else "not ready"}</h2><p>{esc(why)}</p>
 <table>{status_rows}</table>
-<details style="margin-top:1em"><summary>Configuration in effect</summary><pre>{esc(view.config_text())}</pre></details>
+<details style="margin-top:1em"><summary>Configuration in effect</summary><pre>{esc(config_text)}</pre></details>
 <h2>Recent probes</h2>
+{_pager(page, pages)}
 <table><tr><th>time (UTC)</th><th>target</th><th>exit</th><th>fingerprint</th><th>country</th>
 <th>fetcher</th><th>verdict</th><th>provider</th><th>outcome</th><th>load s</th><th>probe</th><th>evidence</th></tr>
 {probe_rows}</table>""")
+
+
+def _pager(page: int, pages: int) -> str:
+    """"page 2 of 4", with links to newer and older probes."""
+    newer = f'<a href="/?page={page - 1}">newer</a> · ' if page > 1 else ""
+    older = f' · <a href="/?page={page + 1}">older</a>' if page < pages else ""
+    return f"<p>{newer}page {page} of {pages}{older}</p>"
 
 
 def _probe_row(view: View, record: dict[str, Any]) -> str:

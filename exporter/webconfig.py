@@ -1,21 +1,26 @@
 """The web-config file (``--web.config.file``) in the format of Prometheus's exporter-toolkit.
 
 ``tls_server_config`` turns on TLS, ``basic_auth_users`` maps user names to
-bcrypt hashes and protects every route, ``http_server_config.headers`` adds
+bcrypt hashes and protects every route (``basic_auth_excluded_paths`` may let
+the health checks through: our own key, proposed for exporter-toolkit but not
+in it, so ``promtool check web-config`` does not know it), ``http_server_config.headers`` adds
 response headers, ``rate_limit`` caps requests over all clients (a token
 bucket: one request per ``interval``, ``burst`` saved up; 429 beyond).  Like exporter-toolkit, the file (and the certificate, key
 and CA files it names) is looked at again for every connection, so
 credentials and certificates rotate without a restart; relative paths are
-relative to the file's directory.  A file that turns invalid while running
-fails closed: requests get 500 until it is fixed.
+relative to the file's directory.
+
+The file fails closed.  An empty or comment-only file, or a
+``basic_auth_users`` that names no one, is refused: auth is off only when the
+file leaves the key out.  A re-read takes a changed file only once it has
+stayed unchanged for ``SETTLE_SECONDS`` (an editor that truncates and then
+writes in place leaves an empty or half-written file for a moment), and never
+takes one that is invalid or that drops TLS or basic auth (that takes a
+restart): the last good settings stay in force, and the log says why.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import logging
 import os
 import re
@@ -25,14 +30,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import bcrypt
-
 from exporter.config import ConfigError
 from exporter.config_yaml import Invalid, Mapping, Value, compose
 
 log = logging.getLogger(__name__)
 
-TOP_LEVEL_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "rate_limit")
+TOP_LEVEL_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "basic_auth_excluded_paths",
+                  "rate_limit")
+EXCLUDABLE_PATHS = ("/-/healthy", "/-/ready")  # what a probe may ask without credentials, at the operator's word
 TLS_KEYS = ("cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version", "max_version")
 HTTP_KEYS = ("http2", "headers")
 RATE_LIMIT_KEYS = ("interval", "burst")
@@ -51,8 +56,7 @@ HEADERS = {"Content-Security-Policy": None, "X-Frame-Options": ("deny", "sameori
            "X-Content-Type-Options": ("nosniff",), "X-XSS-Protection": None, "Strict-Transport-Security": None}
 
 BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
-# Checked when the user is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=10))
+SETTLE_SECONDS = 1.0  # a changed file is read once it has stayed unchanged this long
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class WebConfig:
 
     tls: TLSServerConfig | None = None
     users: dict[str, bytes] = field(default_factory=dict)
+    auth_excluded_paths: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     rate_limit: RateLimit | None = None
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
@@ -118,14 +123,17 @@ def load_web_config(path: str | Path) -> WebConfig:
 
 def parse_web_config(text: str, base_dir: Path) -> WebConfig:
     node = compose(text)
-    if node is None:  # an empty file is valid: plain HTTP, no authentication
-        return WebConfig()
+    if node is None or Value(node, "").is_null:
+        raise Invalid(1, "", "the file is empty or only comments; write {} for no TLS and no basic auth")
     top = Value(node, "").mapping(TOP_LEVEL_KEYS)
     tls = _tls(top.section("tls_server_config", TLS_KEYS), base_dir)
     http = top.section("http_server_config", HTTP_KEYS)
     http.read("http2", Value.boolean, True)  # accepted for compatibility; this server speaks HTTP/1.1
     headers = _headers(http.section("headers", tuple(HEADERS)))
-    users = _users(top.get("basic_auth_users"))
+    users = _users(dict(top).get("basic_auth_users"))
+    excluded = top.read("basic_auth_excluded_paths", _excluded_paths, ())
+    if excluded and not users:
+        top.fail_at_key("basic_auth_excluded_paths", "only means something with basic_auth_users")
     rate_limit = _rate_limit(top.section("rate_limit", RATE_LIMIT_KEYS))
     context = None
     if tls is not None:
@@ -133,7 +141,7 @@ def parse_web_config(text: str, base_dir: Path) -> WebConfig:
             context = tls.context()
         except (ssl.SSLError, OSError) as exc:
             top.fail_at_key("tls_server_config", f"cannot load the certificate, key or CA: {exc}")
-    return WebConfig(tls=tls, users=users, headers=headers, rate_limit=rate_limit, ssl_context=context)
+    return WebConfig(tls=tls, users=users, auth_excluded_paths=excluded, headers=headers, rate_limit=rate_limit, ssl_context=context)
 
 
 def _tls(section: Mapping, base_dir: Path) -> TLSServerConfig | None:
@@ -180,9 +188,14 @@ def _rate_limit(section: Mapping) -> RateLimit | None:
 
 
 def _users(value: Value | None) -> dict[str, bytes]:
-    """User → bcrypt hash; hashes are secrets, so errors never repeat them."""
+    """User → bcrypt hash; hashes are secrets, so errors never repeat them.
+
+    Basic auth is off only when the key is left out: given, it must name a user.
+    """
     if value is None:
         return {}
+    if value.is_null or not list(value.mapping()):
+        value.fail("names no users; leave the key out to turn basic auth off")
     users = {}
     for name, hashed in value.mapping():
         if ":" in name:
@@ -193,20 +206,27 @@ def _users(value: Value | None) -> dict[str, bytes]:
     return users
 
 
-class WebConfigFile:
-    """The web config at ``path``, re-read when it or a file it names changes.
+def _excluded_paths(value: Value) -> tuple[str, ...]:
+    return tuple(item.choice(EXCLUDABLE_PATHS, "path (only the health checks may skip basic auth)")
+                 for item in value.items())
 
-    ``current()`` raises ConfigError while the file is invalid; each new error is logged once.
+
+class WebConfigFile:
+    """The web config at ``path``, re-read when it or a file it names changes (see the module docstring).
+
+    ``current()`` always returns the settings in force: the last good ones while
+    the file is being written, invalid, or would turn TLS or auth off.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.settle = SETTLE_SECONDS
         self._lock = threading.Lock()
         self._config = load_web_config(self.path)  # a bad file at start-up is the caller's to report
         self._stamp = self._fingerprint(self._config)
-        self._error: ConfigError | None = None
-        self._matched: dict[str, bytes] = {}  # user → sha256(user, hash, password) that last matched
-        self._bcrypt = threading.Lock()  # one bcrypt at a time: guessing passwords cannot take every core
+        self._changed: tuple | None = None  # the stamp of a change not yet settled, and since when
+        self._changed_since = 0.0
+        self._refused: tuple | None = None  # the stamp of a file already refused (and logged)
         self._bucket = TokenBucket(self._config.rate_limit)
 
     def _fingerprint(self, config: WebConfig) -> tuple:
@@ -223,52 +243,49 @@ class WebConfigFile:
 
     def current(self) -> WebConfig:
         with self._lock:
-            if self._error is None and self._fingerprint(self._config) == self._stamp:
+            stamp = self._fingerprint(self._config)
+            if stamp in (self._stamp, self._refused):
                 return self._config
-            try:
-                config = load_web_config(self.path)
-            except ConfigError as exc:
-                if self._error is None or str(exc) != str(self._error):
-                    log.error("invalid web config; refusing requests until it is fixed", extra={"err": str(exc)})
-                self._error = exc
-                raise
-            if self._error is not None:
-                log.info("web config valid again", extra={"path": str(self.path)})
-            if config.rate_limit != self._config.rate_limit:
-                self._bucket = TokenBucket(config.rate_limit)
-            self._config, self._stamp, self._error = config, self._fingerprint(config), None
-            return config
+            now = time.monotonic()
+            if stamp != self._changed:
+                self._changed, self._changed_since = stamp, now
+            elif now - self._changed_since >= self.settle:
+                self._reread(stamp)
+            return self._config
+
+    def _reread(self, stamp: tuple) -> None:
+        """Take the changed file if it is valid and keeps TLS and auth on; else log why not, once."""
+        try:
+            config = load_web_config(self.path)
+        except ConfigError as exc:
+            problem = str(exc)
+        else:
+            if self._fingerprint(self._config) != stamp:
+                return  # written to while we read: it has not settled after all
+            problem = _turned_off(self._config, config, self.path)
+            if problem is None:
+                if config.rate_limit != self._config.rate_limit:
+                    self._bucket = TokenBucket(config.rate_limit)
+                self._config, self._stamp, self._refused = config, self._fingerprint(config), None
+                log.info("web config reloaded", extra={"path": str(self.path), "users": len(config.users),
+                                                       "tls": config.tls is not None})
+                return
+        self._refused = stamp
+        log.error("web config change refused; the last good settings stay in force", extra={"err": problem})
 
     def allow(self) -> bool:
         """Whether the rate limit lets one more request through now."""
         with self._lock:
             return self._bucket.take()
 
-    def authorized(self, config: WebConfig, authorization: str | None) -> bool:
-        """Whether an ``Authorization`` header carries a configured user's password (RFC 7617).
 
-        bcrypt is slow by design, so a match is remembered (as a digest) until the
-        password or the hash changes; an unknown user costs one bcrypt like a known one.
-        """
-        if not config.auth_required:
-            return True
-        user, password = _basic_credentials(authorization)
-        if user is None:
-            return False
-        hashed = config.users.get(user)
-        digest = hashlib.sha256(b"\0".join((user.encode(), hashed or b"", password.encode()))).digest()
-        with self._lock:
-            if hashed is not None and hmac.compare_digest(self._matched.get(user, b""), digest):
-                return True
-        try:
-            with self._bcrypt:
-                valid = bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH) and hashed is not None
-        except ValueError:  # bcrypt refuses passwords longer than 72 bytes
-            return False
-        if valid:
-            with self._lock:
-                self._matched[user] = digest
-        return valid
+def _turned_off(old: WebConfig, new: WebConfig, path: Path) -> str | None:
+    """Why ``new`` may not replace ``old`` while running, or None."""
+    if old.users and not new.users:
+        return f"{path}: basic_auth_users: left out; turning basic auth off takes a restart"
+    if old.tls and not new.tls:
+        return f"{path}: tls_server_config: left out; turning TLS off takes a restart"
+    return None
 
 
 class TokenBucket:
@@ -289,15 +306,3 @@ class TokenBucket:
             return False
         self._tokens -= 1
         return True
-
-
-def _basic_credentials(authorization: str | None) -> tuple[str | None, str]:
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None, ""
-    try:
-        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None, ""
-    user, colon, password = decoded.partition(":")
-    return (user, password) if colon else (None, "")

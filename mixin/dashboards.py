@@ -56,7 +56,7 @@ METRIC_LABELS = {
     "captcha_probes_queued": set(),
     "captcha_consensus_valid_after_timestamp_seconds": set(),
     "captcha_exporter_build_info": {"version", "revision", "tor_version"},
-    "captcha_fetcher_info": {"fetcher", "kind", "browser", "version", "settings"},
+    "captcha_fetcher_info": {"fetcher", "kind", "browser", "version", "settings", "sandbox"},
     "captcha_onionoo_last_success_timestamp_seconds": set(),
     "captcha_tor_up": set(),
     "captcha_target_interval_seconds": {"target"},
@@ -741,7 +741,7 @@ def fetchers_table(s: Selector, width: int = 24) -> dict:
     return table("Fetchers", "What runs behind each fetcher label: the browser (or HTTP library) and its version "
                  "as it reports itself, and the settings that make a variant (e.g. Tor Browser's security level, "
                  "Firefox's resist-fingerprinting).",
-                 [query(f"max by (fetcher, kind, browser, version, settings) ({s('captcha_fetcher_info')})",
+                 [query(f"max by (fetcher, kind, browser, version, settings, sandbox) ({s('captcha_fetcher_info')})",
                         table=True)],
                  unit="none", width=width, height=6, hide=("Time", "Value"))
 

@@ -10,7 +10,9 @@ through one exit must not help the next).
 
 Chromium on Linux trusts the certificates in ``$HOME/.pki/nssdb``; each browser
 gets a private ``HOME`` whose NSS database trusts ``ca_file`` (made with
-``certutil`` from Debian's ``libnss3-tools``).
+``certutil`` from Debian's ``libnss3-tools``).  The browser runs in its sandbox,
+as an unprivileged user when we are root (``exporter.fetch.sandbox``), and that
+user owns the ``HOME``.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 
-from exporter.config import BrowserFetcherConfig
-from exporter.fetch import browser_pool
+from exporter.config import ChromiumConfig
+from exporter.fetch import browser_pool, sandbox
 from exporter.fetch.browser import (
     BrowserFetcher,
     BrowserSession,
@@ -34,7 +37,7 @@ from exporter.fetch.browser import (
     trusted_nss_db,
 )
 from exporter.fetch.perflog import DocumentResponse, NetworkLog
-from exporter.values import FetchError, Lane, Response
+from exporter.values import FetchError, Lane, Response, Verdict
 
 # Chromium's own traffic, switched off at the source: every stream of a lane goes through the
 # probed exit, so whatever the browser fetches for itself would be mixed into the probe (and is
@@ -122,19 +125,18 @@ class ChromiumBrowser(BrowserSession):
 
     documents_from = "the performance log"
 
-    def __init__(self, cfg: BrowserFetcherConfig, lane: Lane, nss_db: Path | None,
+    def __init__(self, cfg: ChromiumConfig, lane: Lane, nss_db: Path | None, launch: sandbox.Launch,
                  resolve: dict[str, str] | None = None):
         super().__init__(lane, Path(tempfile.mkdtemp(prefix="captcha-chromium-")))
         self._netlog: NetworkLog | None = None
         if nss_db is not None:
             shutil.copytree(nss_db, self.home / ".pki" / "nssdb")
+        launch.give(self.home)
         options = webdriver.ChromeOptions()
         options.binary_location = cfg.binary or shutil.which("chromium") or "chromium"
         if cfg.headless:
             options.add_argument("--headless=new")
-        if os.geteuid() == 0:
-            options.add_argument("--no-sandbox")  # Chromium refuses to sandbox as root
-        for argument in (*CHROMIUM_ARGUMENTS, *route_arguments(lane, resolve or {}), *cfg.arguments):
+        for argument in (*launch.arguments, *CHROMIUM_ARGUMENTS, *route_arguments(lane, resolve or {}), *cfg.arguments):
             options.add_argument(argument)
         if cfg.prefs:
             options.add_experimental_option("prefs", dict(cfg.prefs))
@@ -145,7 +147,7 @@ class ChromiumBrowser(BrowserSession):
             cfg.driver or shutil.which("chromedriver") or "chromedriver",
             env=dict(os.environ, HOME=str(self.home)),
             log_output=subprocess.DEVNULL,
-            popen_kw={"start_new_session": True},
+            popen_kw={"start_new_session": True, **launch.popen_options()},
         )
         try:
             self.driver = webdriver.Chrome(options=options, service=self._service)
@@ -217,9 +219,20 @@ class ChromiumFetcher(BrowserFetcher):
 
     name = "chromium"
 
+    def __init__(self, cfg: ChromiumConfig, classify: Callable[[Response], Verdict],
+                 resolve: dict[str, str] | None = None, label: str | None = None):
+        """Raises sandbox.SandboxError when Chromium cannot run sandboxed here (and ``cfg.sandbox`` wants it)."""
+        self.launch = sandbox.plan(cfg.sandbox, cfg.binary)
+        super().__init__(cfg, classify, resolve, label)
+
+    @property
+    def sandbox(self) -> str:
+        """How its pages are confined: sandbox.NAMESPACES, SETUID or OFF (captcha_fetcher_info)."""
+        return self.launch.sandbox
+
     def _launch(self, lane: Lane) -> ChromiumBrowser:
         shared = self._shared_files()
-        return ChromiumBrowser(self._cfg, lane, shared / "nssdb" if shared else None, self._resolve)
+        return ChromiumBrowser(self._cfg, lane, shared / "nssdb" if shared else None, self.launch, self._resolve)
 
     def _make_shared(self, directory: Path) -> None:
         """The NSS database every browser copies into its ``HOME``."""

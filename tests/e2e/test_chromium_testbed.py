@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from exporter.config import BrowserFetcherConfig
+from exporter.config import ChromiumConfig
 from exporter.detect import classify
 from exporter.fetch import browser_pool
 from exporter.fetch.chromium import ChromiumFetcher
@@ -57,7 +57,7 @@ def bed():
 
 @pytest.fixture(scope="module")
 def fetcher(bed):
-    chromium = ChromiumFetcher(BrowserFetcherConfig(ca_file=bed.edge.ca_file, challenge_wait=6.0), classify)
+    chromium = ChromiumFetcher(ChromiumConfig(ca_file=bed.edge.ca_file, challenge_wait=6.0), classify)
     yield chromium
     chromium.close()
 
@@ -110,7 +110,7 @@ def test_clearance_cookie_does_not_survive_to_the_next_probe(bed, lane, fetcher)
 def test_the_wipe_freezes_the_last_page_so_a_pending_challenge_cannot_clear_later(bed, lane):
     """A challenge still counting down when its probe gave up would earn cf_clearance a moment
     later, after the next probe's wipe, unless the wipe stops the page's scripts first."""
-    impatient = ChromiumFetcher(BrowserFetcherConfig(ca_file=bed.edge.ca_file, challenge_wait=0.0), classify)
+    impatient = ChromiumFetcher(ChromiumConfig(ca_file=bed.edge.ca_file, challenge_wait=0.0), classify)
     try:
         assert probe(bed, lane, impatient, "exit2").outcome == "interactive"  # gave up at once
         browser = impatient.pool.peek(lane.lane)
@@ -183,7 +183,7 @@ def test_200_probes_leave_one_browser_tree_and_steady_memory(bed, lane):
     browser tree, and each generation's memory at its end within 1.5× of the others."""
     recycle_after, rounds = 50, 200
     stable = ChromiumFetcher(
-        BrowserFetcherConfig(ca_file=bed.edge.ca_file, challenge_wait=6.0, recycle_after=recycle_after), classify)
+        ChromiumConfig(ca_file=bed.edge.ca_file, challenge_wait=6.0, recycle_after=recycle_after), classify)
     plan = [("exit1", "news"), ("exit4", "news"), ("exit2", "shop"), ("exit3", "static"), ("exit1", "login")]
     generations: dict[str, list[int]] = {}  # browser home → PSS after each of its probes
     browsers = {}

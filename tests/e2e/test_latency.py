@@ -14,7 +14,7 @@ import time
 import pytest
 from support.pinned_lane import PinnedLane
 
-from exporter.config import BrowserFetcherConfig, HttpFetcherConfig
+from exporter.config import ChromiumConfig, HttpFetcherConfig
 from exporter.detect import classify
 from exporter.fetch.http import HttpFetcher
 from testbed.bed import TestBed
@@ -68,7 +68,7 @@ def test_an_http_page_through_three_delayed_hops_takes_at_least_six_delays(bed, 
 def test_chromium_pages_and_challenges_work_slower(bed, lanes):
     from exporter.fetch.chromium import ChromiumFetcher
 
-    fetcher = ChromiumFetcher(BrowserFetcherConfig(ca_file=bed.edge.ca_file, challenge_wait=20.0), classify)
+    fetcher = ChromiumFetcher(ChromiumConfig(ca_file=bed.edge.ca_file, challenge_wait=20.0), classify)
     try:
         page = timed(bed, lanes[3], fetcher, "exit1")
         assert page.first.status == 200 and page.load_seconds >= 6 * LATENCY

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import BrowserFetcherConfig, HttpFetcherConfig
+from exporter.config import ChromiumConfig, HttpFetcherConfig
 from exporter.detect import classify
 from exporter.fetch.http import HttpFetcher
 from exporter.probe import judge
@@ -45,7 +45,7 @@ def fetchers(bed):
     if shutil.which("chromedriver"):
         from exporter.fetch.chromium import ChromiumFetcher
 
-        made["chromium"] = ChromiumFetcher(BrowserFetcherConfig(ca_file=bed.edge.ca_file, challenge_wait=5.0),
+        made["chromium"] = ChromiumFetcher(ChromiumConfig(ca_file=bed.edge.ca_file, challenge_wait=5.0),
                                            classify)
     yield made
     for fetcher in made.values():

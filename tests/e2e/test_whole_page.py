@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from exporter.config import BrowserFetcherConfig, HttpFetcherConfig
+from exporter.config import BrowserFetcherConfig, ChromiumConfig, HttpFetcherConfig
 from exporter.detect import classify
 from exporter.fetch.http import HttpFetcher
 from exporter.probe import judge
@@ -60,13 +60,13 @@ def fetchers(bed):
             if kind == "http":
                 made[kind] = HttpFetcher(HttpFetcherConfig(ca_file=bed.edge.ca_file, timeout=30))
             else:
-                config = BrowserFetcherConfig(ca_file=bed.edge.ca_file, challenge_wait=CHALLENGE_DELAY + 8)
+                options = {"ca_file": bed.edge.ca_file, "challenge_wait": CHALLENGE_DELAY + 8}
                 if kind == "chromium":
                     from exporter.fetch.chromium import ChromiumFetcher
-                    made[kind] = ChromiumFetcher(config, classify)
+                    made[kind] = ChromiumFetcher(ChromiumConfig(**options), classify)
                 else:
                     from exporter.fetch.firefox import FirefoxFetcher
-                    made[kind] = FirefoxFetcher(config, classify)
+                    made[kind] = FirefoxFetcher(BrowserFetcherConfig(**options), classify)
         return made[kind]
 
     yield get

@@ -60,7 +60,8 @@ def rewrite_config(exporter: RunningExporter, config: dict) -> None:
 def reload(exporter: RunningExporter, how: str) -> tuple[int | None, str]:
     """Ask for a reload with ``POST /-/reload`` (status, body) or SIGHUP (None, "")."""
     if how == "post":
-        response = requests.post(f"http://127.0.0.1:{exporter.port}/-/reload", timeout=30)
+        response = requests.post(f"http://127.0.0.1:{exporter.port}/-/reload", headers={"X-Requested-By": "test"},
+                                 timeout=30)
         return response.status_code, response.text
     exporter.process.send_signal(signal.SIGHUP)
     return None, ""

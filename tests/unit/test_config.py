@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from exporter.config import (
-    BrowserFetcherConfig,
+    ChromiumConfig,
     Config,
+    ConfigError,
     Evidence,
     ExitSelection,
     Expectation,
@@ -81,7 +82,8 @@ def test_example_config_sets_every_key_of_the_schema():
     assert set(example) == set(schema.TOP_LEVEL_KEYS)
     assert set(example["tor"]) == set(schema.TOR_KEYS)
     assert set(example["targets"][0]) == set(schema.TARGET_KEYS)
-    assert set(example["fetchers"]["chromium"]) == set(example["fetchers"]["firefox"]) == set(schema.BROWSER_KEYS)
+    assert set(example["fetchers"]["firefox"]) == set(schema.BROWSER_KEYS)
+    assert set(example["fetchers"]["chromium"]) == set(schema.CHROMIUM_KEYS)
     assert set(example["fetchers"]["tor-browser"]) == set(schema.TOR_BROWSER_KEYS)
 
 
@@ -159,8 +161,8 @@ def test_a_full_config_loads_every_section(tmp_path):
     assert config.fetchers == Fetchers(
         http=HttpFetcherConfig(max_body_bytes=10**6, ca_file=tmp_path / "ca.pem",
                                headers={"Accept-Language": "en", "X-Count": "3"}),
-        chromium=BrowserFetcherConfig(binary="/usr/bin/chromium", driver=str(tmp_path / "bin/chromedriver"),
-                                      headless=False, memory_limit_bytes=2 * 2**30),
+        chromium=ChromiumConfig(binary="/usr/bin/chromium", driver=str(tmp_path / "bin/chromedriver"),
+                                headless=False, memory_limit_bytes=2 * 2**30),
         tor_browser=TorBrowserConfig(tbb_path=tmp_path / "tbb", security_level="safest"),
     )
     assert config.web == Web(listen_host="0.0.0.0", listen_port=9100)
@@ -216,3 +218,20 @@ targets:
   - {{name: c, url: "https://c.example/", onion: "{onion}"}}
 """)
     assert [t.onion for t in config.targets] == ["off", "auto", onion]
+
+def test_web_allowed_hosts(tmp_path):
+    config = parse_config("targets: [{name: a, url: 'http://a.example/'}]\n"
+                          "web: {allowed_hosts: [Exporter.Example.org., localhost]}\n")
+    assert config.web.allowed_hosts == ("exporter.example.org", "localhost")
+    assert parse_config("targets: [{name: a, url: 'http://a.example/'}]\n").web.allowed_hosts is None
+    for bad in ("[exporter:9981]", "['http://exporter']", "['a b']", "exporter"):
+        with pytest.raises(ConfigError, match=r"web.allowed_hosts.*(host name without a port|expected a list)"):
+            parse_config(f"targets: [{{name: a, url: 'http://a.example/'}}]\nweb: {{allowed_hosts: {bad}}}\n")
+
+
+def test_chromium_sandbox_is_on_unless_turned_off():
+    target = "targets: [{name: a, url: 'http://a.example/'}]\n"
+    assert parse_config(target).fetchers.chromium.sandbox is True
+    assert parse_config(target + "fetchers: {chromium: {sandbox: false}}\n").fetchers.chromium.sandbox is False
+    with pytest.raises(ConfigError, match=r"fetchers.firefox.sandbox: unknown key 'sandbox'"):
+        parse_config(target + "fetchers: {firefox: {sandbox: false}}\n")

@@ -88,3 +88,19 @@ def test_classify_reads_the_first_response_back_from_the_har(tmp_path):
     assert (document.status, document.body) == (403, page.body)
     assert document.header("cf-mitigated") == "challenge"
     assert classify(document).kind == classify(page).kind == "challenge"
+
+
+def test_evidence_is_readable_by_its_owner_only(tmp_path):
+    import os
+    import stat
+
+    (tmp_path / "evidence").mkdir(mode=0o755)  # made by an earlier version
+    old = os.umask(0o022)
+    try:
+        directory = save_evidence(tmp_path, probe_id(1), CLEARED, b"\x89PNG", ROOMY, diff="- a\n+ b\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "evidence").stat().st_mode) == 0o700
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    files = list(directory.iterdir())
+    assert len(files) == 4 and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files), files

@@ -97,11 +97,21 @@ def test_ports_agree_from_config_to_service_monitor(objects, container, config):
     assert endpoint["path"] == "/metrics"
 
 
-def test_probes_hit_health_and_readiness_on_the_metrics_port(container):
-    names = {p["name"] for p in container["ports"]}
-    assert container["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
-    assert {container[p]["httpGet"]["port"] for p in ("livenessProbe", "readinessProbe")} <= names
+def test_probes_ask_health_and_readiness_on_the_metrics_port_with_auth_on_too(sts, container):
+    port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http-metrics")
+    live, ready = container["livenessProbe"]["exec"]["command"], container["readinessProbe"]["exec"]["command"]
+    assert live == ["captcha-exporter", "healthcheck", "--address", f"127.0.0.1:{port}"]
+    assert ready[:5] == ["captcha-exporter", "healthcheck", "--ready", "--address", f"127.0.0.1:{port}"]
+    credentials = Path(ready[ready.index("--auth-file") + 1])
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(credentials.parent))
+    volume = next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["optional"] is True and volume["secret"]["defaultMode"] & 0o040  # fsGroup reads it
+
+
+def test_the_container_runs_under_the_seccomp_profile_that_lets_chromium_sandbox(container):
+    profile = container["securityContext"]["seccompProfile"]
+    assert profile["type"] == "Localhost"
+    assert (DEPLOY.parent / "seccomp" / Path(profile["localhostProfile"]).name).is_file()
 
 
 def test_service_monitor_selects_the_service(objects):

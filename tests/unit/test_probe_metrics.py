@@ -314,7 +314,7 @@ def test_exit_facts_first_seen_onionoo_and_fetcher_info():
     assert "F" * 40 not in text, "only exits in the consensus"
     assert sample(text, "captcha_onionoo_last_success_timestamp_seconds") == 1.7e9
     assert sample(text, 'captcha_fetcher_info{browser="chrome",fetcher="chromium-de",kind="chromium",'
-                        'settings="prefs.intl.accept_languages=de",version="131.0.6778.85"}') == 1
+                        'sandbox="",settings="prefs.intl.accept_languages=de",version="131.0.6778.85"}') == 1
 
 
 def test_proof_of_work_gates_export_solve_time_and_last_difficulty():

@@ -231,7 +231,7 @@ def test_an_unwritable_place_is_a_clear_error(tmp_path):
     with pytest.raises(StoreError, match=r"cannot open state database .*file/state\.db"):
         Store(tmp_path / "file" / "state.db")
     (tmp_path / "dir.db").mkdir()
-    with pytest.raises(StoreError, match=r"dir\.db.*unable to open"):
+    with pytest.raises(StoreError, match=r"dir\.db: Is a directory$"):
         Store(tmp_path / "dir.db")
 
 
@@ -254,3 +254,26 @@ def test_the_database_is_in_wal_mode_and_closed_store_refuses_use(tmp_path):
         store.record(failed("p1"))
     with pytest.raises(StoreError, match="closed"):
         store.recent(1)
+
+
+def test_the_database_is_readable_by_its_owner_only(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "new" / "state.db")
+        store.record(answered("p1"))
+        store.flush()
+        (tmp_path / "old.db").write_bytes(b"")
+        os.chmod(tmp_path / "old.db", 0o644)  # made by an earlier version
+        older = Store(tmp_path / "old.db")
+    finally:
+        os.umask(old)
+    try:
+        for path in (tmp_path / "new" / "state.db", tmp_path / "new" / "state.db-wal",
+                     tmp_path / "new" / "state.db-shm", tmp_path / "old.db"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    finally:
+        store.close()
+        older.close()

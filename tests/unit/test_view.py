@@ -39,8 +39,8 @@ fetchers: {variants: {chromium-de: {kind: chromium, arguments: [--lang=de-DE]}}}
     session = types.SimpleNamespace(fetchers={
         "http": types.SimpleNamespace(name="http", identity=("python-requests", "2.32.3")),
         "chromium": types.SimpleNamespace(name="chromium", identity=None),  # not started yet
-        "chromium-de": types.SimpleNamespace(name="chromium-de", identity=("chrome", "131.0.1"))})
+        "chromium-de": types.SimpleNamespace(name="chromium-de", identity=("chrome", "131.0.1"), sandbox="setuid")})
     assert fetcher_infos(config, session) == (
         FetcherInfo("http", "http", "python-requests", "2.32.3", ""),
-        FetcherInfo("chromium-de", "chromium", "chrome", "131.0.1", "arguments=--lang=de-DE"))
+        FetcherInfo("chromium-de", "chromium", "chrome", "131.0.1", "arguments=--lang=de-DE", "setuid"))
     assert fetcher_infos(config, None) == ()

@@ -1,6 +1,10 @@
 import argparse
 import http.client
+import logging
 import os
+import socket
+import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ PROBE = "20261122T031500Z-a1b2c3"
 BARE = "20261122T031600Z-d4e5f6"  # a probe without evidence
 HOSTILE = "<script>alert('x')</script>"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+ACTION = {"X-Requested-By": "test"}  # an action (POST) from a client, not from a web page
 
 
 class FakeView:
@@ -269,10 +274,10 @@ def test_no_evidence_directory_means_no_evidence(view, server):
 def test_reload_takes_post_only(server, view):
     get = requests.get(url(server, "/-/reload"), timeout=10)
     assert (get.status_code, get.headers["Allow"], view.reloads) == (405, "POST", 0)
-    ok = requests.post(url(server, "/-/reload"), timeout=10)
+    ok = requests.post(url(server, "/-/reload"), headers=ACTION, timeout=10)
     assert (ok.status_code, ok.text, view.reloads) == (200, "reloaded: 2 targets\n", 1)
     view.reload_answer = (False, "config.yml:3: targets[0].url: not a URL")
-    bad = requests.post(url(server, "/-/reload"), timeout=10)
+    bad = requests.post(url(server, "/-/reload"), headers=ACTION, timeout=10)
     assert (bad.status_code, bad.text) == (500, "config.yml:3: targets[0].url: not a URL\n")
     assert requests.post(url(server, "/metrics"), timeout=10).status_code == 405
 
@@ -296,3 +301,44 @@ def test_the_web_config_flag():
     add_arguments(parser)
     assert parser.parse_args(["--web.config.file", "web.yml"]).web_config_file == "web.yml"
     assert parser.parse_args([]).web_config_file is None
+
+
+def test_a_client_that_resets_its_connection_is_one_debug_line(server, caplog, capfd):
+    caplog.set_level(logging.DEBUG, logger="exporter.web")
+    for partial in (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"):
+        connection = socket.create_connection(server.address, timeout=10)
+        connection.sendall(partial)
+        time.sleep(0.2)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()  # with SO_LINGER 0: a reset, not a FIN
+    deadline = time.monotonic() + 5
+    while sum("web client went away" in r.getMessage() for r in caplog.records) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gone = [r for r in caplog.records if "web client went away" in r.getMessage()]
+    assert gone and all(r.levelno == logging.DEBUG and "Connection" in r.err for r in gone)
+    assert "Traceback" not in capfd.readouterr().err
+    assert requests.get(url(server, "/-/healthy"), timeout=10).status_code == 200
+
+
+def test_the_landing_page_shows_one_page_of_probes_at_a_time(server, view):
+    template = view.records[1]
+    view.records = [dict(template, probe_id=f"20261122T03{index // 60:02d}{index % 60:02d}Z-{index:06x}",
+                         target=f"t{index}", started=1_700_000_000.0 + index) for index in range(120)]
+    first = requests.get(url(server, "/"), timeout=10).text
+    assert "t119<" in first and "t70<" in first and "t69<" not in first
+    assert "page 1 of 3" in first and '<a href="/?page=2">older</a>' in first and "newer" not in first
+    second = requests.get(url(server, "/?page=2"), timeout=10).text
+    assert "t69<" in second and "t20<" in second and "t119<" not in second and "t19<" not in second
+    assert '<a href="/?page=1">newer</a>' in second and '<a href="/?page=3">older</a>' in second
+    last = requests.get(url(server, "/?page=3"), timeout=10).text
+    assert "t19<" in last and "t0<" in last and "older" not in last
+    for odd in ("/?page=99", "/?page=0", "/?page=-1", "/?page=x", "/?page=" + "9" * 50):
+        assert requests.get(url(server, odd), timeout=10).status_code == 200, odd
+
+
+def test_the_landing_page_stays_small_whatever_the_config(server, view):
+    view.config_text = lambda: "targets:\n" + "- name: x\n" * 500_000
+    view.records = view.records * 500
+    response = requests.get(url(server, "/"), timeout=30)
+    assert response.status_code == 200 and len(response.content) < 200_000, len(response.content)
+    assert "/config shows all of it" in response.text

@@ -14,8 +14,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from exporter.basic_auth import BasicAuth
 from exporter.config import ConfigError
 from exporter.webconfig import RateLimit, TokenBucket, WebConfigFile, load_web_config
+
+HASH = "$2y$04$abcdefghijklmnopqrstuu5Q8P8b3Qb7v7YbQ0H7bWqkI9Y6XJpZy"  # well-formed; matches no password here
 
 
 def self_signed(directory: Path, name: str = "server") -> tuple[Path, Path]:
@@ -57,9 +60,21 @@ def error(tmp_path: Path, text: str) -> str:
     return str(caught.value)
 
 
-def test_an_empty_file_means_plain_http_without_auth(tmp_path):
-    config = load_web_config(write(tmp_path, ""))
+def test_an_empty_mapping_means_plain_http_without_auth(tmp_path):
+    config = load_web_config(write(tmp_path, "{}\n"))
     assert (config.tls, config.ssl_context, config.users, config.auth_required) == (None, None, {}, False)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# basic_auth_users:\n#   alice: $2y$...\n", "---\n"])
+def test_an_empty_or_comment_only_file_is_refused(tmp_path, text):
+    assert error(tmp_path, text) == (f"{tmp_path / 'web.yml'}:1: the file is empty or only comments; "
+                                      "write {} for no TLS and no basic auth")
+
+
+@pytest.mark.parametrize("text", ["basic_auth_users: {}\n", "basic_auth_users:\n", "basic_auth_users: ~\n"])
+def test_basic_auth_users_naming_no_one_is_refused(tmp_path, text):
+    assert error(tmp_path, text).endswith(
+        ":1: basic_auth_users: names no users; leave the key out to turn basic auth off")
 
 
 def test_a_full_file_with_paths_relative_to_its_directory(tmp_path):
@@ -111,6 +126,9 @@ basic_auth_users:
     ("rate_limit:\n  interval: 1s\n", r":2: rate_limit.burst: required key is missing"),
     ("rate_limit:\n  interval: 1s\n  burst: 0\n", r":3: rate_limit.burst: must be at least 1"),
     ("rate_limit:\n  interval: soon\n  burst: 1\n", r":2: rate_limit.interval: invalid duration"),
+    (f"basic_auth_users:\n  a: {HASH}\nbasic_auth_excluded_paths: [/metrics]\n",
+     r":3: basic_auth_excluded_paths\[0\]: unknown path .*'/metrics'"),
+    ("basic_auth_excluded_paths: [/-/healthy]\n", r":1: basic_auth_excluded_paths: only means something with"),
     ("tls_server_config: [\n", r":2: invalid YAML"),
 ])
 def test_mistakes_are_one_line_errors_with_line_and_key(tmp_path, text, expected):
@@ -147,38 +165,94 @@ basic_auth_users:
 
 
 def test_basic_auth_checks_user_and_password(tmp_path):
-    web = WebConfigFile(write(tmp_path, f"basic_auth_users:\n  alice: {hashed('s3cret:with colon')}\n"))
-    config = web.current()
-    assert web.authorized(config, basic("alice", "s3cret:with colon"))
-    assert web.authorized(config, basic("alice", "s3cret:with colon"))  # remembered, still right
-    assert not web.authorized(config, basic("alice", "wrong"))
-    assert not web.authorized(config, basic("bob", "s3cret:with colon"))
-    assert not web.authorized(config, basic("alice", "x" * 100))  # longer than bcrypt's 72 bytes
+    users = load_web_config(write(tmp_path, f"basic_auth_users:\n  alice: {hashed('s3cret:with colon')}\n")).users
+    auth = BasicAuth()
+    assert auth.authorized(users, basic("alice", "s3cret:with colon"))
+    assert auth.authorized(users, basic("alice", "s3cret:with colon"))  # remembered, still right
+    assert not auth.authorized(users, basic("alice", "wrong"))
+    assert not auth.authorized(users, basic("bob", "s3cret:with colon"))
+    assert not auth.authorized(users, basic("alice", "x" * 100))  # longer than bcrypt's 72 bytes
     for header in (None, "", "Bearer abc", "Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode()):
-        assert not web.authorized(config, header)
+        assert not auth.authorized(users, header)
 
 
 def test_an_htpasswd_2y_hash_works(tmp_path):
     two_y = "$2y$" + hashed("pw")[4:]
-    web = WebConfigFile(write(tmp_path, f"basic_auth_users:\n  alice: {two_y}\n"))
-    assert web.authorized(web.current(), basic("alice", "pw"))
+    users = load_web_config(write(tmp_path, f"basic_auth_users:\n  alice: {two_y}\n")).users
+    assert BasicAuth().authorized(users, basic("alice", "pw"))
 
 
-def test_the_file_is_reread_when_it_changes_and_a_broken_one_fails_closed(tmp_path, caplog):
+def settled(web: WebConfigFile):
+    """The config in force once a change has been seen and has settled (settle 0: on the second look)."""
+    web.settle = 0.0
+    web.current()
+    return web.current()
+
+
+def test_the_file_is_reread_when_it_changes(tmp_path):
     path = write(tmp_path, f"basic_auth_users:\n  alice: {hashed('old')}\n")
     web = WebConfigFile(path)
-    assert web.authorized(web.current(), basic("alice", "old"))
+    auth = BasicAuth()
+    assert auth.authorized(web.current().users, basic("alice", "old"))
     path.write_text(f"basic_auth_users:\n  alice: {hashed('new')}\n  bob: {hashed('bob')}\n")
-    config = web.current()
-    assert not web.authorized(config, basic("alice", "old"))
-    assert web.authorized(config, basic("alice", "new"))
-    path.write_text("basic_auth_users: [\n")
+    users = settled(web).users
+    assert not auth.authorized(users, basic("alice", "old"))
+    assert auth.authorized(users, basic("alice", "new")) and auth.authorized(users, basic("bob", "bob"))
+
+
+@pytest.mark.parametrize("broken, why", [
+    ("basic_auth_users: [\n", "invalid YAML"),
+    ("", "the file is empty or only comments"),
+    ("# all commented out\n", "the file is empty or only comments"),
+    ("basic_auth_users: {}\n", "basic_auth_users: names no users"),
+    ("{}\n", "basic_auth_users: left out; turning basic auth off takes a restart"),
+    ("rate_limit:\n  interval: 0\n", "basic_auth_users: left out; turning basic auth off takes a restart"),
+    (None, "cannot read: No such file or directory"),
+])
+def test_a_changed_file_that_is_bad_or_turns_auth_off_leaves_the_last_good_one_in_force(tmp_path, caplog,
+                                                                                          broken, why):
+    path = write(tmp_path, f"basic_auth_users:\n  alice: {hashed('pw')}\n")
+    web = WebConfigFile(path)
+    good = web.current()
+    if broken is None:
+        path.unlink()
+    else:
+        path.write_text(broken)
     for _ in range(3):
-        with pytest.raises(ConfigError, match="invalid YAML"):
-            web.current()
-    assert sum("invalid web config" in r.getMessage() for r in caplog.records) == 1
+        assert settled(web) is good
+    refusals = [r for r in caplog.records if "web config change refused" in r.getMessage()]
+    assert len(refusals) == 1 and why in refusals[0].err and "\n" not in refusals[0].err
     path.write_text(f"basic_auth_users:\n  alice: {hashed('newer')}\n")
-    assert web.authorized(web.current(), basic("alice", "newer"))
+    assert BasicAuth().authorized(settled(web).users, basic("alice", "newer"))
+
+
+def test_a_changed_file_that_turns_tls_off_is_refused(tmp_path, caplog):
+    self_signed(tmp_path)
+    path = write(tmp_path, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    web = WebConfigFile(path)
+    good = web.current()
+    path.write_text("{}\n")
+    assert settled(web) is good and good.ssl_context is not None
+    assert any("turning TLS off takes a restart" in r.err for r in caplog.records if hasattr(r, "err"))
+
+
+def test_a_change_is_taken_only_once_the_file_has_settled(tmp_path, monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr("exporter.webconfig.time.monotonic", lambda: now[0])
+    path = write(tmp_path, f"basic_auth_users:\n  alice: {hashed('pw')}\n  bob: {hashed('pw')}\n")
+    web = WebConfigFile(path)
+    first = web.current()
+    path.write_text(f"basic_auth_users:\n  alice: {hashed('pw')}\n")  # as if cut off after alice
+    assert web.current() is first
+    now[0] += 0.5
+    assert web.current() is first
+    path.write_text(path.read_text() + f"  bob: {hashed('pw')}\n  carol: {hashed('pw')}\n")  # the writer goes on
+    now[0] += 0.9
+    assert web.current() is first  # changed again: its settling starts over
+    now[0] += 0.9
+    assert web.current() is first
+    now[0] += 0.2
+    assert set(web.current().users) == {"alice", "bob", "carol"}
 
 
 def test_a_renewed_certificate_is_picked_up(tmp_path):
@@ -187,7 +261,7 @@ def test_a_renewed_certificate_is_picked_up(tmp_path):
     first = web.current().ssl_context
     assert web.current().ssl_context is first
     self_signed(tmp_path)
-    assert web.current().ssl_context is not first
+    assert settled(web).ssl_context is not first
 
 
 def test_rate_limit_zero_interval_disables_it(tmp_path):
