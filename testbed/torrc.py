@@ -91,6 +91,11 @@ def torrc(node: TorNode, authorities: list[TorNode], *, resolv_conf: Path, relay
             # later time: boot often waits on the second consensus (the first lacks most relays).
             ("FetchDirInfoEarly", "1"),
             ("FetchDirInfoExtraEarly", "1"),
+            # On loopback a hop answers in microseconds, so a learned build timeout comes out at
+            # milliseconds and a busy machine then fails circuits with REASON=TIMEOUT. Real
+            # clients learn from real round trips; here one fixed, generous timeout is truer.
+            ("LearnCircuitBuildTimeout", "0"),
+            ("CircuitBuildTimeout", "30"),
         ]
     elif node.role == "onion":
         lines += [("SocksPort", "0")]

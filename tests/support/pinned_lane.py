@@ -15,6 +15,7 @@ from exporter.config import TorConfig
 from exporter.tor.circuit import CircuitPinner
 from exporter.tor.consensus import read_exits
 from exporter.tor.control import open_tor
+from exporter.values import CircuitError
 
 
 class PinnedLane:
@@ -42,10 +43,19 @@ class PinnedLane:
         self.pinner = CircuitPinner(self.tor.controller, [self.lane], hops=hops, on_closed=self.closed.append)
         self.pinner.start()
 
-    def pin(self, nickname: str):
+    def pin(self, nickname: str, tries: int = 3):
+        """Pin the lane to exit ``nickname``.  A pin that failed is tried again: on loopback tor
+        learns a circuit build timeout of milliseconds, which a busy machine overruns now and then
+        (CIRC FAILED REASON=TIMEOUT); the exporter counts that as a circuit error, a test wants its probe."""
         exit_relay = next(e for e in self.consensus.exits if e.nickname == nickname)
-        self.pinner.pin(self.lane, exit_relay, self.first_hops)
-        return self.lane
+        for attempt in range(1, tries + 1):
+            try:
+                self.pinner.pin(self.lane, exit_relay, self.first_hops)
+                return self.lane
+            except CircuitError:
+                if attempt == tries:
+                    raise
+                time.sleep(1)
 
     def release(self) -> None:
         self.pinner.release(self.lane)

@@ -142,3 +142,10 @@ def test_with_delays_every_relay_advertises_the_relays_port_and_listens_on_its_o
     assert net.client.listen_port is None
     authority = net.authorities[0]
     assert f"orport={authority.or_port} " in values(options(net, net.client), "DirAuthority")[0]
+
+
+def test_the_client_keeps_a_fixed_circuit_build_timeout(network):
+    """A timeout learned from loopback round trips would be milliseconds long."""
+    opts = options(network, network.client)
+    assert values(opts, "LearnCircuitBuildTimeout") == ["0"]
+    assert int(values(opts, "CircuitBuildTimeout")[0]) >= 10
