@@ -43,7 +43,7 @@ def test_one_probe_prints_log_verdict_metrics_and_config(testbed, tmp_path):
     assert "verdict: challenge" in out and "provider: cloudflare" in out
     assert "cloudflare-challenge/cf-mitigated" in out
     assert f'captcha_challenges_total{{country="{challenged["country"]}",fetcher="http",provider="cloudflare",' \
-           f'target="news"}} 1.0' in out
+           f'route="tor",target="news"}} 1.0' in out
     assert f"exit={challenged['fingerprint']}" in out and "verdict=challenge" in out
     assert "verdict: ok" in outputs[clean["nickname"]]
     assert "captcha_challenges_total" not in outputs[clean["nickname"]]

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from testbed.behaviours import CF_FLOW, CF_FRAME, CF_ORCHESTRATE, CF_REDEEM
+from testbed.behaviours import ANUBIS_SHA256, CF_FLOW, CF_FRAME, CF_ORCHESTRATE, CF_REDEEM
 from testbed.edge import Edge
 from testbed.policy import load_policy
 
@@ -110,7 +110,7 @@ def test_anubis_script_hashes_like_hashlib(edge, driver):
     texts = ["", "abc", "x" * 55, "y" * 56, "z" * 64, "w" * 200, "caf\u00e9 \u2713 nonce 12345"]
     hashes = driver.execute_async_script(
         "const [texts, done] = arguments;"
-        "import('/.within.website/x/cmd/anubis/static/js/main.mjs')"
+        f"import('{ANUBIS_SHA256}')"
         ".then((m) => done(texts.map(m.sha256hex)), (e) => done(String(e)));",
         texts,
     )

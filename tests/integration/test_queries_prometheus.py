@@ -41,7 +41,7 @@ LABEL_VALUES = {"target": "news", "fetcher": "chromium", "route": ("tor", "direc
                 "fingerprint": tuple(c * 40 for c in "ABCD"), "nickname": "exit1", "continent": "EU",
                 "asn": "AS64496", "as_name": "Testbed Hosting", "verdict": "challenge", "browser": "chrome",
                 "settings": "prefs.intl.accept_languages=de", "version": "0.1.0", "revision": "0123456789ab",
-                "tor_version": "0.4.9.1"}
+                "tor_version": "0.4.9.1", "sandbox": "namespaces"}
 AGE_SECONDS = {"A" * 40: 2 * DAY, "B" * 40: 20 * DAY, "C" * 40: 100 * DAY, "D" * 40: 1000 * DAY}
 WAIT_SECONDS = 60
 
