@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,6 +89,9 @@ CHROMIUM_ARGUMENTS = (
 
 # chrome.benchmarking exists with --enable-net-benchmarking: drop every pooled
 # connection (they run over the previous exit's circuit) and cached DNS answers.
+# How long a page's own document response may lag behind the page in the performance log.
+DOCUMENT_LOG_WAIT_SECONDS = 2.0
+
 CLOSE_CONNECTIONS_JS = (
     "if (!(window.chrome && chrome.benchmarking)) return false;"
     "chrome.benchmarking.closeConnections(); chrome.benchmarking.clearHostResolverCache(); return true;"
@@ -177,6 +181,7 @@ class ChromiumBrowser(BrowserSession):
 
     def _start_recording(self) -> None:
         self._netlog = NetworkLog(self.tab)
+        self._unanswered: set[str] = set()  # shown documents whose response never reached the log
         self.driver.get_log("performance")  # drop the wipe's own events
 
     def _documents(self, url: str) -> list[DocumentResponse]:
@@ -188,9 +193,33 @@ class ChromiumBrowser(BrowserSession):
         return documents
 
     def _read_page(self) -> Response:
-        self._netlog.add(self.driver.get_log("performance"))
-        latest = [doc for doc in self._netlog.documents() if not doc.is_redirect][-1]
-        return Response(self.driver.current_url, latest.status, latest.headers, self.driver.page_source)
+        """The page shown now, paired with its own document response, found by its loader id.
+
+        The latest response in the log is not always the shown page's: a page that
+        navigates by itself (a solved gate posting its form) is shown before its
+        response reaches the performance log, and would be read with the gate's
+        status.  So the log is read until it holds the shown document's response,
+        for up to DOCUMENT_LOG_WAIT_SECONDS; a document that never gets one (an
+        error page) is read with the latest response, as before.
+        """
+        driver = self.driver
+        deadline = time.monotonic() + DOCUMENT_LOG_WAIT_SECONDS
+        while True:
+            loader = self._shown_loader()
+            url, source = driver.current_url, driver.page_source
+            self._netlog.add(driver.get_log("performance"))
+            answered = [doc for doc in self._netlog.documents() if not doc.is_redirect]
+            own = [doc for doc in answered if doc.loader_id == loader]
+            if own and self._shown_loader() == loader:  # and the page did not move on meanwhile
+                return Response(url, own[-1].status, own[-1].headers, source)
+            if loader in self._unanswered or time.monotonic() >= deadline:
+                self._unanswered.add(loader)
+                return Response(url, answered[-1].status, answered[-1].headers, source)
+            time.sleep(0.05)
+
+    def _shown_loader(self) -> str:
+        """The loader id of the document the tab shows (DevTools ``Page.getFrameTree``)."""
+        return self.driver.execute_cdp_cmd("Page.getFrameTree", {})["frameTree"]["frame"]["loaderId"]
 
     def _clear(self) -> None:
         """Drop connections, cookies, cache and the storage of every origin the last probe reached.

@@ -4,7 +4,8 @@ With ``goog:loggingPrefs: {"performance": "ALL"}`` chromedriver records the
 DevTools ``Network`` events of the page.  The facts this module relies on:
 
 - each top-level load is a ``Document`` request whose ``frameId`` is the tab's
-  target id (selenium's window handle);
+  target id (selenium's window handle), and whose ``loaderId`` names the
+  document it loads (``Page.getFrameTree`` gives the shown document's);
 - a redirect hop arrives as ``requestWillBeSent.redirectResponse`` and the
   request keeps its ``requestId``; the last hop arrives as ``responseReceived``;
 - ``responseReceivedExtraInfo`` holds the raw wire headers (``Set-Cookie``
@@ -31,6 +32,7 @@ class DocumentResponse:
     status: int
     headers: tuple[tuple[str, str], ...]
     is_redirect: bool
+    loader_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,10 @@ class NetworkLog:
         """Every top-frame document response, in arrival order."""
         hops: list[tuple[str, dict]] = []
         extra: dict[str, list[dict]] = {}
-        doc_requests: set[str] = set()
+        loaders: dict[str, str] = {}
         for method, params in self._events():
             if method == "Network.requestWillBeSent" and self._is_top_document(params):
-                doc_requests.add(params["requestId"])
+                loaders[params["requestId"]] = params.get("loaderId", "")
                 if "redirectResponse" in params:
                     hops.append((params["requestId"], dict(params["redirectResponse"], _redirect=True)))
             elif method == "Network.responseReceived" and self._is_top_document(params):
@@ -82,6 +84,7 @@ class NetworkLog:
                 status=int(status),
                 headers=split_headers(headers),
                 is_redirect=bool(response.get("_redirect")),
+                loader_id=loaders.get(request_id, ""),
             ))
         return documents
 

@@ -1,8 +1,10 @@
 """Reading the top frame's document responses out of chromedriver's performance log."""
 
 import json
+import time
 
-from exporter.fetch.chromium import net_error_reason
+from exporter.fetch import chromium
+from exporter.fetch.chromium import ChromiumBrowser, net_error_reason
 from exporter.fetch.perflog import NetworkLog, split_headers
 
 TAB = "TAB1"
@@ -13,7 +15,8 @@ def entry(method: str, **params) -> dict:
 
 
 def request(request_id, url, frame=TAB, kind="Document", redirect=None):
-    params = {"requestId": request_id, "frameId": frame, "type": kind, "request": {"url": url, "method": "GET"}}
+    params = {"requestId": request_id, "loaderId": f"L{request_id}", "frameId": frame, "type": kind,
+              "request": {"url": url, "method": "GET"}}
     if redirect is not None:
         params["redirectResponse"] = redirect
     return entry("Network.requestWillBeSent", **params)
@@ -95,3 +98,55 @@ def test_net_errors_map_to_fetch_error_reasons():
 def test_split_headers_keeps_each_repeated_value():
     assert split_headers({"Set-Cookie": "a=1\nb=2", "Server": "x"}) == (
         ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Server", "x"))
+
+
+def test_each_document_names_its_loader():
+    log = NetworkLog(TAB)
+    log.add([request("1", "https://news.test/"), response("1", "https://news.test/", 200, {})])
+    assert [doc.loader_id for doc in log.documents()] == ["L1"]
+
+
+class LaggingDriver:
+    """A tab that already shows the gate's next page while the log still lacks that page's response."""
+
+    current_url = "https://shop.test/"
+
+    def __init__(self, shown: str, pages: list[str], batches: list[list[dict]]):
+        self.shown, self.pages, self.batches = shown, pages, batches
+
+    @property
+    def page_source(self):
+        return self.pages[0]
+
+    def get_log(self, kind):
+        return self.batches.pop(0) if self.batches else []
+
+    def execute_cdp_cmd(self, command, params):
+        assert command == "Page.getFrameTree"
+        return {"frameTree": {"frame": {"id": TAB, "loaderId": self.shown}}}
+
+
+def reading(driver) -> ChromiumBrowser:
+    browser = object.__new__(ChromiumBrowser)  # its Chromium is the fake driver
+    browser.driver, browser.tab = driver, TAB
+    browser._start_recording()
+    return browser
+
+
+def test_a_page_is_read_with_its_own_response_when_the_log_lags():
+    gate = [request("1", "https://shop.test/"), response("1", "https://shop.test/", 403, {"x-gate": "pow"})]
+    page = [request("2", "https://shop.test/"), response("2", "https://shop.test/", 200, {"x-page": "shop"})]
+    driver = LaggingDriver("L2", ["<html>the shop</html>"], [[], gate, [], page])
+    browser = reading(driver)
+    read = browser._read_page()
+    assert (read.status, read.headers, read.body) == (200, (("x-page", "shop"),), "<html>the shop</html>")
+
+
+def test_a_document_without_a_response_is_read_with_the_latest_once_the_wait_is_over(monkeypatch):
+    monkeypatch.setattr(chromium, "DOCUMENT_LOG_WAIT_SECONDS", 0.2)
+    gate = [request("1", "https://shop.test/"), response("1", "https://shop.test/", 403, {})]
+    browser = reading(LaggingDriver("L-error-page", ["<html>error</html>"], [[], gate]))
+    assert browser._read_page().status == 403
+    started = time.monotonic()
+    assert browser._read_page().status == 403
+    assert time.monotonic() - started < 0.1, "a document known to have no response is not waited for again"
