@@ -290,6 +290,9 @@ class Exporter:
         session.on_close(pinner.stop)
         session.on_close(watch_consensus(tor.controller, lambda: self._refresh_consensus(tor.controller, geo)))
         fetchers, timeouts = build_fetchers(config, self.detector.classify)
+        # Closing runs in reverse: no probe starts, the browsers are killed (ending the probes
+        # they run, which a page's timeout would otherwise hold for minutes), then the probes end.
+        session.on_close(lambda: session.prober and session.prober.shutdown(wait=True))
         for fetcher in fetchers.values():
             session.on_close(fetcher.close)
         session.fetchers = fetchers
@@ -303,7 +306,7 @@ class Exporter:
                                 timeouts, self.detector.classify, self.record, baseline=self.baselines.get,
                                 keep_evidence=self.keep_evidence, labels=labels, release=pinner.release,
                                 limit=limit)
-        session.on_close(lambda: session.prober.shutdown(wait=True))
+        session.on_close(lambda: session.prober.shutdown(wait=False))
         scheduler = Scheduler(config.schedule, session.prober, self.planner.candidates, self.state.last_attempted,
                               learn_baseline=lambda target: self.baselines.learn(target, self.config))
         if config.onionoo.enabled:  # every interval, retried sooner while it fails

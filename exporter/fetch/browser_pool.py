@@ -154,6 +154,7 @@ class BrowserPool:
         self._memory_limit = memory_limit_bytes
         self._browsers: dict[int, Browser] = {}
         self._lock = threading.Lock()
+        self._closed = False  # set by close(): no browser starts after it
         self.recycled = 0  # browsers replaced so far (any reason)
         self.on_restart: Callable[[BrowserRestart], None] = lambda reason: None
 
@@ -175,8 +176,11 @@ class BrowserPool:
             self.on_restart(BrowserRestart.LAUNCH_FAILED)
             raise
         with self._lock:
-            self._browsers[lane.index] = browser
-        return browser
+            if not self._closed:
+                self._browsers[lane.index] = browser
+                return browser
+        browser.kill()  # the pool closed while it started
+        raise FetchError("browser", f"{self._name}: stopped, the exporter is shutting down")
 
     def probe(self, lane: Lane, url: str, timeout: float, classify: Callable[[Response], Verdict],
               challenge_wait: float) -> FetchResult:
@@ -201,6 +205,8 @@ class BrowserPool:
             raise
         except (WebDriverException, urllib3.exceptions.HTTPError) as exc:  # the latter: the driver is gone
             message = getattr(exc, "msg", None) or str(exc)
+            if self._closed:  # close() killed it mid-probe: a shutdown, not a crash
+                raise FetchError("browser", f"{self._name}: stopped, the exporter is shutting down") from exc
             if not browser.alive():
                 self.discard(lane)
                 self.on_restart(BrowserRestart.HUNG if hung.is_set() else BrowserRestart.CRASHED)
@@ -240,7 +246,9 @@ class BrowserPool:
             browser.kill()
 
     def close(self) -> None:
+        """Kill every browser, ending the probes they run; no browser starts after this."""
         with self._lock:
+            self._closed = True
             browsers = list(self._browsers.values())
             self._browsers.clear()
         for browser in browsers:

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -260,3 +261,28 @@ def test_leave_takes_a_running_browser_off_its_page_and_replaces_one_that_cannot
     launched[0].behaviour = "leave fails"
     the_pool.leave(LANE)
     assert launched[0].killed and use(the_pool) is launched[1]
+
+
+def test_close_ends_a_running_probe_as_a_shutdown_and_starts_no_browser_after():
+    the_pool, launched = pool()
+    restarts = []
+    the_pool.on_restart = restarts.append
+    use(the_pool).behaviour = "hang"  # a page that holds its probe for minutes
+    failure = []
+
+    def probe():
+        try:
+            the_pool.probe(LANE, "https://news.test/", 120, None, 90)
+        except FetchError as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=probe)
+    worker.start()
+    time.sleep(0.1)
+    the_pool.close()
+    worker.join(timeout=2)
+    assert not worker.is_alive() and "shutting down" in str(failure[0])
+    assert restarts == [], "a shutdown is no crash"
+    with pytest.raises(FetchError, match="shutting down"):
+        the_pool.acquire(Lane(1, "127.0.0.1", 9052, 2))
+    assert all(browser.killed for browser in launched)
