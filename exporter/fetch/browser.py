@@ -83,6 +83,10 @@ class BrowserSession:
         """The page shown now, with the status and headers of the latest document."""
         raise NotImplementedError
 
+    def _read_landing(self, landing: DocumentResponse) -> Response:
+        """The landing document's response with its body: the page shown now."""
+        return _response(landing, self.driver.page_source)
+
     # -- the session ---------------------------------------------------------
 
     def probe(self, url: str, timeout: float, classify: Callable[[Response], Verdict],
@@ -108,7 +112,7 @@ class BrowserSession:
             raise FetchError("browser", f"no document response for {url} in {self.documents_from}")
         landing_doc = next((doc for doc in documents if not doc.is_redirect), documents[-1])
         landing_timing = self._timing()
-        landing = _response(landing_doc, driver.page_source)
+        landing = self._read_landing(landing_doc)
         outcome = settle(landing, self._read_page, classify, challenge_wait, lambda: time.monotonic() - started)
         redirects = tuple(doc.url for doc in documents if doc.is_redirect)
         return browser_result(landing, redirects, landing_timing, outcome, self._timing)

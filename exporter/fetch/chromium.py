@@ -217,6 +217,21 @@ class ChromiumBrowser(BrowserSession):
                 return Response(url, answered[-1].status, answered[-1].headers, source)
             time.sleep(0.05)
 
+    def _read_landing(self, landing: DocumentResponse) -> Response:
+        """The landing document with its body, or the page shown now if it has moved on.
+
+        A gate that solves itself within a second (a light proof of work) has
+        navigated on before the page is read.  Its body is gone by then: DevTools
+        drops a document's response bodies when the next main-frame document
+        commits.  So the page shown now is read with its own response, never the
+        site's page beside the gate's status, which would look like a block.
+        """
+        loader = self._shown_loader()
+        source = self.driver.page_source
+        if landing.loader_id in ("", loader) and self._shown_loader() == loader:
+            return Response(landing.url, landing.status, landing.headers, source)
+        return self._read_page()
+
     def _shown_loader(self) -> str:
         """The loader id of the document the tab shows (DevTools ``Page.getFrameTree``)."""
         return self.driver.execute_cdp_cmd("Page.getFrameTree", {})["frameTree"]["frame"]["loaderId"]

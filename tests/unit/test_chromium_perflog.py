@@ -150,3 +150,14 @@ def test_a_document_without_a_response_is_read_with_the_latest_once_the_wait_is_
     started = time.monotonic()
     assert browser._read_page().status == 403
     assert time.monotonic() - started < 0.1, "a document known to have no response is not waited for again"
+
+
+def test_a_landing_the_tab_navigated_away_from_is_the_shown_page_with_its_own_status():
+    """The gate (request 1, a 403) solved itself and the tab shows the site's page (request 2)."""
+    log = [request("1", "https://shop.test/"), response("1", "https://shop.test/", 403, {}),
+           request("2", "https://shop.test/"), response("2", "https://shop.test/", 200, {})]
+    driver = LaggingDriver("L2", ["<html>the shop</html>"], [[], log])
+    browser = reading(driver)
+    browser._netlog.add(driver.get_log("performance"))
+    read = browser._read_landing(browser._netlog.documents()[0])
+    assert (read.status, read.body) == (200, "<html>the shop</html>"), "never the gate's 403 beside the shop"
