@@ -37,6 +37,7 @@ from exporter.config_schema import (
     yaml_keys,
 )
 from exporter.config_yaml import (
+    MAX_BYTES,
     Invalid,
     Value,
     compose,
@@ -44,6 +45,8 @@ from exporter.config_yaml import (
     format_size,
     join,
     parse_duration,
+    printable,
+    shown,
     suggest,
 )
 
@@ -151,8 +154,9 @@ def _regex_list(value: Value) -> tuple[str, ...]:
         text = item.string()
         try:
             re.compile(text)
-        except re.error as exc:
-            item.fail(f"invalid regular expression {text!r}: {exc}")
+        except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999999999999}; 1,000 nested groups
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            item.fail(f"invalid regular expression {shown(repr(text), 60)}: {reason}")
         patterns.append(text)
     return tuple(patterns)
 
@@ -462,17 +466,23 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}" if self.line else self.source
-        message = " ".join(self.message.split())  # one line, whatever the message holds
-        return f"{where}: {self.path}: {message}" if self.path else f"{where}: {message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return printable(" ".join(text.split()))  # one line, whatever the file's name, keys or values hold
+
+
+_TOO_LARGE = f"larger than {MAX_BYTES >> 20} MiB; a config needs far less"
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate the YAML file at ``path``; relative paths in it are relative to its directory."""
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror or exc}") from None
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise ConfigError(str(path), None, "", f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(str(path), None, "", _TOO_LARGE)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -484,6 +494,8 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config(text: str, source: str = "<string>", base_dir: Path | None = None) -> Config:
     """Validate YAML ``text``; ``source`` names it in errors, ``base_dir`` anchors relative paths."""
+    if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise ConfigError(source, None, "", _TOO_LARGE)
     try:
         root_node = compose(text)
         if root_node is None:
