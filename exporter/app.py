@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from exporter import web
 from exporter.baselines import Baselines
 from exporter.config import Config, ConfigError, load_config
+from exporter.config_yaml import printable
 from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
 from exporter.fetch.factory import fetcher_label, make_fetcher
@@ -174,11 +175,11 @@ class Exporter:
             raise
 
     def _use(self, config: Config) -> None:
-        """Make ``config`` the one in force (the parts that do not need tor)."""
-        self.config = config
-        self.detector = Detector(load_signatures(list(config.detect_signatures)))
-        self.pairs = tuple((t.name, fetcher_label(kind, config.fetchers))
-                           for t in config.targets for kind in t.fetchers)
+        """Make ``config`` the one in force (the parts that do not need tor); what may fail is built
+        before anything changes, so a failure leaves the old config wholly in force."""
+        detector = Detector(load_signatures(list(config.detect_signatures)))
+        pairs = tuple((t.name, fetcher_label(kind, config.fetchers)) for t in config.targets for kind in t.fetchers)
+        self.config, self.detector, self.pairs = config, detector, pairs
         self._prepare_series()
         self.state.forget_targets(t.name for t in config.targets)
         self.store.forget_targets(t.name for t in config.targets)
@@ -198,16 +199,21 @@ class Exporter:
         ``web.listen`` needs a restart of the process.
         """
         with self._reload_lock:
+            old = self.config
             try:
-                config = load_config(self.config.source)
-            except ConfigError as exc:
+                config = load_config(old.source)
+                self._use(config)
+            except Exception as exc:  # a ConfigError, or a bug: either way the old config stays
                 self._reload_ok = False
-                log.error("reload rejected; the old configuration stays in force", extra={"err": str(exc)})
-                return False, str(exc)
-            if config.web != self.config.web:
+                if not isinstance(exc, ConfigError):
+                    log.debug("reload failed unexpectedly", exc_info=True)
+                why = str(exc) if isinstance(exc, ConfigError) else f"{old.source}: {type(exc).__name__}: {exc}"
+                why = printable(" ".join(why.split()))
+                log.error("reload rejected; the old configuration stays in force", extra={"err": why})
+                return False, why
+            if config.web != old.web:
                 log.warning("web.listen changed; it takes effect after a restart",
                             extra={"listen": f"{config.web.listen_host}:{config.web.listen_port}"})
-            self._use(config)
             self._reload_ok, self._reload_time = True, time.time()
             self.supervisor.restart()
             log.info("configuration reloaded", extra={"targets": len(config.targets)})

@@ -1,0 +1,156 @@
+"""A reload that fails, whatever the reason, is rejected in one line and changes nothing.
+
+The exporter runs as a real process (tor unreachable: it keeps serving), as an
+unprivileged user when the tests run as root, since root may read any directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from support.hostile_configs import CASES
+
+from exporter import app
+from exporter.config import load_config
+
+UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+REJECTED = "reload rejected; the old configuration stays in force"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def good_config(directory: Path, web_port: int) -> str:
+    return yaml.safe_dump({
+        "tor": {"mode": "connect", "control": f"127.0.0.1:{free_port()}"},  # nobody listens: tor is unavailable
+        "targets": [{"name": "shop", "url": "https://shop.example/"}],
+        "web": {"listen": f"127.0.0.1:{web_port}"},
+        "data_dir": str(directory / "data"),
+    })
+
+
+class Exporter:
+    def __init__(self, directory: Path):
+        self.port = free_port()
+        self.config = directory / "config.yaml"
+        self.config.write_text(good_config(directory, self.port))
+        (directory / "data").mkdir(mode=0o777)
+        (directory / "data").chmod(0o777)
+        self.log = directory / "exporter.log"
+        self.process = subprocess.Popen(
+            [*UNPRIVILEGED, sys.executable, "-m", "exporter", "run", "--config", str(self.config),
+             "--log.format", "json"], stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
+        try:
+            self.wait(lambda: self.get("/-/healthy").status_code == 200, "the exporter to listen")
+        except BaseException:
+            self.stop()
+            raise
+
+    def get(self, path: str) -> requests.Response:
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=10)
+        except requests.ConnectionError:
+            return requests.Response()
+
+    def lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.log.read_text(errors="replace").splitlines()]
+
+    def rejections(self) -> list[str]:
+        return [line["err"] for line in self.lines() if line["msg"] == REJECTED]
+
+    def reload_gauge(self) -> float:
+        text = self.get("/metrics").text
+        return float(next(line.split()[1] for line in text.splitlines()
+                          if line.startswith("captcha_config_last_reload_successful ")))
+
+    def wait(self, condition, what: str, seconds: float = 20.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert self.process.poll() is None, f"the exporter exited; its log:\n{self.log.read_text()}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+
+
+@pytest.fixture
+def exporter():
+    directory = Path(tempfile.mkdtemp(prefix="reload-"))
+    directory.chmod(0o755)
+    running = Exporter(directory)
+    yield running
+    running.stop()
+    for path in directory.rglob("*"):
+        if path.is_dir():
+            path.chmod(0o755)
+    shutil.rmtree(directory)
+
+
+def test_every_hostile_file_is_rejected_in_one_line_by_post_and_by_sighup(exporter):
+    good = exporter.config.read_text()
+    shown = exporter.get("/config").text
+    for case in CASES:
+        case.write(exporter.config.parent)
+        expected = f"{exporter.config}:{case.line}: {case.path}: "
+
+        answer = requests.post(f"http://127.0.0.1:{exporter.port}/-/reload", timeout=30)
+        assert answer.status_code == 500, case.id
+        assert answer.text.startswith(expected) and case.message in answer.text, (case.id, answer.text)
+        assert answer.text.count("\n") == 1, (case.id, answer.text)
+        assert exporter.rejections()[-1] == answer.text.rstrip("\n"), case.id
+
+        before = len(exporter.rejections())
+        exporter.process.send_signal(signal.SIGHUP)
+        exporter.wait(lambda before=before: len(exporter.rejections()) > before, f"SIGHUP to be rejected ({case.id})")
+        assert exporter.rejections()[-1] == answer.text.rstrip("\n"), case.id
+
+        assert exporter.reload_gauge() == 0, case.id
+        assert exporter.get("/config").text == shown, case.id  # the old config stays in force
+
+    exporter.config.write_text(good)
+    exporter.process.send_signal(signal.SIGHUP)
+    exporter.wait(lambda: any(line["msg"] == "configuration reloaded" for line in exporter.lines()), "a good reload")
+    assert exporter.reload_gauge() == 1
+    assert not any("Traceback" in json.dumps(line) for line in exporter.lines())
+
+
+def test_a_failure_of_any_kind_is_a_rejected_reload(tmp_path, monkeypatch, caplog):
+    """Not only a ConfigError: a config the detector cannot load (a bug) leaves the old config in force."""
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(good_config(tmp_path, free_port()))
+    exporter = app.Exporter(load_config(config_file))
+    exporter.web.start()
+    try:
+        before = exporter.config
+        monkeypatch.setattr(app, "load_signatures", lambda custom: (_ for _ in ()).throw(RuntimeError("boom\nline 2")))
+        ok, message = exporter.reload()
+        assert (ok, message) == (False, f"{config_file}: RuntimeError: boom line 2")
+        assert exporter.config is before
+        assert [record.err for record in caplog.records if record.msg == REJECTED] == [message]
+        registry = CollectorRegistry()
+        registry.register(app.StateCollector(exporter.view.snapshot, exporter.state))
+        assert b"captcha_config_last_reload_successful 0.0" in generate_latest(registry)
+    finally:
+        exporter.stop()
