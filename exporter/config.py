@@ -17,9 +17,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import idna
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 
@@ -37,6 +39,7 @@ from exporter.config_schema import (
     yaml_keys,
 )
 from exporter.config_yaml import (
+    CONTROL_CHARACTER,
     MAX_BYTES,
     Invalid,
     Value,
@@ -54,6 +57,16 @@ FETCHER_KINDS = ("http", "chromium", "firefox", "tor-browser")
 TOR_FLAGS = ("Authority", "BadExit", "Exit", "Fast", "Guard", "HSDir", "MiddleOnly", "NoEdConsensus",
              "Running", "Stable", "StaleDesc", "Sybil", "V2Dir", "Valid")  # dir-spec "known-flags"
 TARGET_NAME = r"[a-z0-9_-]+"
+# torrc options the exporter sets on the tor it launches or controls (exporter.tor.control, .circuit),
+# by their lowercase name: a torrc key may not change them
+TOR_OWNED = {name.lower(): name for name in (
+    "ControlPort", "ControlSocket", "ControlPortWriteToFile", "CookieAuthentication", "CookieAuthFile",
+    "HashedControlPassword", "__HashedControlSessionPassword", "SocksPort", "DataDirectory", "RunAsDaemon",
+    "FetchUselessDescriptors", "UseMicrodescriptors", "__LeaveStreamsUnattached", "__DisablePredictedCircuits",
+    "__OwningControllerProcess")}
+_OWNED_HINTS = {"controlport": " (tor.control gives its host)", "socksport": " (tor.socks gives the lanes' host)",
+                "datadirectory": " (use tor.data_directory)"}
+_CHARACTER_NAMES = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", "\0": "a NUL"}
 
 
 # -- the kinds of value a key takes ------------------------------------------------------------
@@ -104,11 +117,18 @@ def _secret_file(value: Value, context: Context) -> str:
 
 
 def _torrc(value: Value) -> dict[str, tuple[str, ...]]:
-    """Extra torrc options: ``Option: value`` or ``Option: [value, value]`` (repeated lines)."""
-    options = {}
-    for option, item in value.mapping():
+    """Extra torrc options: ``Option: value`` or ``Option: [value, value]`` (repeated lines).
+
+    Tor matches option names case-insensitively, and stem hands the options to
+    tor one per line, so a line break in a value would add options of its own.
+    """
+    options, mapping = {}, value.mapping()
+    for option, item in mapping:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", option):
             item.fail(f"invalid tor option name {option!r}")
+        if option.lower() in TOR_OWNED:
+            mapping.fail_at_key(option, f"{TOR_OWNED[option.lower()]} is set by the exporter itself and cannot be "
+                                        f"changed here{_OWNED_HINTS.get(option.lower(), '')}")
         entries = item.items() if item.kind == "seq" else [item]
         if not entries:
             item.fail("needs at least one value")
@@ -119,7 +139,32 @@ def _torrc(value: Value) -> dict[str, tuple[str, ...]]:
 def _torrc_value(value: Value) -> str:
     if value.kind not in ("str", "int", "float"):
         value.expected("a string or a list of strings")
-    return value.string()
+    return _one_line(value, "a torrc value")
+
+
+def _one_line(value: Value, what: str) -> str:
+    """The value's text, refused when it holds a control character other than a tab (a line break
+    above all)."""
+    text = value.string()
+    if control := CONTROL_CHARACTER.search(text.replace("\t", " ")):
+        value.fail(f"{what} must be one line of text: it holds {_character(control.group())} "
+                   f"at character {control.start() + 1}")
+    return text
+
+
+def _character(char: str) -> str:
+    return _CHARACTER_NAMES.get(char, f"U+{ord(char):04X}")
+
+
+def _header_value(value: Value) -> str:
+    """A request header's value as HTTP sends it (RFC 9110 field-value): one line, visible
+    characters, spaces and tabs, no whitespace around, Latin-1 at most (http.client encodes it so)."""
+    text = _one_line(value, "a header value")
+    if text != text.strip(" \t"):
+        value.fail("a header value cannot start or end with whitespace")
+    if wide := next((char for char in text if ord(char) > 0xFF), None):
+        value.fail(f"holds {wide!r} ({_character(wide)}), which an HTTP header cannot carry (Latin-1 only)")
+    return text
 
 
 def _lanes(value: Value) -> int | None:
@@ -130,12 +175,15 @@ def _lanes(value: Value) -> int | None:
 
 
 def _cron(value: Value) -> str:
-    """A 5-field crontab line, checked the way the scheduler (APScheduler) will read it."""
+    """A 5-field crontab line, checked the way the scheduler (APScheduler) will read it, which must
+    fire at some time (APScheduler looks up to the year 9999)."""
     text = value.string()
     try:
-        CronTrigger.from_crontab(text, timezone="UTC")
+        trigger = CronTrigger.from_crontab(text, timezone="UTC")
     except ValueError as exc:
         value.fail(f"invalid cron expression {text!r}: {exc}")
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        value.fail(f"the cron expression {text!r} never fires: no date matches it")
     return text
 
 
@@ -169,8 +217,20 @@ def _resolve(value: Value) -> dict[str, str]:
             ipaddress.ip_address(text)
         except ValueError:
             address.fail(f"expected an IP address for {name!r}, got {text!r}")
-        resolved[name.lower()] = text
+        resolved[_ascii_host(name, address)] = text
     return resolved
+
+
+def _ascii_host(host: str, value: Value) -> str:
+    """An internationalised host name as it goes on the wire: IDNA 2008 A-labels, mapped as UTS 46
+    (non-transitional) says, as browsers and tor's SOCKS requests carry it (``bücher.example`` →
+    ``xn--bcher-kva.example``)."""
+    if host.isascii():
+        return host.lower()
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        value.fail(f"invalid host name {host!r}: {exc}")
 
 
 def _url(value: Value) -> str:
@@ -184,7 +244,12 @@ def _url(value: Value) -> str:
         value.fail(f"expected an absolute http:// or https:// URL with a host, got {text!r}")
     if any(char.isspace() for char in text):
         value.fail(f"invalid URL {text!r}: contains whitespace")
-    return text
+    host = _ascii_host(parts.hostname, value)
+    if host == parts.hostname:
+        return text
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    port = f":{parts.port}" if parts.port is not None else ""
+    return parts._replace(netloc=f"{userinfo}{at}{host}{port}").geturl()
 
 
 def _fetcher_list(value: Value) -> tuple[str, ...]:
@@ -230,7 +295,7 @@ def _headers(value: Value) -> dict[str, str]:
             item.fail(f"invalid header name {name!r}")
         if item.kind not in ("str", "int", "float"):
             item.expected("a string")
-        headers[name] = item.string()
+        headers[name] = _header_value(item)
     return headers
 
 
@@ -340,6 +405,11 @@ class Target:
     # schedule.cron, unless the target sets its own interval
     cron: str | None = derived(lambda given, context: None if given.get("interval") else context.find("schedule").cron)
 
+    @property
+    def host(self) -> str:
+        """The host name a lane's streams go to (A-labels for an internationalised name)."""
+        return urlsplit(self.url).hostname
+
 
 @dataclass(frozen=True)
 class ExitSelection(Schema):
@@ -371,7 +441,7 @@ class Schedule(Schema):
 class HttpFetcherConfig:
     timeout: float = key(POSITIVE_SECONDS, 30.0)
     max_body_bytes: int = key(_size(1), 5 * 1024 * 1024)
-    user_agent: str = key(STRING, "Mozilla/5.0 (Windows NT 10.0; rv:128.0) Gecko/20100101 Firefox/128.0")
+    user_agent: str = key(kind(_header_value), "Mozilla/5.0 (Windows NT 10.0; rv:128.0) Gecko/20100101 Firefox/128.0")
     ca_file: Path | None = key(EXISTING_FILE, None)
     headers: dict[str, str] = key(kind(_headers), default_factory=dict)
 

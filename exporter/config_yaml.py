@@ -31,6 +31,8 @@ T = TypeVar("T")
 MAX_BYTES = 1 << 20  # a config file's size, and the text of its values with every alias expanded
 MAX_NODES = 100_000  # YAML nodes (keys, values, list items) with every alias expanded
 MAX_DEPTH = 64  # levels of nested lists and mappings, aliases expanded
+MAX_SECONDS = 3650 * 86400  # the longest duration
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: never in one line of text
 _TAG = "tag:yaml.org,2002:"
 _KINDS = ("str", "int", "float", "bool", "null", "timestamp", "seq", "map", "merge")
 _SCALARS = yaml.constructor.SafeConstructor()
@@ -217,7 +219,12 @@ class Value:
         return number
 
     def _number(self) -> int | float:
-        """An int or float scalar; infinite, NaN or absurdly long numbers are refused."""
+        """An int or float scalar; infinite, NaN or absurdly long numbers are refused, and so are
+        YAML 1.1's base-60 numbers (``1:30`` is 90), which nobody means in a config."""
+        if ":" in self.node.value:
+            self.fail(f"{shown(self.node.value)} is a base-60 number in YAML 1.1 "
+                      f"({shown(str(_CONSTRUCT[self.kind](self.node)))}); for a duration write e.g. 1m30s, "
+                      "for text put it in quotes")
         try:
             number = _CONSTRUCT[self.kind](self.node)
             if math.isfinite(float(number)):
@@ -240,6 +247,8 @@ class Value:
             seconds = raw if isinstance(raw, float) else parse_duration(raw)
         except ValueError as exc:
             self.fail(str(exc))
+        if seconds > MAX_SECONDS:  # timers, sleeps and datetimes overflow long before float does
+            self.fail(f"must be at most {format_duration(MAX_SECONDS)} (ten years), got {shown(self.node.value)}")
         if seconds < minimum or above and seconds == minimum:
             self.fail(f"must be {'more than' if above else 'at least'} {minimum:g} seconds, got {shown(self.node.value)}")
         return seconds
@@ -409,11 +418,8 @@ def shown(text: str, limit: int = 40) -> str:
 def printable(text: str) -> str:
     """``text`` with control characters and lone surrogates escaped, safe for any terminal, log or
     HTTP answer."""
-    text = _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    text = CONTROL_CHARACTER.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def suggest(word: str, choices) -> str:

@@ -311,3 +311,18 @@ def test_stream_events_are_handled_off_stems_event_thread():
     handled(pinner)
     assert controller.calls == [("attach", "1", circuit)]
     pinner.stop()
+
+
+def test_a_lane_admits_the_punycode_host_the_browser_asks_for():
+    """The config says bücher.example; Chromium and requests send tor xn--bcher-kva.example."""
+    from exporter.config import parse_config
+
+    config = parse_config("targets: [{name: books, url: 'https://b\u00fccher.example/'}]\n")
+    controller = ScriptedController(["BUILT"])
+    pinner = CircuitPinner(controller, LANES, {t.host for t in config.targets}, timeout=5.0)
+    pinner.start()
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    controller.calls.clear()
+    controller.stream("1", "NEW", "xn--bcher-kva.example", 1000)
+    handled(pinner)
+    assert controller.calls == [("attach", "1", circuit)]
