@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
@@ -245,8 +244,8 @@ class Exporter:
         session.on_close(geo.close)
         session.on_close(self.planner.detach)
         self._refresh_consensus(tor.controller, geo)
-        hosts = {urlsplit(t.url).hostname for t in config.targets}
-        pinner = CircuitPinner(tor.controller, tor.lanes, hosts, on_failure=self.metrics.circuit_failed,
+        pinner = CircuitPinner(tor.controller, tor.lanes, {t.host for t in config.targets},
+                               on_failure=self.metrics.circuit_failed,
                                timeout=config.tor.circuit_timeout)
         pinner.start()
         session.on_close(pinner.stop)

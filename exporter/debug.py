@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from urllib.parse import urlsplit
 
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
@@ -83,7 +82,7 @@ def _probe_once(config, target, kind: str, fingerprint: str | None) -> ProbeResu
     fetcher, timeout = make_fetcher(kind, config.fetchers, detector.classify)
     tor = open_tor(config.tor, lanes=1)
     geo = CountryLookup(config.geoip.country_db, tor.controller)
-    pinner = CircuitPinner(tor.controller, tor.lanes, {urlsplit(target.url).hostname},
+    pinner = CircuitPinner(tor.controller, tor.lanes, {target.host},
                            timeout=config.tor.circuit_timeout)
     try:
         consensus = read_exits(tor.controller, geo)
