@@ -16,6 +16,7 @@ gets a private ``HOME`` whose NSS database trusts ``ca_file`` (made with
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -68,6 +69,9 @@ NET_ERROR_REASONS = (
     ("ERR_SSL_", "tls"),
     ("ERR_BAD_SSL_", "tls"),
 )
+
+
+_NET_ERROR = re.compile(r"net::ERR_[A-Z0-9_]+")
 
 
 def net_error_reason(error_text: str) -> str:
@@ -133,6 +137,15 @@ class ChromiumBrowser(BrowserSession):
     def _start_recording(self) -> None:
         self._netlog = NetworkLog(self.tab)
         self.driver.get_log("performance")  # drop the wipe's own events
+
+    def _navigation_error(self, url: str, error: WebDriverException) -> FetchError | None:
+        """chromedriver reports a navigation the network stack failed as "unknown error: net::ERR_…"
+        (e.g. ERR_SOCKS_CONNECTION_FAILED when the exit refused the stream): counted by what the
+        error means, like the same error in the performance log, not as a broken browser."""
+        match = _NET_ERROR.search(error.msg or "")
+        if match is None:
+            return None
+        return FetchError(net_error_reason(match.group()), f"{url}: {match.group()}")
 
     def _documents(self, url: str) -> list[DocumentResponse]:
         self._netlog.add(self.driver.get_log("performance"))
