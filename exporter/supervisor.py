@@ -3,10 +3,14 @@
 Tor may be unreachable at start, die, or restart; none of that stops the
 exporter.  The supervisor connects (with backoff, doubling up to a minute),
 starts a session on the connection, watches that tor's control connection is
-alive, and on loss or on ``restart()`` (a config reload) tears the session down
-and starts over.  What a session holds (circuits, fetchers, scheduler) is
-added to it by the ``start_session`` it is given; the supervisor knows only how
-to close it.
+alive, and on loss tears the session and the connection down and starts over.
+On ``restart()`` (a config reload) it starts a new session with the config now
+in force; it keeps the tor connection (in launch mode: the tor process, its
+bootstrap and its consensus) when the reload changed nothing that tor was
+opened with: the ``tor`` keys other than ``circuit_timeout``, which each
+circuit build reads, and the number of lanes.  What a session holds (circuits,
+fetchers, scheduler) is added to it by the ``start_session`` it is given; the
+supervisor knows only how to close it.
 
 Threads: the loop runs on its own thread, ``tor-keeper``, which alone starts and
 replaces sessions.  ``restart()`` comes from the reload thread, ``stop()`` from
@@ -20,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from exporter.config import TorConfig
 from exporter.tor.control import OurTor, TorUnavailable, open_tor
@@ -31,12 +36,13 @@ WATCHDOG_SECONDS = 5.0
 
 
 class Session:
-    """What runs on one tor connection; closed in the reverse order of its parts' start."""
+    """What runs on one tor connection; closed in the reverse order of its parts' start (the
+    connection itself is the supervisor's to close)."""
 
     def __init__(self, tor: OurTor):
         self.tor = tor
         self.prober = None  # set once probing runs: the view reads its queue lengths
-        self._closers: list[Callable[[], object]] = [tor.close]
+        self._closers: list[Callable[[], object]] = []
 
     def on_close(self, step: Callable[[], object]) -> None:
         """Run ``step`` when the session closes (before the steps registered earlier)."""
@@ -83,7 +89,8 @@ class TorSupervisor:
         threading.Thread(target=self._keep, name="tor-keeper", daemon=True).start()
 
     def restart(self) -> None:
-        """Start over with the configuration now in force (running probes finish first)."""
+        """Start over with the configuration now in force (running probes finish first), on the
+        same tor when nothing it was opened with changed."""
         self._restart.set()
 
     def stop(self) -> None:
@@ -94,10 +101,10 @@ class TorSupervisor:
     def _keep(self) -> None:
         delay = 1.0
         while not self._stopping.is_set():
-            config = self._tor_config()
+            config, lanes = self._tor_config(), self._lanes()
             control = f"{config.control_host}:{config.control_port}"
             try:
-                tor = open_tor(config, lanes=self._lanes())
+                tor = open_tor(config, lanes=lanes)
             except TorUnavailable as exc:
                 self._set(None, str(exc))
                 log.error("tor unavailable", extra={"err": str(exc), "retry_seconds": delay})
@@ -105,6 +112,13 @@ class TorSupervisor:
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
                 continue
             delay = 1.0
+            if not self._serve(tor, config, lanes, control):  # starting probing failed: retry later
+                self._stopping.wait(delay)
+
+    def _serve(self, tor: OurTor, config: TorConfig, lanes: int, control: str) -> bool:
+        """Run sessions on ``tor`` until it must go (lost, stopped, or a reload changed it); True
+        unless a session could not start.  Closes ``tor`` unless ``stop()`` did."""
+        while True:
             session = Session(tor)
             try:
                 self._start_session(session)
@@ -112,35 +126,53 @@ class TorSupervisor:
                 self._set(None, f"tor at {control}: {exc}")
                 log.exception("could not start probing", extra={"control": control})
                 session.close()
-                self._stopping.wait(delay)
-                continue
+                tor.close()
+                return False
             self._set(session, "")
             if self._stopping.is_set():  # stop() came while the session started
                 self._teardown()
-                return
-            self._watch(session, control)
+                return True
+            ended = self._watch(session, control)
+            if (ended == "restart" and same_tor(config, self._tor_config()) and lanes == self._lanes()
+                    and tor.controller.is_alive()):
+                log.info("restarting probing on the same tor", extra={"control": control})
+                self._teardown(keep_tor=True)
+                continue
+            if ended == "restart":
+                log.info("tor settings changed; reopening tor", extra={"control": control})
+            if ended != "stop":
+                self._teardown(error="lost the connection to tor; reconnecting" if ended == "lost"
+                               else "connecting to tor")
+            return True
 
-    def _watch(self, session: Session, control: str) -> None:
-        """Wait until a reload, a stop, or the loss of tor ends ``session``."""
+    def _watch(self, session: Session, control: str) -> str:
+        """Wait until a reload, a stop, or the loss of tor ends ``session``: "restart", "stop" or "lost"."""
         while True:
             self._restart.wait(WATCHDOG_SECONDS)
             if self._stopping.is_set():
-                return
+                return "stop"
             if self._restart.is_set():  # a reload: start over with the config now in force
                 self._restart.clear()
-                self._teardown()
-                return
+                return "restart"
             if not session.tor.controller.is_alive():
                 log.error("lost tor", extra={"control": control})
-                self._teardown("lost the connection to tor; reconnecting")
-                return
+                return "lost"
 
     def _set(self, session: Session | None, error: str) -> None:
         with self._lock:
             self._session, self._error = session, error
 
-    def _teardown(self, error: str = "connecting to tor") -> None:
+    def _teardown(self, error: str = "connecting to tor", keep_tor: bool = False) -> None:
+        """Close the running session and, unless ``keep_tor``, its tor connection."""
         with self._lock:
             session, self._session, self._error = self._session, None, error
         if session is not None:
             session.close()
+            if not keep_tor:
+                session.tor.close()
+
+
+def same_tor(running: TorConfig, wanted: TorConfig) -> bool:
+    """Whether a tor opened with ``running`` serves ``wanted`` as it is: every tor key is the same
+    but ``circuit_timeout``, which each circuit build reads afresh."""
+    return replace(running, circuit_timeout=wanted.circuit_timeout) == wanted

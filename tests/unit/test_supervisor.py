@@ -1,0 +1,105 @@
+"""The tor supervisor: a reload that changes nothing about tor keeps it; one that does reopens it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from exporter import supervisor as supervisor_module
+from exporter.config import TorConfig
+from exporter.supervisor import TorSupervisor
+
+
+class FakeTor:
+    def __init__(self, config: TorConfig, lanes: int):
+        self.config, self.lanes, self.closed = config, lanes, False
+        self.controller = self
+        self.version = "0.4.8.0"
+
+    def is_alive(self) -> bool:
+        return not self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Harness:
+    """A supervisor over fake tors; the config and the lane count in force can be changed."""
+
+    def __init__(self, monkeypatch):
+        self.config, self.lane_count = TorConfig(torrc={"Log": ("notice stdout",)}), 2
+        self.tors: list[FakeTor] = []
+        self.sessions = []
+        self.closed_sessions = []
+        self.started = threading.Event()
+        monkeypatch.setattr(supervisor_module, "open_tor", self._open)
+        self.supervisor = TorSupervisor(lambda: self.config, lambda: self.lane_count, self._start_session)
+
+    def _open(self, config, lanes):
+        self.tors.append(FakeTor(config, lanes))
+        return self.tors[-1]
+
+    def _start_session(self, session) -> None:
+        self.sessions.append(session)
+        session.on_close(lambda: self.closed_sessions.append(session))
+        self.started.set()
+
+    def reload(self, **changes) -> None:
+        """Change the config in force (or ``lanes``) and restart, as Exporter.reload does."""
+        count = len(self.sessions)
+        self.lane_count = changes.pop("lanes", self.lane_count)
+        self.config = replace(self.config, **changes)
+        self.supervisor.restart()
+        deadline = time.monotonic() + 10
+        while len(self.sessions) == count or self.supervisor.session is not self.sessions[-1]:
+            assert time.monotonic() < deadline, "no new session"
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def harness(monkeypatch):
+    monkeypatch.setattr(supervisor_module, "WATCHDOG_SECONDS", 0.05)
+    running = Harness(monkeypatch)
+    running.supervisor.start()
+    assert running.started.wait(10)
+    yield running
+    running.supervisor.stop()
+
+
+def test_a_reload_that_changes_nothing_about_tor_keeps_it(harness):
+    harness.reload(circuit_timeout=45.0)  # read by each circuit build, not by tor
+    assert len(harness.tors) == 1 and not harness.tors[0].closed
+    assert harness.sessions[1].tor is harness.tors[0]
+    assert harness.closed_sessions == [harness.sessions[0]]  # probing restarted with the new config
+
+
+@pytest.mark.parametrize("change", [
+    {"torrc": {"Log": ("info stdout",)}},
+    {"executable": "/opt/tor/bin/tor"},
+    {"control_host": "127.0.0.2"},
+    {"lanes": 3},
+])
+def test_a_reload_that_changes_tor_or_the_lanes_reopens_it(harness, change):
+    harness.reload(**change)
+    assert len(harness.tors) == 2
+    assert harness.tors[0].closed and not harness.tors[1].closed
+    assert harness.sessions[1].tor is harness.tors[1]
+
+
+def test_stop_closes_the_session_and_the_kept_tor(harness):
+    harness.reload(circuit_timeout=45.0)
+    harness.supervisor.stop()
+    assert harness.closed_sessions == harness.sessions
+    assert all(tor.closed for tor in harness.tors)
+
+
+def test_a_lost_tor_is_reopened(harness):
+    harness.tors[0].closed = True  # the control connection died
+    deadline = time.monotonic() + 10
+    while len(harness.tors) < 2:
+        assert time.monotonic() < deadline, "tor was not reopened"
+        time.sleep(0.05)
+    assert harness.closed_sessions[:1] == harness.sessions[:1]
