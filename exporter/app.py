@@ -160,6 +160,7 @@ class Exporter:
         self._reload_lock = threading.Lock()
         self._series_lock = threading.Lock()
         self._reload_ok, self._reload_time = True, time.time()
+        self._auto_lanes: dict[bool, int] = {}  # "auto" lanes with browsers or without, once reckoned
         self.planner = ExitPlanner(shard, lambda: self.config.exits)
         self.supervisor = TorSupervisor(lambda: self.config.tor, self.lanes, self._start_session)
         self.view = ExporterView(self.registry, lambda: self.config, shard, self.planner, self.supervisor,
@@ -231,11 +232,15 @@ class Exporter:
         self.store.close()
 
     def lanes(self) -> int:
-        """schedule.concurrency, or the lanes this machine can run ("auto")."""
+        """schedule.concurrency, or the lanes this machine can run ("auto"), reckoned once for
+        browsers and once for plain HTTP: reckoned again later, the memory our own browsers hold
+        would count against them, and a reload would reopen tor for a different number of lanes."""
         if self.config.schedule.concurrency:
             return self.config.schedule.concurrency
         browsers = any(kind != "http" for target in self.config.targets for kind in target.fetchers)
-        return auto_lanes(os.cpu_count() or 1, available_memory(), browsers)
+        if browsers not in self._auto_lanes:
+            self._auto_lanes[browsers] = auto_lanes(os.cpu_count() or 1, available_memory(), browsers)
+        return self._auto_lanes[browsers]
 
     def _start_session(self, session: Session) -> None:
         """Start probing on a fresh tor connection (the supervisor closes the session on failure)."""

@@ -154,3 +154,26 @@ def test_a_failure_of_any_kind_is_a_rejected_reload(tmp_path, monkeypatch, caplo
         assert b"captcha_config_last_reload_successful 0.0" in generate_latest(registry)
     finally:
         exporter.stop()
+
+
+def test_auto_lanes_are_reckoned_once_so_a_reload_keeps_tor(tmp_path, monkeypatch):
+    """Reckoned again once our browsers hold memory, "auto" would give fewer lanes, and a reload
+    that changed nothing would reopen tor for them."""
+    config_file = tmp_path / "config.yaml"
+    browsers = good_config(tmp_path, free_port()).replace("url: https://shop.example/",
+                                                          "url: https://shop.example/\n  fetchers: [chromium]")
+    config_file.write_text(browsers)
+    exporter = app.Exporter(load_config(config_file))
+    exporter.web.start()
+    try:
+        memory = iter([8 << 30, 1 << 30, 1 << 30])  # MemAvailable before and after 4 browsers started
+        monkeypatch.setattr(app, "available_memory", lambda: next(memory))
+        monkeypatch.setattr(app.os, "cpu_count", lambda: 4)
+        assert exporter.lanes() == 4
+        assert exporter.reload()[0]
+        assert exporter.lanes() == 4
+        config_file.write_text(browsers.replace("[chromium]", "[http]"))
+        assert exporter.reload()[0]
+        assert exporter.lanes() == 16  # four per CPU for plain HTTP
+    finally:
+        exporter.stop()
