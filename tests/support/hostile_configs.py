@@ -8,10 +8,15 @@ Each case writes its file into a directory and says which one-line error it must
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+# run a command as nobody when the tests run as root: root may read any directory
+UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
 TARGET = "targets:\n  - {name: shop, url: 'https://shop.example/'}\n"
 NESTED = "[" * 250 + "]" * 250
 NESTED_GROUPS = "(" * 1000 + "a" + ")" * 1000
@@ -82,3 +87,18 @@ CASES = [
     Hostile("lone-surrogate-in-a-key", lambda d: TARGET + 'tor: {"\\udc80": x}\n',
             3, "tor.\\udc80", "unknown key '\\udc80'"),
 ]
+
+
+@contextmanager
+def shared_directory(prefix: str) -> Iterator[Path]:
+    """A directory an UNPRIVILEGED process may read (pytest's tmp_path is root's alone); removed after,
+    locked directories the cases made included."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        for path in directory.rglob("*"):
+            if path.is_dir():
+                path.chmod(0o755)
+        shutil.rmtree(directory)

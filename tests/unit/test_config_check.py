@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
-from support.hostile_configs import CASES
+from support.hostile_configs import CASES, UNPRIVILEGED, shared_directory
 
 from exporter.cli import main
 from exporter.config_check import format_duration
@@ -73,19 +70,10 @@ def test_command_never_shows_a_traceback(tmp_path):
         assert "Traceback" not in done.stdout + done.stderr
 
 
-UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
-
-
 @pytest.fixture
 def shared_dir():
-    """A directory an unprivileged user may read (pytest's tmp_path is root's alone)."""
-    directory = Path(tempfile.mkdtemp(prefix="check-config-"))
-    directory.chmod(0o755)
-    yield directory
-    for path in directory.rglob("*"):
-        if path.is_dir():
-            path.chmod(0o755)
-    shutil.rmtree(directory)
+    with shared_directory("check-config-") as directory:
+        yield directory
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

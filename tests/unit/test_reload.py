@@ -7,13 +7,10 @@ unprivileged user when the tests run as root, since root may read any directory.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,12 +18,11 @@ import pytest
 import requests
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
-from support.hostile_configs import CASES
+from support.hostile_configs import CASES, UNPRIVILEGED, shared_directory
 
 from exporter import app
 from exporter.config import load_config
 
-UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
 REJECTED = "reload rejected; the old configuration stays in force"
 
 
@@ -97,15 +93,10 @@ class Exporter:
 
 @pytest.fixture
 def exporter():
-    directory = Path(tempfile.mkdtemp(prefix="reload-"))
-    directory.chmod(0o755)
-    running = Exporter(directory)
-    yield running
-    running.stop()
-    for path in directory.rglob("*"):
-        if path.is_dir():
-            path.chmod(0o755)
-    shutil.rmtree(directory)
+    with shared_directory("reload-") as directory:
+        running = Exporter(directory)
+        yield running
+        running.stop()
 
 
 def test_every_hostile_file_is_rejected_in_one_line_by_post_and_by_sighup(exporter):
