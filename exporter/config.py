@@ -25,6 +25,7 @@ import idna
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 
+from exporter import redact
 from exporter.config_schema import (
     Context,
     Kind,
@@ -52,6 +53,7 @@ from exporter.config_yaml import (
     shown,
     suggest,
 )
+from exporter.redact import Redactor
 
 FETCHER_KINDS = ("http", "chromium", "firefox", "tor-browser")
 TOR_FLAGS = ("Authority", "BadExit", "Exit", "Fast", "Guard", "HSDir", "MiddleOnly", "NoEdConsensus",
@@ -235,15 +237,16 @@ def _ascii_host(host: str, value: Value) -> str:
 
 def _url(value: Value) -> str:
     text = value.string()
+    shown_url = repr(redact.BY_SHAPE.text(text))  # an error message is shown and logged: no credentials in it
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        value.fail(f"invalid URL {text!r}: {exc}")
+        value.fail(f"invalid URL {shown_url}: {exc}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        value.fail(f"expected an absolute http:// or https:// URL with a host, got {text!r}")
+        value.fail(f"expected an absolute http:// or https:// URL with a host, got {shown_url}")
     if any(char.isspace() for char in text):
-        value.fail(f"invalid URL {text!r}: contains whitespace")
+        value.fail(f"invalid URL {shown_url}: contains whitespace")
     host = _ascii_host(parts.hostname, value)
     if host == parts.hostname:
         return text
@@ -299,6 +302,11 @@ def _headers(value: Value) -> dict[str, str]:
     return headers
 
 
+def _query_words(value: Value) -> tuple[str, ...]:
+    """Words that make a query parameter's name a secret's (matched case-insensitively)."""
+    return tuple(item.string(r"[A-Za-z0-9_.-]+", ": expected a word like token").lower() for item in value.items())
+
+
 def _detect_signatures(value: Value) -> tuple:
     """Custom signatures as plain data, checked by the detector's own validator."""
     raw = [item.plain() for item in value.items()]
@@ -332,7 +340,7 @@ INTERVAL = _duration(minimum=1.0)
 AT_LEAST_ONE = _integer(1)
 BOOLEAN = kind(Value.boolean)
 STRING = kind(Value.string)
-SECRET = kind(Value.string, lambda password: password and "<secret>")  # never shown, not even on /config
+SECRET = kind(Value.string, lambda password: password and redact.MARK)  # never shown, not even on /config
 HOST_PORT = kind(Value.host_port, _host_port)
 COMMAND = Kind(lambda value, context: value.command(context.base_dir))  # a bare name is looked up on PATH later
 EXISTING_FILE = _path("file")
@@ -364,7 +372,7 @@ class TorConfig(Schema):
     cookie_file: Path | None = key(_path(), None, when=CONNECT)
     executable: str = key(COMMAND, "tor", when=LAUNCH)
     data_directory: Path | None = key(_path(), None, when=LAUNCH)
-    torrc: dict[str, tuple[str, ...]] = key(kind(_torrc), default_factory=dict, when=LAUNCH)
+    torrc: dict[str, tuple[str, ...]] = key(kind(_torrc, redact.torrc), default_factory=dict, when=LAUNCH)
     circuit_timeout: float = key(POSITIVE_SECONDS, 20.0)
 
 
@@ -443,7 +451,7 @@ class HttpFetcherConfig:
     max_body_bytes: int = key(_size(1), 5 * 1024 * 1024)
     user_agent: str = key(kind(_header_value), "Mozilla/5.0 (Windows NT 10.0; rv:128.0) Gecko/20100101 Firefox/128.0")
     ca_file: Path | None = key(EXISTING_FILE, None)
-    headers: dict[str, str] = key(kind(_headers), default_factory=dict)
+    headers: dict[str, str] = key(kind(_headers, redact.headers), default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -489,6 +497,14 @@ class GeoIP:
 
 
 @dataclass(frozen=True)
+class Redaction:
+    """What counts as a secret besides the fixed rules of exporter.redact."""
+
+    # a query parameter whose name holds one of these words has its value shown as <secret>
+    query_params: tuple[str, ...] = key(kind(_query_words), redact.QUERY_WORDS)
+
+
+@dataclass(frozen=True)
 class Evidence:
     max_files: int = key(_integer(0), 1000)
     max_bytes: int = key(_size(), 512 * 1024 * 1024)
@@ -506,6 +522,7 @@ class Config(Schema):
     web: Web = section(Web)
     geoip: GeoIP = section(GeoIP)
     evidence: Evidence = section(Evidence)
+    redact: Redaction = section(Redaction)
     data_dir: Path = key(_path(), Path("data"), fallback=lambda context: context.base_dir / "data")
     # custom detector signatures, as parsed by exporter.detect
     detect_signatures: tuple = key(kind(_detect_signatures), (), name="detect.signatures")
@@ -605,5 +622,10 @@ def _locate(value: Value, where: list[str | int]) -> Value:
 
 
 def config_yaml(config: Config) -> str:
-    """The configuration in effect as the YAML an operator writes, secrets redacted: what ``/config`` shows."""
-    return yaml.safe_dump(render(config), sort_keys=False)
+    """The configuration in effect as the YAML an operator writes, secrets redacted: what ``/config``
+    shows.  It loads back; each ``<secret>`` then stands where a secret was."""
+    data = render(config)
+    redactor = Redactor.of(config)
+    for target in data["targets"]:
+        target["url"] = redactor.text(target["url"])
+    return yaml.safe_dump(data, sort_keys=False)
