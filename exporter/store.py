@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.probe import ProbeResult
+from exporter.redact import BY_SHAPE, Redactor
 from exporter.state import Measurement
 
 log = logging.getLogger(__name__)
@@ -178,10 +179,11 @@ class Store:
 
     # -- writes --------------------------------------------------------------
 
-    def record(self, result: ProbeResult, evidence: str | None = None) -> None:
-        """Remember a probe: the attempt, the measurement if it was answered, and its record."""
+    def record(self, result: ProbeResult, evidence: str | None = None, redactor: Redactor = BY_SHAPE) -> None:
+        """Remember a probe: the attempt, the measurement if it was answered, and its record, from
+        which ``redactor`` took the secrets (its URLs and error text may hold the config's)."""
         fingerprint = result.exit.fingerprint
-        record = json.dumps(probe_record(result, evidence), separators=(",", ":"))
+        record = json.dumps(redactor.data(probe_record(result, evidence)), separators=(",", ":"))
 
         def write(connection: sqlite3.Connection) -> None:
             connection.execute("INSERT OR REPLACE INTO attempt VALUES (?, ?, ?)",

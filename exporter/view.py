@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from exporter.config import Config, config_yaml
 from exporter.metrics import Snapshot
 from exporter.planner import ExitPlanner
+from exporter.redact import BY_SHAPE, Redactor
 from exporter.shard import Shard
 from exporter.store import Store
 from exporter.supervisor import TorSupervisor
@@ -41,6 +42,7 @@ class ExporterView:
         self._reload_status = reload_status
         self._pairs = pairs
         self._started = started
+        self._redacting: tuple[Config | None, Redactor] = (None, BY_SHAPE)
 
     def snapshot(self) -> Snapshot:
         config, consensus, session = self._config(), self._planner.consensus, self._supervisor.session
@@ -65,7 +67,7 @@ class ExporterView:
     def ready(self) -> tuple[bool, str]:
         session, consensus = self._supervisor.session, self._planner.consensus
         if session is None or session.prober is None:
-            return False, self._supervisor.error or "not connected to tor"
+            return False, self._redactor().text(self._supervisor.error or "not connected to tor")
         if not consensus or not consensus.exits:
             return False, "no exits in the consensus"
         targets = _count(len(self._config().targets), "target")
@@ -76,7 +78,7 @@ class ExporterView:
         tor = session.tor if session else None
         return {
             "tor": f"{tor.version} at {config.tor.control_host}:{config.tor.control_port}" if tor
-            else self._supervisor.error,
+            else self._redactor().text(self._supervisor.error),
             "consensus valid after": consensus.valid_after.isoformat() if consensus else "none",
             "exits in consensus": str(len(consensus.exits)) if consensus else "0",
             "exits selected": str(len(self._planner.selected)),
@@ -87,16 +89,26 @@ class ExporterView:
         }
 
     def recent(self) -> list[dict]:
-        return self._store.recent(RECENT_PROBES)
+        redactor = self._redactor()
+        return [redactor.data(record) for record in self._store.recent(RECENT_PROBES)]
 
     def probe(self, probe_id: str) -> dict | None:
-        return self._store.probe(probe_id)
+        """The probe's record, redacted again by the config in force (a record may predate a secret)."""
+        record = self._store.probe(probe_id)
+        return None if record is None else self._redactor().data(record)
 
     def evidence_dir(self) -> Path:
         return self._config().data_dir / "evidence"
 
     def config_text(self) -> str:
         return config_yaml(self._config())
+
+    def _redactor(self) -> Redactor:
+        """The redactor of the config in force, made once per config."""
+        config = self._config()
+        if self._redacting[0] is not config:
+            self._redacting = (config, Redactor.of(config))
+        return self._redacting[1]
 
 
 def _count(number: int, noun: str) -> str:
