@@ -35,10 +35,11 @@ from exporter.config_yaml import printable
 from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
 from exporter.fetch.factory import fetcher_label, make_fetcher
-from exporter.logs import setup_logging
+from exporter.logs import redact_with, setup_logging
 from exporter.metrics import ProbeMetrics, StateCollector
 from exporter.planner import ExitPlanner
 from exporter.probe import ProbeResult
+from exporter.redact import Redactor
 from exporter.scheduler import PinError, Prober, Scheduler, auto_lanes, available_memory
 from exporter.shard import Shard
 from exporter.state import State
@@ -179,7 +180,9 @@ class Exporter:
         before anything changes, so a failure leaves the old config wholly in force."""
         detector = Detector(load_signatures(list(config.detect_signatures)))
         pairs = tuple((t.name, fetcher_label(kind, config.fetchers)) for t in config.targets for kind in t.fetchers)
-        self.config, self.detector, self.pairs = config, detector, pairs
+        redactor = Redactor.of(config)
+        self.config, self.detector, self.pairs, self.redactor = config, detector, pairs, redactor
+        redact_with(redactor)
         self._prepare_series()
         self.state.forget_targets(t.name for t in config.targets)
         self.store.forget_targets(t.name for t in config.targets)
@@ -208,7 +211,7 @@ class Exporter:
                 if not isinstance(exc, ConfigError):
                     log.debug("reload failed unexpectedly", exc_info=True)
                 why = str(exc) if isinstance(exc, ConfigError) else f"{old.source}: {type(exc).__name__}: {exc}"
-                why = printable(" ".join(why.split()))
+                why = self.redactor.text(printable(" ".join(why.split())))
                 log.error("reload rejected; the old configuration stays in force", extra={"err": why})
                 return False, why
             if config.web != old.web:
@@ -281,7 +284,7 @@ class Exporter:
 
     def record(self, result: ProbeResult) -> None:
         self.state.record(result)
-        self.store.record(result, evidence=result.evidence)
+        self.store.record(result, evidence=result.evidence, redactor=self.redactor)
         self.metrics.observe(result)
 
     def keep_evidence(self, result: ProbeResult, screenshot: bytes | None) -> str | None:
@@ -289,7 +292,8 @@ class Exporter:
         costs only the evidence, never the probe's result."""
         try:
             directory = save_evidence(self.config.data_dir, result.probe_id, result.fetch, screenshot,
-                                      self.config.evidence, diff=result.change.diff if result.change else None)
+                                      self.config.evidence, diff=result.change.diff if result.change else None,
+                                      redactor=self.redactor)
         except OSError as exc:
             log.warning("evidence not saved", extra={"probe_id": result.probe_id, "err": str(exc)})
             return None

@@ -23,6 +23,7 @@ from exporter.metrics import ProbeMetrics
 from exporter.plan import next_exits, select_exits
 from exporter.planner import target_port
 from exporter.probe import ProbeResult, error_result, run_probe
+from exporter.redact import Redactor
 from exporter.tor.circuit import CircuitPinner
 from exporter.tor.consensus import allows_port, read_exits
 from exporter.tor.control import TorUnavailable, open_tor
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         root.removeHandler(captured)
-    print(report(result, captured.lines, config, target, kind))
+    print(Redactor.of(config).text(report(result, captured.lines, config, target, kind)))
     return 0 if result.answered else 1
 
 
