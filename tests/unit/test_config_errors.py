@@ -158,8 +158,7 @@ BAD_CONFIGS = [
     ("duration-beyond-timers", TARGET + "schedule:\n  window: 99999999999999999999d\n", 4, "schedule.window",
      "must be at most 3650d (ten years)"),
     ("header-with-crlf", TARGET + "fetchers:\n  http:\n    headers:\n      X-Id: \"a\\r\\nX-Evil: 1\"\n", 6,
-     "fetchers.http.headers.X-Id", "a header value must be one line of text: it holds a carriage return (CR) at "
-     "character 2"),
+     "fetchers.http.headers.X-Id", "a header value must be one line of text: it holds a carriage return (CR)"),
     ("header-with-lf", TARGET + "fetchers:\n  http:\n    headers:\n      X-Id: |\n        a\n        b\n", 6,
      "fetchers.http.headers.X-Id", "it holds a line feed (LF) at character 2"),
     ("header-with-nul", TARGET + "fetchers:\n  http:\n    headers:\n      X-Id: \"a\\0\"\n", 6,
