@@ -43,6 +43,7 @@ class ExporterView:
         self._pairs = pairs
         self._started = started
         self._redacting: tuple[Config | None, Redactor] = (None, BY_SHAPE)
+        self._rendered: tuple[Config | None, str] = (None, "")
 
     def snapshot(self) -> Snapshot:
         config, consensus, session = self._config(), self._planner.consensus, self._supervisor.session
@@ -101,7 +102,11 @@ class ExporterView:
         return self._config().data_dir / "evidence"
 
     def config_text(self) -> str:
-        return config_yaml(self._config())
+        """/config, rendered once per config (the landing page shows it too)."""
+        config = self._config()
+        if self._rendered[0] is not config:
+            self._rendered = (config, config_yaml(config))
+        return self._rendered[1]
 
     def _redactor(self) -> Redactor:
         """The redactor of the config in force, made once per config."""

@@ -27,3 +27,14 @@ def test_started_is_when_the_exporter_started_not_when_its_module_was_imported()
 def test_not_ready_before_tor_says_why():
     assert view(time.time()).ready() == (False, "connecting to tor")
     assert view(time.time()).snapshot().pairs == (("news", "http"),)
+
+
+def test_config_text_is_rendered_once_per_config(monkeypatch):
+    """The landing page shows /config on every request; a big config renders in seconds."""
+    import exporter.view as view_module
+
+    renders = []
+    monkeypatch.setattr(view_module, "config_yaml", lambda config: renders.append(config) or "targets: []\n")
+    shown = view(time.time())
+    assert shown.config_text() == shown.config_text() == "targets: []\n"
+    assert len(renders) == 1
