@@ -4,7 +4,8 @@ Tor may be unreachable at start, die, or restart; none of that stops the
 exporter.  The supervisor connects (with backoff, doubling up to a minute),
 starts a session on the connection, watches that tor's control connection is
 alive, and on loss tears the session and the connection down and starts over.
-On ``restart()`` (a config reload) it starts a new session with the config now
+A session that cannot start yet (a tor we launched has no consensus for its
+first seconds) is tried again on the same tor, with backoff.  On ``restart()`` (a config reload) it starts a new session with the config now
 in force; it keeps the tor connection (in launch mode: the tor process, its
 bootstrap and its consensus) when the reload changed nothing that tor was
 opened with: the ``tor`` keys other than ``circuit_timeout``, which each
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -112,51 +114,64 @@ class TorSupervisor:
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
                 continue
             delay = 1.0
-            if not self._serve(tor, config, lanes, control):  # starting probing failed: retry later
-                self._stopping.wait(delay)
+            self._serve(tor, config, lanes, control)
 
-    def _serve(self, tor: OurTor, config: TorConfig, lanes: int, control: str) -> bool:
-        """Run sessions on ``tor`` until it must go (lost, stopped, or a reload changed it); True
-        unless a session could not start.  Closes ``tor`` unless ``stop()`` did."""
+    def _serve(self, tor: OurTor, config: TorConfig, lanes: int, control: str) -> None:
+        """Run sessions on ``tor`` until it must go: lost, stopped, or a reload changed what it was
+        opened with.  A session that cannot start yet (a tor we launched has no consensus for its
+        first seconds) is tried again on the same tor, with backoff."""
+        delay = 1.0
         while True:
             session = Session(tor)
             try:
                 self._start_session(session)
-            except Exception as exc:  # e.g. no consensus yet: report, drop this tor, retry
+            except Exception as exc:  # e.g. no consensus yet: report, try again on this tor
                 self._set(None, f"tor at {control}: {exc}")
-                log.exception("could not start probing", extra={"control": control})
+                log.error("could not start probing", extra={"control": control, "err": str(exc),
+                                                            "retry_seconds": delay})
+                log.debug("could not start probing", exc_info=True)
                 session.close()
-                tor.close()
-                return False
-            self._set(session, "")
-            if self._stopping.is_set():  # stop() came while the session started
-                self._teardown()
-                return True
-            ended = self._watch(session, control)
-            if (ended == "restart" and same_tor(config, self._tor_config()) and lanes == self._lanes()
-                    and tor.controller.is_alive()):
+                session = None
+                ended = self._wait(tor, control, delay)
+                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+            else:
+                self._set(session, "")
+                if self._stopping.is_set():  # stop() came while the session started
+                    self._teardown()
+                    return
+                delay = 1.0
+                ended = self._wait(tor, control)
+            if ended == "timeout":
+                continue
+            if ended == "restart" and same_tor(config, self._tor_config()) and lanes == self._lanes():
                 log.info("restarting probing on the same tor", extra={"control": control})
-                self._teardown(keep_tor=True)
+                self._teardown("restarting probing with the new configuration", keep_tor=True)
                 continue
             if ended == "restart":
                 log.info("tor settings changed; reopening tor", extra={"control": control})
-            if ended != "stop":
-                self._teardown(error="lost the connection to tor; reconnecting" if ended == "lost"
-                               else "connecting to tor")
-            return True
+            if session is None:  # no session holds this tor: nobody else closes it
+                tor.close()
+            elif ended != "stop":  # stop() closed the session and its tor itself
+                self._teardown("lost the connection to tor; reconnecting" if ended == "lost" else "connecting to tor")
+            return
 
-    def _watch(self, session: Session, control: str) -> str:
-        """Wait until a reload, a stop, or the loss of tor ends ``session``: "restart", "stop" or "lost"."""
+    def _wait(self, tor: OurTor, control: str, seconds: float | None = None) -> str:
+        """Wait for a reload ("restart"), a stop ("stop"), the loss of ``tor`` ("lost"), or the end of
+        ``seconds`` ("timeout")."""
+        deadline = None if seconds is None else time.monotonic() + seconds
         while True:
-            self._restart.wait(WATCHDOG_SECONDS)
+            left = WATCHDOG_SECONDS if deadline is None else min(WATCHDOG_SECONDS, deadline - time.monotonic())
+            self._restart.wait(max(left, 0.0))
             if self._stopping.is_set():
                 return "stop"
             if self._restart.is_set():  # a reload: start over with the config now in force
                 self._restart.clear()
                 return "restart"
-            if not session.tor.controller.is_alive():
+            if not tor.controller.is_alive():
                 log.error("lost tor", extra={"control": control})
                 return "lost"
+            if deadline is not None and time.monotonic() >= deadline:
+                return "timeout"
 
     def _set(self, session: Session | None, error: str) -> None:
         with self._lock:

@@ -35,6 +35,7 @@ class Harness:
         self.sessions = []
         self.closed_sessions = []
         self.started = threading.Event()
+        self.not_ready = 0  # session starts that fail first
         monkeypatch.setattr(supervisor_module, "open_tor", self._open)
         self.supervisor = TorSupervisor(lambda: self.config, lambda: self.lane_count, self._start_session)
 
@@ -43,6 +44,9 @@ class Harness:
         return self.tors[-1]
 
     def _start_session(self, session) -> None:
+        if self.not_ready:  # a launched tor without a consensus yet
+            self.not_ready -= 1
+            raise LookupError("tor has no consensus yet")
         self.sessions.append(session)
         session.on_close(lambda: self.closed_sessions.append(session))
         self.started.set()
@@ -103,3 +107,33 @@ def test_a_lost_tor_is_reopened(harness):
         assert time.monotonic() < deadline, "tor was not reopened"
         time.sleep(0.05)
     assert harness.closed_sessions[:1] == harness.sessions[:1]
+
+
+def test_a_session_that_cannot_start_yet_is_tried_again_on_the_same_tor(monkeypatch):
+    """A launched tor has no consensus in its first seconds; relaunching it then never let it bootstrap."""
+    monkeypatch.setattr(supervisor_module, "WATCHDOG_SECONDS", 0.05)
+    harness = Harness(monkeypatch)
+    harness.not_ready = 2
+    harness.supervisor.start()
+    try:
+        assert harness.started.wait(10)  # after waiting 1 s, then 2 s
+        assert len(harness.tors) == 1 and not harness.tors[0].closed
+        assert harness.sessions[0].tor is harness.tors[0]
+    finally:
+        harness.supervisor.stop()
+    assert harness.tors[0].closed
+
+
+def test_stop_while_a_session_cannot_start_closes_tor(monkeypatch):
+    harness = Harness(monkeypatch)
+    harness.not_ready = 1000
+    harness.supervisor.start()
+    deadline = time.monotonic() + 10
+    while not harness.tors:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    harness.supervisor.stop()
+    while not harness.tors[0].closed:
+        assert time.monotonic() < deadline, "tor left open"
+        time.sleep(0.01)
+    assert len(harness.tors) == 1
