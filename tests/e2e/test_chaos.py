@@ -259,21 +259,23 @@ def test_a_reload_that_changes_nothing_about_tor_keeps_our_launched_tor(testbed,
     # targets, schedule and circuit_timeout change: nothing tor was started with
     rewrite_config(exporter, {**config, "targets": config["targets"][:1], "schedule": {**config["schedule"],
                               "interval": "6s"}, "tor": {**config["tor"], "circuit_timeout": "30s"}})
-    before = probes_done(exporter, "news")
     reloaded = time.monotonic()
     assert reload(exporter, "post")[0] == 200
+    # the old session's probes are all logged before the new one starts (its prober is shut down first)
+    wait_for(lambda: exporter.log.read_text().count(" msg=probing ") == 2, 60, "the new session")
+    assert "restarting probing on the same tor" in exporter.log.read_text()
+    before = probes_done(exporter, "news")
     wait_for(lambda: probes_done(exporter, "news") > before, 60, "probing after the tor-neutral reload")
     resumed_seconds = time.monotonic() - reloaded
     assert our_tor() == first, "the reload restarted tor"
-    assert "restarting probing on the same tor" in exporter.log.read_text()
 
     # a torrc change needs a new tor
     rewrite_config(exporter, {**config, "tor": {**config["tor"], "torrc": {**config["tor"]["torrc"],
                                                                            "NumEntryGuards": "2"}}})
-    before = probes_done(exporter, "news")
     reloaded = time.monotonic()
     assert reload(exporter, "post")[0] == 200
     wait_for(lambda: our_tor() and our_tor() != first, 60, "a new tor for the new torrc")
+    before = probes_done(exporter, "news")  # the old tor's probes ended before it was stopped
     wait_for(lambda: probes_done(exporter, "news") > before, 180, "probing through the new tor")
     figures(first_probe_seconds=f"{bootstrap_seconds:.1f}", probing_again_same_tor_seconds=f"{resumed_seconds:.1f}",
             probing_again_new_tor_seconds=f"{time.monotonic() - reloaded:.1f}")
