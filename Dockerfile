@@ -1,7 +1,7 @@
 # captcha-exporter: tor, Chromium, Tor Browser and geckodriver in one image.
 #
 #   docker build -t captcha-exporter .
-#   docker run --rm -p 127.0.0.1:9981:9981 \
+#   docker run --rm -p 127.0.0.1:10981:10981 \
 #     -v "$PWD/docker/config.yaml:/etc/captcha-exporter/config.yaml:ro" captcha-exporter
 #
 # Tor Browser and geckodriver are downloaded at build time and their OpenPGP
@@ -71,6 +71,10 @@ RUN apt-get update \
 COPY --from=downloads /opt/tor-browser /opt/tor-browser
 COPY --from=downloads /usr/local/bin/geckodriver /usr/local/bin/geckodriver
 
+# captcha_exporter_build_info{revision}: docker build --build-arg REVISION=$(git rev-parse --short=12 HEAD)
+ARG REVISION=unknown
+ENV CAPTCHA_EXPORTER_REVISION=$REVISION
+
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
@@ -83,10 +87,10 @@ COPY docker/config.yaml /etc/captcha-exporter/config.yaml
 USER captcha:captcha
 WORKDIR /var/lib/captcha-exporter
 VOLUME ["/var/lib/captcha-exporter"]
-EXPOSE 9981
+EXPOSE 10981
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9981/-/healthy', timeout=4)"]
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:10981/-/healthy', timeout=4)"]
 
 ENTRYPOINT ["captcha-exporter"]
 CMD ["run", "--config", "/etc/captcha-exporter/config.yaml", "--log.format", "json"]

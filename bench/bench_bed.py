@@ -36,11 +36,13 @@ BOOT_TIMEOUT = 180.0
 class BedProcess:
     """``captcha-exporter testbed up`` in a session of its own; ``state`` once it is up."""
 
-    def __init__(self, exits: int = 4, policy: str | None = NORMAL_PAGES):
+    def __init__(self, exits: int = 4, policy: str | None = NORMAL_PAGES, latency: str = "0", hops: int = 2):
+        """``latency`` on every hop, each way (e.g. "150ms"); ``hops`` of the circuits PinnedLanes build."""
+        self.hops = hops
         self._directory = Path(tempfile.mkdtemp(prefix="captcha-bench-"))
         self._state_file = self._directory / "state.json"
         command = [sys.executable, "-m", "exporter", "testbed", "up", "--exits", str(exits),
-                   "--state", str(self._state_file)]
+                   "--state", str(self._state_file), "--latency", latency]
         if policy is not None:
             (self._directory / "policy.yaml").write_text(policy)
             command += ["--policy", str(self._directory / "policy.yaml")]
@@ -65,10 +67,6 @@ class BedProcess:
     @property
     def site_urls(self) -> list[str]:
         return sorted(self.state["edge"]["sites"].values())
-
-    @property
-    def hostnames(self) -> set[str]:
-        return {url.split("//", 1)[1].split(":")[0] for url in self.site_urls}
 
     def stop(self) -> None:
         """SIGTERM (the test bed stops its tors and edge), then SIGKILL its session if it lingers."""
@@ -101,7 +99,7 @@ class PinnedLanes:
         self.exits: list[ExitRelay] = sorted((e for e in consensus.exits if e.fingerprint in ours),
                                              key=lambda e: e.nickname)
         self._first_hops = [relay for relay in consensus.relays if relay.fingerprint in middles]
-        self.pinner = CircuitPinner(self.tor.controller, self.lanes, bed.hostnames)
+        self.pinner = CircuitPinner(self.tor.controller, self.lanes, hops=bed.hops)
         self.pinner.start()
 
     def pin(self, lane: Lane, exit: ExitRelay) -> None:

@@ -165,10 +165,13 @@ def main() -> int:
                         help="the test bed's spread of challenges and blocks instead of real pages everywhere")
     parser.add_argument("--server-delay", type=float, metavar="SECONDS",
                         help="every site answers its real page this late (the edge's 'slow' behaviour)")
+    parser.add_argument("--latency", default="0", metavar="DURATION",
+                        help="test bed delay on every hop, each way (e.g. 150ms; default 0)")
+    parser.add_argument("--hops", type=int, choices=(2, 3), default=2, help="circuit length (default 2)")
     args = parser.parse_args()
     exit_on_termination_signals()  # a SIGTERM (e.g. from timeout) still stops the test bed and browsers
     policy = None if args.default_policy else edge_policy(args.server_delay)
-    bed = BedProcess(exits=args.exits, policy=policy)
+    bed = BedProcess(exits=args.exits, policy=policy, latency=args.latency, hops=args.hops)
     rows: list[tuple[str, float, int, str, str]] = []
     try:
         lanes = PinnedLanes(bed, max(args.lanes))

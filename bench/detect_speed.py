@@ -3,8 +3,9 @@
     python bench/detect_speed.py [--kb 200] [--seconds 3]
 
 Two synthetic pages of the given size: a typical one (a normal page behind
-Cloudflare with its sensor scripts) and a worst case that contains every
-prefilter literal of the shipped signatures, so every body regex runs.
+Cloudflare with its sensor scripts) and a worst case that holds every
+prefilter literal of the shipped signatures in every place a rule searches
+(script code, visible text, a frame's URL), so every regex runs.
 Times are this process's CPU time, so other work on the machine does not
 inflate them.
 """
@@ -36,7 +37,8 @@ def page(kilobytes: int, worst_case: bool) -> str:
         signatures = load_signatures().items
         literals = sorted({text for s in signatures for rule in s.all + s.any + s.none
                            for group in rule.literals or () for text in group})
-        filler.append("<!-- " + " ".join(literals) + " -->")
+        filler.append("<script>" + "\n".join(literals) + "</script><p>" + " ".join(literals) + "</p>"
+                      + '<iframe src="/' + "/".join(literals).replace('"', "") + '"></iframe>')
     n = 0
     while len(HEAD) + sum(map(len, filler)) < kilobytes * 1024:
         filler.append(ARTICLE.format(n=n))

@@ -17,6 +17,7 @@ new consensus), one at a time (``_series_lock``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
 import logging
 import os
@@ -26,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from exporter import web
 from exporter.baselines import Baselines
@@ -34,13 +35,21 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.config_yaml import printable
 from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
+from exporter.exposition import Exposition
 from exporter.fetch.factory import fetcher_label, make_fetcher
 from exporter.logs import redact_with, setup_logging
 from exporter.metrics import ProbeMetrics, StateCollector
 from exporter.planner import ExitPlanner
 from exporter.probe import ProbeResult
 from exporter.redact import Redactor
-from exporter.scheduler import PinError, Prober, Scheduler, auto_lanes, available_memory
+from exporter.scheduler import (
+    PinError,
+    Prober,
+    Scheduler,
+    auto_lanes,
+    available_memory,
+    run_period,
+)
 from exporter.shard import Shard
 from exporter.state import State
 from exporter.store import Store, StoreError
@@ -58,7 +67,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help="the YAML configuration file")
+    parser.add_argument("--config.file", "--config", dest="config", required=True, metavar="FILE",
+                        help="the YAML configuration file")
     shard = parser.add_mutually_exclusive_group()
     shard.add_argument("--shard", metavar="INDEX/COUNT",
                        help="measure only this replica's share of the exits, e.g. 0/2 (default: all exits)")
@@ -83,7 +93,7 @@ def shard_from_args(args: argparse.Namespace) -> Shard:
 
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log.level", dest="log_level", default="info",
-                        choices=["debug", "info", "warning", "error"], help="log level (default: info)")
+                        choices=["debug", "info", "warn", "warning", "error"], help="log level (default: info)")
     parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"],
                         help="log line format (default: logfmt)")
 
@@ -98,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     try:
-        exporter = Exporter(config, shard, web_config=args.web_config_file)
+        exporter = Exporter(config, shard, web_config=args.web_config_file, listen=args.web_listen_address)
     except (ConfigError, StoreError) as exc:
         log.error("cannot start", extra={"err": str(exc)})
         print(f"error: {exc}", file=sys.stderr)
@@ -149,11 +159,18 @@ def build_fetchers(config: Config, classify) -> tuple[dict[str, Fetcher], dict[s
 class Exporter:
     """The running exporter: its owners wired together, and the config in force."""
 
-    def __init__(self, config: Config, shard: Shard = Shard(0, 1), web_config: str | None = None):
+    def __init__(self, config: Config, shard: Shard = Shard(0, 1), web_config: str | None = None,
+                 listen: tuple[str, int] | None = None):
+        """``listen`` (--web.listen-address) overrides the config's web.listen, also across reloads."""
         self.started = time.time()
         self.shard = shard
+        self._listen = listen
+        config = self._with_listen(config)
         self.registry = CollectorRegistry()
-        self.metrics = ProbeMetrics(self.registry)
+        process = CollectorRegistry()
+        ProcessCollector(registry=process)  # process_*: CPU, memory, start time (restarts)
+        self.exposition = Exposition(self.registry, live=process)
+        self.metrics = ProbeMetrics(self.registry, changed=self.exposition.changed)
         self.store = open_store(config.data_dir)
         self.state = State()
         self.state.restore(self.store.load_last(), self.store.load_attempts())
@@ -164,9 +181,9 @@ class Exporter:
         self._auto_lanes: dict[bool, int] = {}  # "auto" lanes with browsers or without, once reckoned
         self.planner = ExitPlanner(shard, lambda: self.config.exits)
         self.supervisor = TorSupervisor(lambda: self.config.tor, self.lanes, self._start_session)
-        self.view = ExporterView(self.registry, lambda: self.config, shard, self.planner, self.supervisor,
+        self.view = ExporterView(self.exposition, lambda: self.config, shard, self.planner, self.supervisor,
                                  self.store, self.reload, lambda: (self._reload_ok, self._reload_time),
-                                 lambda: self.pairs, self.started)
+                                 lambda: self.pairs, lambda: self.schedules, self.started)
         self.registry.register(StateCollector(self.view.snapshot, self.state))
         self._use(config)
         try:
@@ -180,9 +197,12 @@ class Exporter:
         before anything changes, so a failure leaves the old config wholly in force."""
         detector = Detector(load_signatures(list(config.detect_signatures)))
         pairs = tuple((t.name, fetcher_label(kind, config.fetchers)) for t in config.targets for kind in t.fetchers)
+        schedules = tuple((t.name, run_period(t), t.exits_per_run) for t in config.targets)
         redactor = Redactor.of(config)
-        self.config, self.detector, self.pairs, self.redactor = config, detector, pairs, redactor
+        self.config, self.detector, self.pairs, self.schedules, self.redactor = (config, detector, pairs, schedules,
+                                                                                  redactor)
         redact_with(redactor)
+        self.metrics.circuit_hops.set(config.tor.hops)
         self._prepare_series()
         self.state.forget_targets(t.name for t in config.targets)
         self.store.forget_targets(t.name for t in config.targets)
@@ -204,7 +224,7 @@ class Exporter:
         with self._reload_lock:
             old = self.config
             try:
-                config = load_config(old.source)
+                config = self._with_listen(load_config(old.source))
                 self._use(config)
             except Exception as exc:  # a ConfigError, or a bug: either way the old config stays
                 self._reload_ok = False
@@ -222,6 +242,12 @@ class Exporter:
             log.info("configuration reloaded", extra={"targets": len(config.targets)})
             return True, f"reloaded {config.source}: {len(config.targets)} targets"
 
+    def _with_listen(self, config: Config) -> Config:
+        if self._listen is None:
+            return config
+        host, port = self._listen
+        return dataclasses.replace(config, web=dataclasses.replace(config.web, listen_host=host, listen_port=port))
+
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
@@ -232,6 +258,7 @@ class Exporter:
         self.baselines.stop()
         self.supervisor.stop()
         self.web.stop()
+        self.exposition.stop()
         self.store.close()
 
     def lanes(self) -> int:
@@ -252,9 +279,9 @@ class Exporter:
         session.on_close(geo.close)
         session.on_close(self.planner.detach)
         self._refresh_consensus(tor.controller, geo)
-        pinner = CircuitPinner(tor.controller, tor.lanes, {t.host for t in config.targets},
-                               on_failure=self.metrics.circuit_failed,
-                               timeout=config.tor.circuit_timeout)
+        pinner = CircuitPinner(tor.controller, tor.lanes, config.tor.deny_hosts, on_failure=self.metrics.circuit_failed,
+                               timeout=config.tor.circuit_timeout, hops=config.tor.hops,
+                               on_closed=self.metrics.stream_closed)
         pinner.start()
         session.on_close(pinner.stop)
         session.on_close(watch_consensus(tor.controller, lambda: self._refresh_consensus(tor.controller, geo)))
@@ -262,9 +289,12 @@ class Exporter:
         for fetcher in fetchers.values():
             session.on_close(fetcher.close)
         labels = {kind: fetcher_label(kind, config.fetchers) for kind in fetchers}
+        for kind, fetcher in fetchers.items():
+            if hasattr(fetcher, "pool"):  # a browser fetcher
+                fetcher.pool.on_restart = self.metrics.browsers(labels[kind])
         session.prober = Prober(tor.lanes, lambda lane, exit: pin(pinner, self.planner, lane, exit), fetchers,
                                 timeouts, self.detector.classify, self.record, baseline=self.baselines.get,
-                                keep_evidence=self.keep_evidence, labels=labels)
+                                keep_evidence=self.keep_evidence, labels=labels, release=pinner.release)
         session.on_close(lambda: session.prober.shutdown(wait=True))
         scheduler = Scheduler(config.schedule, session.prober, self.planner.candidates, self.state.last_attempted,
                               learn_baseline=lambda target: self.baselines.learn(target, self.config))
@@ -281,6 +311,11 @@ class Exporter:
                                      "exits": len(consensus.exits), "selected": len(self.planner.selected)})
 
     # -- each probe's result -----------------------------------------------
+
+    def _release(self, lane: Lane) -> None:
+        pinner = self._pinner
+        if pinner is not None:
+            pinner.release(lane)
 
     def record(self, result: ProbeResult) -> None:
         self.state.record(result)

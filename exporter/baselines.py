@@ -73,7 +73,11 @@ class Baselines:
             return None
         if self._stopped.is_set():
             return None
-        baseline = Baseline.learn(pages, mask_numbers=target.change.mask_numbers)
+        try:
+            baseline = Baseline.learn(pages, mask_numbers=target.change.mask_numbers)
+        except FetchError as exc:  # a page too complex to read
+            log.warning("no baseline", extra={"target": target.name, "reason": exc.reason, "err": str(exc)})
+            return None
         with self._lock:
             self._baselines[target.name] = baseline
         self._store.save_baseline(target.name, DIRECT, {"baseline": baseline.to_json(), "time": time.time()})

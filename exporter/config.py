@@ -267,6 +267,13 @@ def _fetcher_list(value: Value) -> tuple[str, ...]:
     return tuple(kinds)
 
 
+def _host_patterns(value: Value) -> tuple[str, ...]:
+    """Host names, or ``*.suffix`` for every name under a suffix (lowercased)."""
+    pattern = r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
+    return tuple(item.string(pattern, ": expected a host name or *.suffix, e.g. *.doubleclick.net").lower().rstrip(".")
+                 for item in value.items())
+
+
 def _fingerprints(value: Value) -> tuple[str, ...]:
     """Relay identity fingerprints: 40 hex digits (SHA-1), uppercased as tor writes them."""
     return tuple(item.string(r"[0-9A-Fa-f]{40}", ": expected 40 hex characters").upper() for item in value.items())
@@ -374,6 +381,9 @@ class TorConfig(Schema):
     data_directory: Path | None = key(_path(), None, when=LAUNCH)
     torrc: dict[str, tuple[str, ...]] = key(kind(_torrc, redact.torrc), default_factory=dict, when=LAUNCH)
     circuit_timeout: float = key(POSITIVE_SECONDS, 20.0)
+    hops: int = key(_integer(2, 3), 3)  # circuit length: a user's circuit has three hops
+    # hosts (or *.suffix) probes must not reach; streams to them are closed
+    deny_hosts: tuple[str, ...] = key(kind(_host_patterns), ())
 
 
 @dataclass(frozen=True)
@@ -412,11 +422,6 @@ class Target:
     change: ChangeDetection = section(ChangeDetection)
     # schedule.cron, unless the target sets its own interval
     cron: str | None = derived(lambda given, context: None if given.get("interval") else context.find("schedule").cron)
-
-    @property
-    def host(self) -> str:
-        """The host name a lane's streams go to (A-labels for an internationalised name)."""
-        return urlsplit(self.url).hostname
 
 
 @dataclass(frozen=True)
@@ -487,7 +492,7 @@ class Fetchers:
 @dataclass(frozen=True)
 class Web:
     listen_host: str = key(HOST_PORT, "127.0.0.1", name="listen", part=0)
-    listen_port: int = key(HOST_PORT, 9981, name="listen", part=1)
+    listen_port: int = key(HOST_PORT, 10981, name="listen", part=1)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help="the YAML configuration file")
+    parser.add_argument("--config.file", "--config", dest="config", required=True, metavar="FILE",
+                        help="the YAML configuration file")
     parser.add_argument("--target", required=True, help="the target's name")
     parser.add_argument("--exit", metavar="FINGERPRINT", help="probe through this exit (default: the heaviest allowed)")
     parser.add_argument("--fetcher", help="fetcher kind (default: the target's first)")
@@ -83,8 +84,8 @@ def _probe_once(config, target, kind: str, fingerprint: str | None) -> ProbeResu
     fetcher, timeout = make_fetcher(kind, config.fetchers, detector.classify)
     tor = open_tor(config.tor, lanes=1)
     geo = CountryLookup(config.geoip.country_db, tor.controller)
-    pinner = CircuitPinner(tor.controller, tor.lanes, {target.host},
-                           timeout=config.tor.circuit_timeout)
+    pinner = CircuitPinner(tor.controller, tor.lanes, config.tor.deny_hosts, timeout=config.tor.circuit_timeout,
+                           hops=config.tor.hops)
     try:
         consensus = read_exits(tor.controller, geo)
         exit = _choose_exit(tor.controller, consensus.exits, config, target, fingerprint)

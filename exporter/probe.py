@@ -77,6 +77,9 @@ def run_probe(target: Target, exit: ExitRelay, fetcher: Fetcher, lane: Lane,
     try:
         fetch = fetcher.fetch(target.url, lane, timeout)
         verdict = judge(fetch, classify)
+        change = None
+        if verdict.kind == "ok" and baseline is not None:  # a page too complex to read raises FetchError
+            change = compare(baseline, fetch.final, threshold=target.change.threshold, ignore=target.change.ignore)
     except FetchError as exc:
         result = ProbeResult(**common, duration=time.monotonic() - clock,
                              error_reason=exc.reason, error_message=str(exc))
@@ -85,9 +88,6 @@ def run_probe(target: Target, exit: ExitRelay, fetcher: Fetcher, lane: Lane,
         result = ProbeResult(**common, duration=time.monotonic() - clock,
                              error_reason="internal", error_message=f"{type(exc).__name__}: {exc}")
     else:
-        change = None
-        if verdict.kind == "ok" and baseline is not None:
-            change = compare(baseline, fetch.final, threshold=target.change.threshold, ignore=target.change.ignore)
         result = ProbeResult(**common, duration=time.monotonic() - clock, verdict=verdict, fetch=fetch,
                              change=change, onion=frozenset(onion_facts(fetch.first) | onion_facts(fetch.final)))
     log_probe(result)

@@ -44,6 +44,26 @@ def auto_lanes(cpus: int, available_bytes: int, browsers: bool) -> int:
     return max(1, min(4 * cpus, MAX_AUTO_LANES))
 
 
+CRON_LOOKAHEAD_SECONDS = 8 * 86400.0
+
+
+def run_period(target: Target) -> float:
+    """Seconds between two runs of the target: its interval, or the longest gap between the
+    runs of its cron schedule over the next eight days (so weekly schedules count in full)."""
+    if not target.cron:
+        return target.interval
+    trigger = CronTrigger.from_crontab(target.cron, timezone="UTC")
+    start = previous = trigger.get_next_fire_time(None, _now())
+    longest = 0.0
+    while previous is not None and (previous - start).total_seconds() < CRON_LOOKAHEAD_SECONDS:
+        following = trigger.get_next_fire_time(previous, previous)
+        if following is None or following <= previous:
+            break
+        longest = max(longest, (following - previous).total_seconds())
+        previous = following
+    return longest or target.interval
+
+
 def available_memory(meminfo: str = "/proc/meminfo") -> int:
     """MemAvailable in bytes (0 when it cannot be read)."""
     try:
@@ -83,8 +103,9 @@ class Backoff:
     def waiting(self, fingerprint: str, now: float) -> bool:
         return self._until.get(fingerprint, 0.0) > now
 
-    def count(self, now: float) -> int:
-        return sum(1 for until in self._until.values() if until > now)
+    def skipped(self, now: float) -> frozenset[str]:
+        """The exits skipped at ``now``."""
+        return frozenset(fingerprint for fingerprint, until in self._until.items() if until > now)
 
 
 class Prober:
@@ -100,12 +121,13 @@ class Prober:
                  on_result: Callable[[ProbeResult], None], backoff: Backoff | None = None,
                  baseline: Callable[[str], Baseline | None] = lambda target: None,
                  keep_evidence: Callable[[ProbeResult, bytes | None], str | None] | None = None,
-                 labels: dict[str, str] | None = None):
+                 labels: dict[str, str] | None = None, release: Callable[[Lane], None] = lambda lane: None):
         self._free: queue.Queue[Lane] = queue.Queue()
         for lane in lanes:
             self._free.put(lane)
         self._pool = ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="lane")
         self._pin = pin
+        self._release = release  # unpins the lane: no probe runs on it until the next pin
         self._fetchers = fetchers
         self._timeouts = timeouts
         self._classify = classify
@@ -177,6 +199,12 @@ class Prober:
                     self._on_result(error_result(target, self._labels.get(name, name), exit, exc.reason, str(exc)))
             return
         self.backoff.succeeded(exit.fingerprint)
+        try:
+            self._probe_targets(exit, targets, lane)
+        finally:
+            self._release(lane)
+
+    def _probe_targets(self, exit: ExitRelay, targets: list[Target], lane: Lane) -> None:
         for target in targets:
             for name in target.fetchers:
                 fetcher = self._fetchers.get(name)

@@ -3,8 +3,9 @@
 Every package may import this module, and this module imports none of them, so
 ``tor/`` and ``detect/`` need not reach into ``fetch/`` for a ``Lane`` or a
 ``Response``.  The closed sets of label values (verdict kinds, challenge
-outcomes, error and circuit-failure reasons) are ``StrEnum``s: a member *is*
-its string, so it compares, formats and exports as the label value it names.
+outcomes, error, circuit-failure and browser-restart reasons) are
+``StrEnum``s: a member *is* its string, so it compares, formats and exports as
+the label value it names.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class ErrorReason(StrEnum):
     TLS = "tls"
     TOO_LARGE = "too_large"
     BROWSER = "browser"
+    PAGE_TOO_COMPLEX = "page_too_complex"  # more HTML tokens than a page is read for
     INTERNAL = "internal"
 
 
@@ -63,6 +65,24 @@ class CircuitFailure(StrEnum):
     NO_DESCRIPTOR = "no_descriptor"
     NO_FIRST_HOP = "no_first_hop"
     OTHER = "other"
+
+
+class BrowserRestart(StrEnum):
+    """Why a warm browser was replaced: the `reason` label of captcha_browser_restarts_total."""
+
+    RECYCLE_AFTER = "recycle_after"  # it served `recycle_after` probes
+    MEMORY_LIMIT = "memory_limit"  # its process tree outgrew `memory_limit`
+    LANE_CHANGED = "lane_changed"  # its lane's SocksPort changed (tor was reconnected)
+    CRASHED = "crashed"  # it was found dead, or died during a probe
+    HUNG = "hung"  # a page load hung, or the watchdog killed it
+    LAUNCH_FAILED = "launch_failed"  # a new browser could not be started
+
+
+class StreamClosed(StrEnum):
+    """Why the exporter closed a stream of a lane: the `reason` label of captcha_streams_closed_total."""
+
+    STRAY = "stray"  # opened while no probe ran on the lane
+    DENIED = "denied"  # to a host in tor.deny_hosts
 
 
 class ProbeError(Exception):
@@ -141,9 +161,10 @@ class Response:
 class FetchResult:
     """What one fetch saw.
 
-    ``first`` is the first document response (before redirects or a
-    challenge's reload); ``final`` is the page the user ends up on (for a
-    browser, the final DOM).  ``outcome`` is set only by browser fetchers,
+    ``first`` is the first document response that is not a redirect (the
+    page the redirects led to, before a challenge's reload: the page the user
+    met); ``redirects`` are the URLs on the way; ``final`` is the page the user
+    ends up on (for a browser, the final DOM).  ``outcome`` is set only by browser fetchers,
     with ``clear_seconds`` for a cleared challenge.
     """
 

@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
 from exporter.config import Config, config_yaml
+from exporter.exposition import Exposition
 from exporter.metrics import Snapshot
 from exporter.planner import ExitPlanner
 from exporter.redact import BY_SHAPE, Redactor
@@ -27,12 +26,13 @@ RECENT_PROBES = 200  # shown on the landing page
 
 
 class ExporterView:
-    def __init__(self, registry: CollectorRegistry, config: Callable[[], Config], shard: Shard,
+    def __init__(self, exposition: Exposition, config: Callable[[], Config], shard: Shard,
                  planner: ExitPlanner, supervisor: TorSupervisor, store: Store,
                  reload: Callable[[], tuple[bool, str]], reload_status: Callable[[], tuple[bool, float]],
-                 pairs: Callable[[], tuple[tuple[str, str], ...]], started: float):
+                 pairs: Callable[[], tuple[tuple[str, str], ...]],
+                 schedules: Callable[[], tuple[tuple[str, float, int], ...]], started: float):
         """``started`` is when the exporter started (the status page shows it)."""
-        self.registry = registry
+        self.exposition = exposition
         self._config = config
         self._shard = shard
         self._planner = planner
@@ -41,6 +41,7 @@ class ExporterView:
         self.reload = reload
         self._reload_status = reload_status
         self._pairs = pairs
+        self._schedules = schedules
         self._started = started
         self._redacting: tuple[Config | None, Redactor] = (None, BY_SHAPE)
         self._rendered: tuple[Config | None, str] = (None, "")
@@ -50,19 +51,21 @@ class ExporterView:
         prober = session.prober if session else None
         reload_ok, reload_time = self._reload_status()
         return Snapshot(
+            tor_up=self.ready()[0],
             # each replica exports its own exits; weights stay normalised over the whole consensus,
             # so per-replica coverage adds up across replicas
             exits=tuple(self._shard.owned(consensus.exits)) if consensus else (),
             valid_after=consensus.valid_after.timestamp() if consensus else None,
             tor_version=session.tor.version if session else "",
             pairs=self._pairs(),
+            schedules=self._schedules(),
             window=config.schedule.window,
             in_flight=prober.in_flight if prober else 0,
             queued=prober.queued if prober else 0,
             reload_successful=reload_ok,
             reload_success_time=reload_time,
             plan=self._planner.plan(config.targets),
-            backing_off=prober.backoff.count(time.time()) if prober else 0,
+            backing_off=prober.backoff.skipped(time.time()) if prober else frozenset(),
         )
 
     def ready(self) -> tuple[bool, str]:

@@ -23,9 +23,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
-
 from exporter import __version__
 from exporter.config import ConfigError
 from exporter.evidence import (
@@ -35,6 +32,7 @@ from exporter.evidence import (
     PROBE_ID,
     SCREENSHOT_FILE,
 )
+from exporter.exposition import Exposition
 from exporter.probe import ProbeResult
 from exporter.store import probe_record
 from exporter.webconfig import WebConfig, WebConfigFile
@@ -65,7 +63,7 @@ _EVIDENCE_PATH = re.compile(r"/evidence/([^/]+)/([^/]+)")
 class View(Protocol):
     """What the web endpoint needs from the running exporter."""
 
-    registry: CollectorRegistry
+    exposition: Exposition
 
     def ready(self) -> tuple[bool, str]: ...
 
@@ -87,9 +85,20 @@ class View(Protocol):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--web.listen-address", dest="web_listen_address", metavar="[HOST]:PORT", default=None,
+                        type=listen_address, help="address of /metrics and the pages, instead of the config's "
+                                                  "web.listen (:PORT: every IPv4 address)")
     parser.add_argument("--web.config.file", dest="web_config_file", metavar="FILE", default=None,
                         help="exporter-toolkit web config: TLS, basic auth, headers, rate limit "
                              "(re-read when it changes)")
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``--web.listen-address`` as exporter-toolkit takes it: ``host:port``, ``[v6]:port``, or ``:port``."""
+    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([^\s:\[\]/]*)):(\d{1,5})", text)
+    if not match or not 1 <= int(match.group(3)) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected [HOST]:PORT with a port from 1 to 65535, got {text!r}")
+    return match.group(1) or match.group(2) or "0.0.0.0", int(match.group(3))
 
 
 class WebServer:
@@ -196,8 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _get(self, path: str) -> None:
         if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._send(200, encoder(self.view.registry), content_type)
+            body = self.view.exposition.body(self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", ""))
+            headers = [("Vary", "Accept-Encoding")] + ([("Content-Encoding", "gzip")] if body.gzipped else [])
+            self._send(200, body.data, body.content_type, headers)
         elif path == "/":
             self._page(200, landing_page(self.view))
         elif path == "/config":

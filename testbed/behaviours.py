@@ -3,10 +3,12 @@
 The gate pages are our own, written from the markers each vendor is known
 by (title, headers, cookies, script names), not copies of captured pages.
 Two gates clear by themselves in a real browser, as they do on the web:
-``challenge`` (Cloudflare managed challenge: the orchestrate script waits,
-earns ``cf_clearance`` from the flow endpoint and reloads) and ``anubis``
-(SHA-256 proof of work checked by ``pass-challenge``).  Both passes are bound
-to the exit they were earned through.
+``challenge`` (Cloudflare managed challenge: the solver script and its frame
+come from the vendor host, ``vendors.py``; the frame earns a token there and
+hands it to the page, which redeems it at the site for ``cf_clearance`` and
+reloads) and ``anubis`` (SHA-256 proof of work checked by ``pass-challenge``).
+Every pass is bound to the exit it was earned through, the vendor's token
+too, so a page whose requests leave through different exits never clears.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from testbed.pages import Raw, hostname, render, site_page, template
+from testbed.pages import VENDORS, Raw, hostname, render, site_page, template
 from testbed.passes import Passes
 from testbed.policy import Behaviour
 
 HTML = "text/html; charset=utf-8"
-# Keeps browsers from loading anything that is not the edge (the vendor
-# iframes and scripts named in the gate pages point at real hosts).
+# Keeps browsers from loading anything but the site and the vendor hosts a page names (the
+# DataDome and PerimeterX pages name real hosts, which the test bed does not serve).
 CSP = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
 
 CHALLENGE_TTL = 30 * 60  # how long a challenge page's token can be redeemed
@@ -41,7 +43,9 @@ ANUBIS_TTL = 7 * 24 * 3600
 
 CF_PLATFORM = "/cdn-cgi/challenge-platform/h/b"
 CF_ORCHESTRATE = f"{CF_PLATFORM}/orchestrate/chl_page/v1"
-CF_FLOW = f"{CF_PLATFORM}/flow/ov1/"
+CF_FLOW = f"{CF_PLATFORM}/flow/ov1/"  # on the vendor host: the frame earns its token here
+CF_FRAME = f"{CF_PLATFORM}/turnstile/if/ov2/av0/rcv0/0/"  # the challenge frame, on the vendor host
+CF_REDEEM = f"{CF_PLATFORM}/rc/"  # on the site: the page trades the frame's token for cf_clearance
 ANUBIS_PREFIX = "/.within.website/x/cmd/anubis"
 ANUBIS_SCRIPT = f"{ANUBIS_PREFIX}/static/js/main.mjs"
 ANUBIS_PASS = f"{ANUBIS_PREFIX}/api/pass-challenge"
@@ -63,10 +67,20 @@ class Visit:
     path: str  # with the query string
     cookies: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    authority: str = ""  # the host asked for (Host, :authority), without the port
+    port: int | None = None  # the port in Host, if any
 
     @property
     def host(self) -> str:
-        return hostname(self.site)
+        return self.authority or hostname(self.site)
+
+    def origin(self, host: str) -> str:
+        """``host`` on the port and scheme this request came to: the edge serves every host on both."""
+        return f"{self.scheme}://{host}" + (f":{self.port}" if self.port else "")
+
+    def vendor(self, name: str) -> str:
+        """The origin of vendor ``name`` as this page must name it."""
+        return self.origin(VENDORS[name])
 
     @property
     def route(self) -> str:
@@ -98,25 +112,57 @@ Answer = Callable[[Visit, Behaviour, Passes], Reply]
 
 
 def answer(visit: Visit, behaviour: Behaviour, passes: Passes) -> Reply:
-    """The reply for ``visit`` under ``behaviour``; gate endpoints answer under any behaviour."""
+    """The reply for ``visit`` under ``behaviour``; gate endpoints and redirects answer under any behaviour."""
     if visit.route.startswith("/cdn-cgi/"):
         return _cloudflare_endpoint(visit, passes)
     if visit.route.startswith(f"{ANUBIS_PREFIX}/"):
         return _anubis_endpoint(visit, passes)
+    hop = redirect(visit)
+    if hop is not None:
+        return hop
     return ANSWERS[behaviour.name](visit, behaviour, passes)
+
+
+# -- redirects across hosts ------------------------------------------------------
+
+PORTAL_APEX, PORTAL_WWW = "portal.test", "www.portal.test"
+# A sign-in that bounces between the apex and www before landing: three redirects, two hosts.
+PORTAL_SIGN_IN = {
+    (PORTAL_APEX, "/go"): (302, PORTAL_WWW, "/sso/authorize"),
+    (PORTAL_WWW, "/sso/authorize"): (302, PORTAL_APEX, "/sso/callback"),
+    (PORTAL_APEX, "/sso/callback"): (302, PORTAL_WWW, "/account"),
+}
+
+
+def redirect(visit: Visit) -> Reply | None:
+    """The portal's redirects: its sign-in chain, and the apex sending everything else to www (301)."""
+    hop = PORTAL_SIGN_IN.get((visit.host, visit.route))
+    if hop is None and visit.host == PORTAL_APEX:
+        hop = (301, PORTAL_WWW, visit.path)
+    if hop is None:
+        return None
+    status, host, path = hop
+    headers = [("Location", visit.origin(host) + path), ("Content-Type", "text/plain"), ("Server", "nginx")]
+    return Reply(status, headers, f"moved to {visit.origin(host)}{path}\n".encode())
 
 
 # -- real pages and modified pages ----------------------------------------
 
 
-def real_page(visit: Visit, html: str | None = None, status: int = 200, extra=()) -> Reply:
+def real_page(visit: Visit, html: str | None = None, status: int = 200, extra=(), csp: str = CSP) -> Reply:
     """The site's page with the headers its front (Cloudflare or nginx) adds."""
     if visit.site in CLOUDFLARE_FRONTED:
         front = [("Server", "cloudflare"), ("CF-RAY", _ray()), ("CF-Cache-Status", "DYNAMIC")]
     else:
         front = [("Server", "nginx")]
-    headers = [("Content-Type", HTML), *front, ("Content-Security-Policy", CSP), *extra]
+    headers = [("Content-Type", HTML), *front, ("Content-Security-Policy", csp), *extra]
     return Reply(status, headers, (html or site_page(visit.site)).encode())
+
+
+def csp_with(*origins: str) -> str:
+    """CSP that also lets the page load scripts and frames from ``origins`` (vendor hosts)."""
+    listed = " ".join(origins)
+    return CSP.replace("script-src 'self'", f"script-src 'self' {listed}", 1) + f"; frame-src {listed}"
 
 
 def _ok(visit, behaviour, passes):
@@ -153,6 +199,18 @@ def _rewritten(visit, behaviour, passes):
         flags=re.DOTALL,
     )
     return real_page(visit, page)
+
+
+def _widget(visit, behaviour, passes):
+    """The real page with an hCaptcha widget in its first form (or at its end), loaded from the widget host."""
+    origin = visit.vendor("hcaptcha")
+    widget = render("hcaptcha_widget.html", origin=origin, sitekey=_uuid())
+    page = site_page(visit.site)
+    if "</form>" in page:
+        page = page.replace("</form>", f"{widget}\n  </form>", 1)
+    else:
+        page = page.replace("</body>", f"{widget}\n</body>", 1)
+    return real_page(visit, page, csp=csp_with(origin))
 
 
 def _different(visit, behaviour, passes):
@@ -207,6 +265,14 @@ def _huge(visit, behaviour, passes):
         chunks=_exactly(size, head, tail),
         length=size,
     )
+
+
+def _hostile(visit, behaviour, passes):
+    """The site's page followed by ``size`` bytes of tags that never close ("<a <a <a ..."):
+    a tokenizer that looks for each tag's end from every "<" takes quadratic time on it."""
+    page = site_page(visit.site)
+    unit = "<a "
+    return real_page(visit, page.replace("</body>", unit * (behaviour["size"] // len(unit)), 1))
 
 
 def _exactly(size: int, head: bytes, tail: bytes) -> Iterator[bytes]:
@@ -278,15 +344,16 @@ def _cloudflare_challenge(visit: Visit, behaviour: Behaviour, passes: Passes, in
         "md": secrets.token_urlsafe(48),
         "mdrd": secrets.token_urlsafe(48),
     }
+    platform = visit.vendor("challenges")
     body = render(
         "cf_challenge.html",
         host=visit.host,
         options=Raw(_script_json(options)),
-        script=f"{CF_ORCHESTRATE}?ray={options['cRay']}",
+        script=f"{platform}{CF_ORCHESTRATE}?ray={options['cRay']}",
         ray=options["cRay"],
     )
     headers = [
-        *_cloudflare_headers(ray),
+        *_cloudflare_headers(ray, csp_with(platform)),
         ("cf-mitigated", "challenge"),
         ("Cache-Control", "private, max-age=0, no-store, no-cache, must-revalidate"),
         ("Set-Cookie", f"__cf_bm={secrets.token_urlsafe(32)}; path=/; max-age=1800; HttpOnly"),
@@ -302,42 +369,30 @@ def _block(visit, behaviour, passes):
 
 
 def _cloudflare_endpoint(visit: Visit, passes: Passes) -> Reply:
-    """The challenge platform's script and its flow endpoint, which issues ``cf_clearance``."""
-    if visit.route == CF_ORCHESTRATE:
-        js = render("cf_orchestrate.js", flow=CF_FLOW)
-        return Reply(200, [("Content-Type", "application/javascript"), ("Server", "cloudflare")], js.encode())
-    if visit.route.startswith(CF_FLOW) and visit.method == "POST":
-        return _cloudflare_flow(visit, passes)
+    """The site's side of the challenge platform: redeeming a solved token for ``cf_clearance``."""
+    if visit.route.startswith(CF_REDEEM) and visit.method == "POST":
+        return _cloudflare_redeem(visit, passes)
     if visit.route == "/cdn-cgi/styles/cf.errors.css":
         return Reply(200, [("Content-Type", "text/css"), ("Server", "cloudflare")], template("cf.errors.css").encode())
     return Reply(404, _cloudflare_headers(_ray()), b"not found\n")
 
 
-def _cloudflare_flow(visit: Visit, passes: Passes) -> Reply:
-    try:
-        request = json.loads(visit.body or b"{}")
-    except ValueError:
-        request = {}
-    claims = passes.check(request.get("cH"), "cf-chl", visit.site, visit.exit, CHALLENGE_TTL)
-    if claims is None:
-        return _json(403, {"error": "challenge token invalid, expired or from another exit"})
-    if claims["i"] and request.get("human") is not True:
-        return _json(403, {"interactive": True})
-    wait = claims["t"] + claims["d"] - time.time()
-    if wait > 0:
-        return _json(202, {"retry_ms": int(wait * 1000) + 50})
+def _cloudflare_redeem(visit: Visit, passes: Passes) -> Reply:
+    """The token the vendor's frame earned, for this site through this exit → ``cf_clearance``."""
+    if passes.check(json_body(visit).get("token"), "cf-solved", visit.site, visit.exit, CHALLENGE_TTL) is None:
+        return json_reply(403, {"error": "token invalid, expired, for another site or from another exit"})
     clearance = passes.issue("clearance", visit.site, visit.exit)
-    reply = _json(200, {"cleared": True})
+    reply = json_reply(200, {"cleared": True})
     reply.headers.append(("Set-Cookie", f"cf_clearance={clearance}; {_cookie_attributes(visit, CLEARANCE_TTL)}"))
     return reply
 
 
-def _cloudflare_headers(ray: str) -> list[tuple[str, str]]:
+def _cloudflare_headers(ray: str, csp: str = CSP) -> list[tuple[str, str]]:
     return [
         ("Content-Type", HTML),
         ("Server", "cloudflare"),
         ("CF-RAY", ray),
-        ("Content-Security-Policy", CSP),
+        ("Content-Security-Policy", csp),
         ("X-Frame-Options", "SAMEORIGIN"),
         ("Referrer-Policy", "same-origin"),
     ]
@@ -471,8 +526,17 @@ def _cookie_attributes(visit: Visit, max_age: int) -> str:
     return f"Path=/; Max-Age={max_age}; HttpOnly; {tail}"
 
 
-def _json(status: int, value) -> Reply:
+def json_reply(status: int, value) -> Reply:
     return Reply(status, [("Content-Type", "application/json"), ("Server", "cloudflare")], json.dumps(value).encode())
+
+
+def json_body(visit: Visit) -> dict:
+    """The request's JSON object body, or {} for anything else."""
+    try:
+        value = json.loads(visit.body or b"{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _script_json(value) -> str:
@@ -496,11 +560,13 @@ ANSWERS: dict[str, Answer] = {
     "injected": _injected,
     "rewritten": _rewritten,
     "different": _different,
+    "widget": _widget,
     "alt-svc": _alt_svc,
     "onion-location": _onion_location,
     "slow": _slow,
     "hang": _hang,
     "reset": _reset,
     "huge": _huge,
+    "hostile": _hostile,
     "error": _error,
 }

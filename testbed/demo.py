@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -23,6 +22,7 @@ from exporter.app import Exporter, add_log_arguments
 from exporter.config import load_config
 from exporter.logs import setup_logging
 from testbed.bed import TestBed
+from testbed.cli import add_latency_argument
 from testbed.ports import free_ports
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,13 @@ RULES_DIR = Path(__file__).resolve().parent.parent / "prometheus" / "rules"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exits", type=int, default=4, help="exit relays in the test network (default: 4)")
-    parser.add_argument("--listen", default="127.0.0.1:9981", help="exporter address (default: 127.0.0.1:9981)")
+    parser.add_argument("--listen", default="127.0.0.1:10981", help="exporter address (default: 127.0.0.1:10981)")
     parser.add_argument("--interval", default="30s", help="how often each target is probed (default: 30s)")
     parser.add_argument("--no-chromium", action="store_true", help="probe with plain HTTP only")
     parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even if installed")
     parser.add_argument("--rules", type=Path, default=RULES_DIR, metavar="DIR",
                         help="Prometheus rule files (*.yml) to load (default: prometheus/rules of this checkout)")
+    add_latency_argument(parser)
     add_log_arguments(parser)
 
 
@@ -58,7 +59,7 @@ def demo_config(state: dict, listen: str, interval: str, chromium: bool, data_di
         "fetchers": {"http": {"ca_file": edge["ca_file"], "timeout": "20s"},
                      "chromium": {"ca_file": edge["ca_file"], "challenge_wait": "10s", "timeout": "30s"}},
         "geoip": {"country_db": state["geoip_db"]},
-        "baseline": {"resolve": {urlsplit(url).hostname: "127.0.0.1" for url in edge["sites"].values()}},
+        "baseline": {"resolve": {host: "127.0.0.1" for host in edge["hostnames"]}},
         "web": {"listen": listen},
         "data_dir": str(data_dir),
     }
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     print("Booting the private Tor network and the edge web server…", flush=True)
-    with TestBed(exits=args.exits) as bed:
+    with TestBed(exits=args.exits, latency=args.latency) as bed:
         state = bed.state()
         config_path = bed.workdir / "exporter.yaml"
         config_path.write_text(yaml.safe_dump(

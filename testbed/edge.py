@@ -1,10 +1,16 @@
 """The test bed's exit-aware web server: HTTP and HTTPS on loopback, plus an admin port.
 
-Per request the edge takes the site from the Host header (``<site>.test[:port]``),
-the exit from ``identify(peer)`` (which tor exit owns the peer socket;
+Per request the edge takes the site from the Host header (or HTTP/2's
+``:authority``) through ``sites.Web`` (sites, their other hosts, vendor
+hosts), the exit from ``identify(peer)`` (which tor exit owns the peer socket;
 ``"direct"`` when not through tor), and answers with the behaviour the policy
 names for that pair.  Every exit connects from 127.0.0.1, so the peer address
 alone cannot tell exits apart (tor ignores OutboundBindAddress for loopback).
+
+Plain HTTP speaks HTTP/1.1.  The HTTPS port offers ``h2`` and ``http/1.1`` by
+ALPN, as real edges do: browsers get HTTP/2 (``http2``), plain clients that
+offer no ALPN get HTTP/1.1.  Both transports hand every request to
+``Edge.handle``, which logs it with its protocol.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from testbed import behaviours
-from testbed.pages import SITES, TLD, hostname
+from testbed.http2 import Http2Connection
 from testbed.passes import Passes
-from testbed.policy import Policy, PolicyError, load_policy
+from testbed.policy import Policy, PolicyError
+from testbed.sites import Web
 from testbed.tls import issue_certificates, server_context
 
 log = logging.getLogger(__name__)
@@ -36,13 +43,20 @@ SHUTDOWN_POLL = 0.1  # seconds; how long stop() may wait for each server loop
 
 
 class Edge:
-    """Serves the test bed's sites; what each exit sees comes from the policy."""
+    """Serves the test bed's sites; what each exit sees comes from the policy.
 
-    def __init__(self, policy: Policy, identify: Identify, workdir: Path, host: str = "127.0.0.1"):
+    ``ports`` (HTTP, HTTPS) are free ones unless given: replayed pages name
+    their hosts without a port, so they need 80 and 443.
+    """
+
+    def __init__(self, policy: Policy, identify: Identify, workdir: Path, host: str = "127.0.0.1",
+                 web: Web | None = None, ports: tuple[int, int] = (0, 0)):
         self._policy = policy
         self._identify = identify
         self._workdir = Path(workdir)
         self._host = host
+        self.web = web or Web()
+        self._ports = ports
         self._passes = Passes()
         self._log: collections.deque[dict] = collections.deque(maxlen=REQUEST_LOG_SIZE)
         self._lock = threading.Lock()
@@ -60,8 +74,10 @@ class Edge:
         certs = issue_certificates(self._workdir, self.hostnames())
         self.ca_file = certs.ca_file
         self._stopping.clear()
-        http = _SiteServer((self._host, 0), self, "http")
-        https = _SiteServer((self._host, 0), self, "https", server_context(certs))
+        context = server_context(certs)
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        http = _SiteServer((self._host, self._ports[0]), self, "http")
+        https = _SiteServer((self._host, self._ports[1]), self, "https", context)
         admin = _AdminServer((self._host, 0), self)
         self._servers = [http, https, admin]
         self.http_port = http.server_address[1]
@@ -74,6 +90,10 @@ class Edge:
             thread.start()
             self._threads.append(thread)
         log.info("edge serving http:%d https:%d admin %s", self.http_port, self.https_port, self.admin_url)
+
+    def expose(self, http_port: int, https_port: int) -> None:
+        """Visitors reach the edge at these ports (relays in front of it): its URLs name them."""
+        self.http_port, self.https_port = http_port, https_port
 
     def stop(self) -> None:
         """Stop serving, release held (hanging, slow) connections and close every socket."""
@@ -96,12 +116,18 @@ class Edge:
     # -- what others read --------------------------------------------------
 
     def site_urls(self, scheme: str = "http") -> dict[str, str]:
+        """Where a visit to each site starts (a port only where it is not the scheme's own)."""
         port = {"http": self.http_port, "https": self.https_port}[scheme]
-        return {site: f"{scheme}://{hostname(site)}:{port}/" for site in SITES}
+        suffix = "" if port == {"http": 80, "https": 443}[scheme] else f":{port}"
+        urls = {}
+        for site in self.web.sites:
+            host, path = self.web.start(site)
+            urls[site] = f"{scheme}://{host}{suffix}{path}"
+        return urls
 
     def hostnames(self) -> list[str]:
-        """The names the test bed's DNS must answer (with this edge's address)."""
-        return [hostname(site) for site in SITES]
+        """The names the test bed's DNS must answer (with this edge's address): sites and vendors."""
+        return list(self.web.names)
 
     def requests(self) -> list[dict]:
         """What the edge served, oldest first: site, exit, behaviour, path, status, time, ..."""
@@ -115,7 +141,26 @@ class Edge:
     def set_policy(self, policy: Policy) -> None:
         self._policy = policy
 
-    # -- used by the handlers ----------------------------------------------
+    # -- used by the transports ---------------------------------------------
+
+    def handle(self, scheme: str, protocol: str, exit_name: str | None, method: str, path: str, host: str,
+               cookie_headers: list[str], body: bytes) -> behaviours.Reply:
+        """Answer one request and log it: ``host`` is the Host header (or ``:authority``)."""
+        name, port = _split_host(host)
+        site = self.web.site_of(name)
+        entry = {"time": time.time(), "site": site, "host": name, "exit": exit_name, "scheme": scheme,
+                 "protocol": protocol, "method": method, "path": path}
+        if site is None:
+            entry.update(behaviour=None, status=421)
+            self._record(entry)
+            return behaviours.Reply(421, [("Content-Type", "text/plain")], b"unknown site\n")
+        behaviour = self.policy.behaviour(site, exit_name)
+        visit = behaviours.Visit(site=site, exit=exit_name, scheme=scheme, method=method, path=path,
+                                 cookies=_cookies(cookie_headers), body=body, authority=name, port=port)
+        reply = self.web.answer(visit, behaviour, self._passes)
+        entry.update(behaviour=behaviour.name, status=reply.status)
+        self._record(entry)
+        return reply
 
     def _record(self, entry: dict) -> None:
         with self._lock:
@@ -160,9 +205,52 @@ class _SiteServer(_Server):
     def get_request(self):
         connection, address = super().get_request()
         if self.tls:
-            # The handshake runs on the handler's thread, at its first read.
+            # The handshake runs on the connection's own thread (finish_request).
             connection = self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
         return connection, address
+
+    def finish_request(self, request, client_address):
+        """After the TLS handshake, ALPN decides: HTTP/2, or HTTP/1.1 (the handler)."""
+        if self.tls:
+            try:
+                request.do_handshake()
+            except OSError as exc:
+                log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                return
+            if request.selected_alpn_protocol() == "h2":
+                self._serve_http2(request, client_address)
+                return
+        super().finish_request(request, client_address)
+
+    def _serve_http2(self, request, client_address) -> None:
+        exit_of = _ExitOf(self.edge, client_address)
+
+        def handle(headers: list[tuple[str, str]], body: bytes) -> behaviours.Reply:
+            pseudo = {name: value for name, value in headers if name.startswith(":")}
+            return self.edge.handle(self.scheme, "HTTP/2", exit_of(), pseudo.get(":method", "GET"),
+                                    pseudo.get(":path", "/"), pseudo.get(":authority", ""),
+                                    [value for name, value in headers if name == "cookie"], body)
+
+        Http2Connection(request, handle, self.edge._stopping.is_set, MAX_REQUEST_BODY).serve()
+
+
+class _ExitOf:
+    """The exit a connection came through, looked up once (a TCP connection never changes exit),
+    at its first request: by then a delaying relay in front of the edge has said whose it is."""
+
+    def __init__(self, edge: Edge, peer):
+        self._edge, self._peer = edge, peer
+        self._known, self._exit = False, None
+
+    def __call__(self) -> str | None:
+        if not self._known:
+            try:
+                self._exit = self._edge._identify(self._peer)
+            except Exception:  # identify reads /proc; a vanished process is not our failure
+                log.exception("identify(%s) failed", self._peer)
+                self._exit = None
+            self._known = True
+        return self._exit
 
 
 class _AdminServer(_Server):
@@ -211,61 +299,26 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _SiteHandler(_Handler):
     server: _SiteServer
-    _exit: str | None
-    _identified = False
+
+    def setup(self):
+        super().setup()
+        self._exit_of = _ExitOf(self.server.edge, self.client_address)
 
     def do_GET(self):
         self._serve()
 
     do_HEAD = do_POST = do_GET
 
-    def _exit_name(self) -> str | None:
-        """The exit this connection came through; a TCP connection never changes exit."""
-        if not self._identified:
-            try:
-                self._exit = self.server.edge._identify(self.client_address)
-            except Exception:  # identify reads /proc; a vanished process is not our failure
-                log.exception("identify(%s) failed", self.client_address)
-                self._exit = None
-            self._identified = True
-        return self._exit
-
     def _serve(self) -> None:
-        edge = self.server.edge
-        site = _site_of(self.headers.get("Host", ""))
-        exit_name = self._exit_name()
-        entry = {
-            "time": time.time(),
-            "site": site,
-            "exit": exit_name,
-            "scheme": self.server.scheme,
-            "method": self.command,
-            "path": self.path,
-        }
-        if site is None:
-            entry.update(behaviour=None, status=421)
-            edge._record(entry)
-            self._send(421, [("Content-Type", "text/plain")], b"unknown site\n")
-            return
-        behaviour = edge.policy.behaviour(site, exit_name)
         try:
             body = self._read_body()
         except ValueError as exc:
             self.close_connection = True
             self._send(400, [("Content-Type", "text/plain")], f"{exc}\n".encode())
             return
-        visit = behaviours.Visit(
-            site=site,
-            exit=exit_name,
-            scheme=self.server.scheme,
-            method=self.command,
-            path=self.path,
-            cookies=_cookies(self.headers.get_all("Cookie", [])),
-            body=body,
-        )
-        reply = behaviours.answer(visit, behaviour, edge._passes)
-        entry.update(behaviour=behaviour.name, status=reply.status)
-        edge._record(entry)
+        reply = self.server.edge.handle(self.server.scheme, self.request_version, self._exit_of(), self.command,
+                                        self.path, self.headers.get("Host", ""),
+                                        self.headers.get_all("Cookie", []), body)
         self._deliver(reply)
 
     def _deliver(self, reply: behaviours.Reply) -> None:
@@ -314,7 +367,7 @@ class _AdminHandler(_Handler):
             self._json(404, {"error": f"no such endpoint {self.path}"})
             return
         try:
-            policy = load_policy(self._read_body().decode("utf-8", "replace"))
+            policy = self.server.edge.web.load_policy(self._read_body().decode("utf-8", "replace"))
         except (PolicyError, ValueError) as exc:
             self._json(400, {"error": str(exc)})
             return
@@ -326,12 +379,12 @@ class _AdminHandler(_Handler):
         self._send(status, [("Content-Type", "application/json")], body)
 
 
-def _site_of(host: str) -> str | None:
-    """``news.test:8080`` → ``news``; anything else → None."""
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.lower().rstrip(".")
-    site, _, tld = name.partition(".")
-    return site if tld == TLD and site in SITES else None
+def _split_host(host: str) -> tuple[str, int | None]:
+    """``news.test:8080`` → ("news.test", 8080); ``[::1]`` and names without a port → (name, None)."""
+    name, sep, port = host.rpartition(":")
+    if not sep or host.endswith("]") or not port.isdigit():
+        return host.lower().rstrip("."), None
+    return name.lower().rstrip("."), int(port)
 
 
 def _cookies(header_values: list[str]) -> dict[str, str]:

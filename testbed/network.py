@@ -28,7 +28,9 @@ from stem import ControllerError
 from stem.control import Controller
 
 from exporter.shard import Shard
+
 from . import keys, processes
+from .latency import Delays
 from .ports import free_ports
 from .torrc import LOOPBACK, TorNode, bandwidth_file, torrc
 
@@ -65,13 +67,14 @@ class TorNetwork:
     """
 
     def __init__(self, workdir: Path, *, resolv_conf: Path, exits: int = 4, middles: int = 2,
-                 tor: str = "tor", key_cache: Path | None = keys.DEFAULT_CACHE) -> None:
+                 tor: str = "tor", key_cache: Path | None = keys.DEFAULT_CACHE, delays: Delays | None = None) -> None:
         if exits < 1 or middles < 1:
             raise ValueError("the network needs at least one exit and one middle")
         self.workdir = workdir
         self.resolv_conf = resolv_conf
         self.tor = tor
         self.key_cache = key_cache  # authority key sets reused between boots; None: make new ones
+        self.delays = delays  # a delaying relay in front of every ORPort, when given
         self.nodes: list[TorNode] = self._plan(exits, middles)
         self._procs: dict[str, object] = {}
 
@@ -89,6 +92,10 @@ class TorNetwork:
                                  or_port=next(ports), guard=(i == 1), bandwidth_kb=1000 * i))
         nodes.append(TorNode("client", "client", self.workdir / "client",
                              socks_port=next(ports), control_port=next(ports)))
+        if self.delays is not None:
+            relays = [n for n in nodes if n.role != "client"]
+            for node, port in zip(relays, free_ports(len(relays))):
+                node.listen_port = port
         return nodes
 
     def _by_role(self, role: str) -> list[TorNode]:
@@ -133,6 +140,9 @@ class TorNetwork:
         for node in self.nodes:
             node.torrc_path.write_text(torrc(node, self.authorities, resolv_conf=self.resolv_conf, relays=relays))
         try:
+            if self.delays is not None:
+                for node in self.relays:
+                    self.delays.add((node.address, node.or_port), (node.address, node.listen_port))
             for node in self.nodes:
                 self._spawn(node)
             self._wait_ready(started + timeout)

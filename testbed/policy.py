@@ -9,7 +9,9 @@ YAML shape::
 A behaviour is a name or a mapping ``{behaviour: NAME, PARAM: VALUE, ...}``.
 Sites not listed answer ``ok``; exits not listed get the site's default,
 except ``direct`` (a fetch not through tor), which gets the real page unless
-listed.  Errors name the key path, e.g. ``sites.news.exits.exit2.dealy``.
+listed.  Vendor hosts (``challenges``, ``hcaptcha``) are named like sites and
+take the behaviours that make sense for a third-party host (``VENDOR_BEHAVIOURS``).
+Errors name the key path, e.g. ``sites.news.exits.exit2.dealy``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from testbed.pages import SITES
+from testbed.pages import SITES, VENDORS
 
 DIRECT = "direct"
 
@@ -41,6 +43,7 @@ BEHAVIOURS: dict[str, dict[str, float]] = {
     "injected": {},
     "rewritten": {},
     "different": {},
+    "widget": {},  # the real page with a CAPTCHA widget from the widget host
     "alt-svc": {},
     "onion-location": {},
     # failures
@@ -48,8 +51,12 @@ BEHAVIOURS: dict[str, dict[str, float]] = {
     "hang": {},
     "reset": {},
     "huge": {"size": 50_000_000},
+    "hostile": {"size": 3_000_000},  # a page of unclosed tags, hostile to naive parsers
     "error": {"code": 522},
 }
+
+# What a vendor host can be made to do: serve, or fail as any host can.
+VENDOR_BEHAVIOURS = ("ok", "slow", "hang", "reset", "error", "block")
 
 # Inclusive bounds of each parameter.
 PARAMETER_RANGES = {
@@ -113,8 +120,13 @@ class Policy:
         return {"sites": {name: sp.to_dict() for name, sp in sorted(self.sites.items())}}
 
 
-def load_policy(source: str | Path | Mapping) -> Policy:
-    """A policy from a YAML/JSON file path, YAML/JSON text, or an already parsed mapping."""
+def load_policy(source: str | Path | Mapping, sites: tuple[str, ...] = SITES,
+                limits: Mapping[str, tuple[str, ...]] | None = None) -> Policy:
+    """A policy from a YAML/JSON file path, YAML/JSON text, or an already parsed mapping.
+
+    ``sites`` are the site names it may use (replayed captures add theirs), vendors always;
+    ``limits`` names the only behaviours some of them can answer (vendors: ``VENDOR_BEHAVIOURS``).
+    """
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and Path(source).is_file()):
         source = Path(source).read_text()
     if isinstance(source, str):
@@ -122,10 +134,11 @@ def load_policy(source: str | Path | Mapping) -> Policy:
             source = yaml.safe_load(source)
         except yaml.YAMLError as exc:
             raise PolicyError(f"policy is not valid YAML: {exc}") from None
-    return _parse_policy(source)
+    limits = {**{vendor: VENDOR_BEHAVIOURS for vendor in VENDORS}, **(limits or {})}
+    return _parse_policy(source, (*sites, *(name for name in limits if name not in sites)), limits)
 
 
-def _parse_policy(data) -> Policy:
+def _parse_policy(data, known: tuple[str, ...], limits: Mapping[str, tuple[str, ...]]) -> Policy:
     if data is None:
         return Policy()
     if not isinstance(data, Mapping):
@@ -136,10 +149,20 @@ def _parse_policy(data) -> Policy:
         raise PolicyError("sites: expected a mapping of site name to site policy")
     parsed = {}
     for site, spec in sites.items():
-        if site not in SITES:
-            raise PolicyError(f"sites.{site}: unknown site (known: {', '.join(SITES)})")
+        if site not in known:
+            shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+            raise PolicyError(f"sites.{site}: unknown site (known: {shown})")
         parsed[site] = _parse_site(spec, f"sites.{site}")
+        if site in limits:
+            _only(limits[site], parsed[site], f"sites.{site}", "a vendor host" if site in VENDORS else "this site")
     return Policy(parsed)
+
+
+def _only(allowed: tuple[str, ...], site: SitePolicy, path: str, what: str) -> None:
+    for where, behaviour in (("default", site.default), *((f"exits.{e}", b) for e, b in site.exits.items())):
+        if behaviour.name not in allowed:
+            raise PolicyError(f"{path}.{where}: {what} cannot answer {behaviour.name!r} "
+                              f"(it can: {', '.join(allowed)})")
 
 
 def _parse_site(spec, path: str) -> SitePolicy:
@@ -202,7 +225,7 @@ def _reject_unknown(data: Mapping, known: set[str], path: str) -> None:
 
 # The default spread, most telling first: each family early, so even two
 # exits (five slots) show a Cloudflare gate, another vendor, a modified page
-# and a failure.  Slow failures (huge, hang) come last.
+# and a failure.  Slow failures (huge, hang) and a hostile page come last.
 _SPREAD = (
     Behaviour("challenge", {"delay": 2.0}),
     Behaviour("block"),
@@ -220,7 +243,12 @@ _SPREAD = (
     Behaviour("reset"),
     Behaviour("huge", {"size": 8_000_000}),
     Behaviour("hang"),
+    Behaviour("hostile", {"size": 3_000_000}),
 )
+
+
+# The portal (apex → www, and a sign-in chain of redirects) on the first gated exits.
+_PORTAL = (Behaviour("challenge", {"delay": 2.0}), Behaviour("widget"))
 
 
 def default_policy(exit_nicknames: list[str]) -> Policy:
@@ -231,11 +259,14 @@ def default_policy(exit_nicknames: list[str]) -> Policy:
     them); the other exits take the
     spread in order, site by site, the main site (news) first.  ``shop``
     always carries per-request tokens (``nonce``), which are no modification.
+    The portal, reached through redirects, shows a challenge and a widget.
     """
     gated = list(exit_nicknames[1:])
-    slots = [(site, exit_name) for site in SITES for exit_name in gated]
+    spread = [site for site in SITES if site != "portal"]
+    slots = [(site, exit_name) for site in spread for exit_name in gated]
     exits: dict[str, dict[str, Behaviour]] = {site: {} for site in SITES}
     for (site, exit_name), behaviour in zip(slots, _SPREAD):
         exits[site][exit_name] = behaviour
+    exits["portal"] = dict(zip(gated, _PORTAL))
     defaults = {site: Behaviour("nonce") if site == "shop" else OK for site in SITES}
     return Policy({site: SitePolicy(defaults[site], exits[site]) for site in SITES})

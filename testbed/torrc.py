@@ -34,7 +34,8 @@ class TorNode:
     role: str  # authority | middle | exit | client
     data_dir: Path
     address: str = LOOPBACK
-    or_port: int | None = None
+    or_port: int | None = None  # the advertised ORPort
+    listen_port: int | None = None  # where tor itself listens, when a delaying relay holds or_port
     dir_port: int | None = None
     socks_port: int | None = None
     control_port: int | None = None
@@ -104,10 +105,15 @@ def torrc(node: TorNode, authorities: list[TorNode], *, resolv_conf: Path, relay
 
 
 def _relay_lines(node: TorNode, resolv_conf: Path) -> list[tuple[str, str]]:
+    if node.listen_port:  # a delaying relay listens on the advertised port (testbed.latency)
+        or_ports = [("ORPort", f"{node.address}:{node.or_port} NoListen"),
+                    ("ORPort", f"{node.address}:{node.listen_port} NoAdvertise")]
+    else:
+        or_ports = [("ORPort", f"{node.address}:{node.or_port}")]
     lines = [
         ("SocksPort", "0"),
         ("Address", node.address),
-        ("ORPort", f"{node.address}:{node.or_port}"),
+        *or_ports,
         ("ServerDNSResolvConfFile", str(resolv_conf)),
         ("ServerDNSDetectHijacking", "0"),
     ]

@@ -25,7 +25,7 @@ from difflib import SequenceMatcher
 from exporter.change.normalise import PageForm, normalise
 from exporter.values import Response
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: pages read by exporter.markup (first title only, literal-free script ids)
 ANY_WORDS = ".*?"
 
 

@@ -10,6 +10,7 @@ Host header, TLS SNI and certificate check keep using the name.
 from __future__ import annotations
 
 import time
+from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -17,13 +18,15 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from exporter.config import HttpFetcherConfig
-from exporter.fetch.http import HttpFetcher
-from exporter.values import Response
+from exporter.fetch.http import MAX_REDIRECTS, REDIRECT_STATUSES, HttpFetcher
+from exporter.values import FetchError, Response
 
 
 def fetch_direct(url: str, config: HttpFetcherConfig, resolve: dict[str, str] | None = None) -> Response:
-    """One GET of ``url`` straight from this machine (redirects are not followed); raises FetchError."""
+    """The page ``url`` leads to, straight from this machine, redirects followed as a probe follows
+    them (the baseline must be the page a probe ends on, not an apex's redirect); raises FetchError."""
     fetcher = HttpFetcher(config)
+    deadline = time.monotonic() + config.timeout
     with requests.Session() as session:
         session.trust_env = False
         session.verify = str(config.ca_file) if config.ca_file else True
@@ -31,8 +34,13 @@ def fetch_direct(url: str, config: HttpFetcherConfig, resolve: dict[str, str] | 
             adapter = _pinned_adapter({host.lower(): address for host, address in resolve.items()})
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-        response, _ = fetcher._get(session, url, time.monotonic() + config.timeout)
-    return response
+        for _ in range(MAX_REDIRECTS + 1):
+            response, _ = fetcher._get(session, url, deadline)
+            location = response.header("location")
+            if response.status not in REDIRECT_STATUSES or not location:
+                return response
+            url = urljoin(url, location)
+    raise FetchError("connection", f"more than {MAX_REDIRECTS} redirects from {url}")
 
 
 def _pinned_adapter(resolve: dict[str, str]) -> HTTPAdapter:

@@ -19,10 +19,8 @@ JavaScript detections and its e-mail protection) are recognised by a URL
 they load, found anywhere in the page, and listed by name apart from the
 page's own scripts.
 
-The page is read with a few regular-expression passes over the whole
-document (HTML's tokenizer states: comments, raw-text elements, tags, text;
-no tree building and no error recovery): on a tag-dense page that takes
-about a third of the time of ``html.parser``, whose callbacks run per tag.
+The page is read with the shared tokenizer (``exporter.markup``): one pass,
+time linear in the page's size, no tree building.
 """
 
 from __future__ import annotations
@@ -32,6 +30,8 @@ import html
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from exporter.markup import JS_LITERAL, RAW, START, TEXT, attributes, tokens
 
 # Cloudflare's injections, by a URL fragment each one loads or links to.
 KNOWN_INJECTIONS = (
@@ -50,20 +50,11 @@ INLINE_TAGS = (
 IMPLIED_TAGS = frozenset(("html", "head", "body", "tbody"))
 TOKEN_NAME = re.compile(r"csrf|xsrf|token|nonce|authenticity", re.IGNORECASE)
 
-_ATTRIBUTES = r"""((?:[^>"']++|"[^"]*+"|'[^']*+')*+)"""
-# What is taken out before tags and text are read: comments, doctype and processing
-# instructions, elements whose content is text up to their end tag (raw text, RCDATA),
-# and the <meta>/<input> elements that may carry a token.
-SPECIAL = re.compile(
-    r"<!--.*?(?:-->|\Z)|<[!?][^>]*>?"
-    rf"|<(script|style|title|textarea|noscript|template)(?=[\s/>]){_ATTRIBUTES}>(.*?)(?:</\1\s*>|\Z)"
-    rf"|<(?:meta|input)(?=[\s/>]){_ATTRIBUTES}>",
-    re.DOTALL | re.IGNORECASE,
-)
-START_TAG = re.compile(r"<([A-Za-z][^\s/>]*)")
-INLINE_TAG = re.compile(rf"</?(?:{'|'.join(INLINE_TAGS)})(?=[\s/>]){_ATTRIBUTES}>", re.IGNORECASE)
-ANY_TAG = re.compile(rf"</?[A-Za-z][^\s/>]*{_ATTRIBUTES}>")
-ATTRIBUTE = re.compile(r"""([^\s"'=<>/]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?""")
+INLINE = frozenset(INLINE_TAGS)
+# Elements whose content is not shown: neither their text nor their elements are read.
+HIDDEN = frozenset(("noscript", "template"))
+# Raw-text elements whose text is shown (the others, script and style, are not).
+SHOWN_RAW = frozenset(("textarea", "xmp", "plaintext"))
 LINE_BREAK = "\x00"  # stands for a block element's edge until the text is split into lines
 LINE_BREAKS = re.compile(" ?\x00[\x00 ]*")
 
@@ -77,7 +68,7 @@ VOLATILE_TEXT = (
     (re.compile(r"(?<![\w/+=-])(?=[\w+/=-]{20})(?=[\w+/=-]*\d)(?=[\w+/=-]*[A-Za-z])[\w+/=-]+"), "<token>", ""),
 )
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-SCRIPT_LITERAL = re.compile(r"""'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|`(?:[^`\\]|\\.)*`|\b\d[\w.]*""")
+NUMBER_LITERAL = re.compile(r"\b\d[\w.]*+")
 WHITESPACE = re.compile(r"\s+")
 SPACE_RUN = re.compile(r"[^\S ]\s*| \s+")  # whitespace that is not already a single space
 
@@ -99,34 +90,50 @@ class PageForm:
 
 
 def normalise(page: str, *, mask_numbers: bool = False) -> PageForm:
-    """``page`` (HTML) in normal form (see the module docstring for what is removed)."""
-    title: list[str] = []
+    """``page`` (HTML) in normal form (see the module docstring for what is removed).
+
+    Raises ``PageTooComplex`` for a page with more tokens than ``exporter.markup`` reads.
+    """
+    title = None
+    text: list[str] = []
+    tags: list[str] = []
     scripts: list[str] = []
-
-    def take_out(match: re.Match) -> str:
-        tag, attributes, content, empty_attributes = match.group(1, 2, 3, 4)
-        if empty_attributes is not None:  # <meta> or <input>
-            return "" if _carries_token(match.group(0), _attributes(empty_attributes)) else match.group(0)
-        if tag is None:  # comment, doctype, processing instruction
-            return ""
-        tag = tag.lower()
-        if tag == "script":
-            script = _script(_attributes(attributes).get("src"), content)
-            if script:
-                scripts.append(script)
-            return ""  # invisible, and inline: no line break, no structure
-        if tag == "title":
-            title.append(content)
-        if tag == "textarea":  # its text is shown; escaped so no later pass reads it as markup
-            return f"<{tag}>{content.replace('<', '&lt;')}"
-        return f"<{tag}>"
-
-    markup = SPECIAL.sub(take_out, page)
-    tags = [tag for tag in map(str.lower, START_TAG.findall(markup)) if tag not in IMPLIED_TAGS]
-    text = ANY_TAG.sub(LINE_BREAK, INLINE_TAG.sub("", markup))
+    hidden = 0  # depth inside elements whose content is not shown
+    src = None  # of the script element being read
+    for kind, name, start, end, extra in tokens(page):
+        if kind == TEXT:
+            if not hidden:
+                text.append(page[start:end])
+        elif hidden:
+            if name in HIDDEN and kind != RAW:
+                hidden += 1 if kind == START else -1
+        elif kind == START:
+            if name == "script":
+                src = attributes(page, extra, end).get("src")
+                continue  # invisible, and inline: no line break, no structure
+            if name in ("meta", "input") and _carries_token(name, attributes(page, extra, end)):
+                continue
+            if name not in IMPLIED_TAGS:
+                tags.append(name)
+            if name not in INLINE:
+                text.append(LINE_BREAK)
+            if name in HIDDEN:
+                hidden = 1
+        elif kind == RAW:
+            content = page[start:end]
+            if name == "script":
+                script = _script(src, content)
+                if script:
+                    scripts.append(script)
+            elif name == "title":
+                title = content if title is None else title
+            elif name in SHOWN_RAW:
+                text.append(content.replace("<", "&lt;"))  # shown as written, never read as markup
+        elif name != "script" and name not in INLINE:
+            text.append(LINE_BREAK)
     return PageForm(
-        title=clean_text("".join(title), mask_numbers=mask_numbers),
-        lines=tuple(clean_lines(text, mask_numbers=mask_numbers)),
+        title=clean_text(title or "", mask_numbers=mask_numbers),
+        lines=tuple(clean_lines("".join(text), mask_numbers=mask_numbers)),
         tags=tuple(tags),
         scripts=tuple(scripts),
         injections=tuple(dict.fromkeys(name for name, fragment in KNOWN_INJECTIONS if fragment in page)),
@@ -168,7 +175,7 @@ def script_id(src: str | None, body: str) -> str:
     if src is not None:
         parts = urlsplit(src.strip())
         return f"src:{(parts.hostname or '')}{parts.path}"
-    skeleton = WHITESPACE.sub("", SCRIPT_LITERAL.sub("", body))
+    skeleton = WHITESPACE.sub("", NUMBER_LITERAL.sub("", JS_LITERAL.sub("", body)))
     return "inline:" + hashlib.sha256(skeleton.encode()).hexdigest()[:12]
 
 
@@ -179,16 +186,8 @@ def _script(src: str | None, body: str) -> str | None:
     return script_id(src, body)
 
 
-def _attributes(text: str) -> dict[str, str]:
-    attributes = {}
-    for match in ATTRIBUTE.finditer(text):
-        value = next((v for v in match.group(2, 3, 4) if v is not None), "")
-        attributes.setdefault(match.group(1).lower(), html.unescape(value))
-    return attributes
-
-
-def _carries_token(element: str, attributes: dict[str, str]) -> bool:
+def _carries_token(tag: str, attributes: dict[str, str]) -> bool:
     """A ``<meta name=csrf-token>`` or a hidden input named like a CSRF token."""
-    if element[1:5].lower() == "meta":
+    if tag == "meta":
         return bool(TOKEN_NAME.search(attributes.get("name", "")))
     return attributes.get("type", "").lower() == "hidden" and bool(TOKEN_NAME.search(attributes.get("name", "")))

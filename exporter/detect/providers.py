@@ -9,3 +9,5 @@ GATE_PROVIDERS = (
     "kasada", "f5", "ddos-guard", "qrator", "vercel", "anubis", "fastly", "mcaptcha", "generic",
 )
 WIDGET_PROVIDERS = ("recaptcha", "hcaptcha", "turnstile", "geetest", "arkose", "friendlycaptcha", "mcaptcha")
+# CAPTCHA vendors that belong to a gate vendor: their widget on a refusal names the gate.
+WIDGET_GATES = {"turnstile": "cloudflare", "mcaptcha": "mcaptcha"}

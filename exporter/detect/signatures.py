@@ -10,31 +10,74 @@ same format:
     detect:
       signatures:
         - name: acme-waf-block        # unique; markers are reported as "<name>/<marker>"
-          kind: block                 # challenge | block | error | widget | context
+          kind: block                 # challenge | block | error | widget | context | origin
           provider: acme-waf          # optional; defaults to the name
           all:                        # every rule here must match ...
             - status: [403, 429]      # an int, a list, or a range "500-599"
           any:                        # ... and at least one of these (if given) ...
             - header: x-acme-waf      # header present; add `value: REGEX` to test its value
             - cookie: "acme_[0-9a-f]+"   # REGEX, full match on a Set-Cookie name
-            - title: "^Request denied"   # REGEX, searched in the <title> text
-              marker: denied-title    # optional: what this rule reports when it fires (default
-                                      # "title:<regex>"; status and widget rules report what they saw)
+            - body: 'id="acme-block"'    # REGEX, where markup acts (see below)
+              marker: block-element   # optional: what this rule reports when it fires (default
+                                      # "body:<regex>"; status and widget rules report what they saw)
           none:                       # ... and none of these
-            - body: "maintenance"     # REGEX, searched in the first 1 MB of the body
+            - text: "maintenance"     # REGEX, in the visible text
 
-Other rules: ``url: REGEX`` (the response URL), ``widget: REGEX`` (full match
-on an embedded CAPTCHA vendor found by the ``widget`` signatures, so a gate
-can say "a CAPTCHA on a 403"), ``max_body: N`` (the body has at most N
-characters).  Regexes are case-insensitive (Python syntax).
+Where a marker sits decides whether it is evidence, so the page is read
+(``exporter.detect.page``, in one linear pass) into places, and each rule
+searches one:
 
-How a page is decided: widget signatures run first; then gate signatures
-(challenge, block, error) in order — custom ones before the shipped ones — and
-the first that matches is the verdict; failing that, the first matching widget
-signature makes the page a ``widget``; otherwise it is ``ok``.  ``context``
-signatures never decide: they only add markers (a CDN's headers, a vendor's
-sensor script on a normal page), so an operator sees them.  A custom signature
-with the name of a shipped one replaces it.
+- ``body: REGEX``: where markup acts: the page's elements as written (names
+  and attributes: ids, classes, a form's action, a frame's or stylesheet's
+  URL; links, images and meta tags by their ids and classes only) and the
+  code of executable scripts, less comments and less string literals that
+  hold prose or markup.  Never visible text, ``<pre>``/``<code>``/
+  ``<textarea>``/``<template>`` content, comments, JSON data or escaped
+  markup (``&lt;``): a page that quotes a vendor's challenge does not match.
+- ``text: REGEX``: the visible text (references decoded, whitespace collapsed).
+- ``script: REGEX``: the URLs of the scripts and frames the page loads.
+- ``title: REGEX``: the first ``<title>``.
+
+Other rules: ``url: REGEX`` (the response URL), ``role: gate|content`` (the
+page's role from its structure: a ``gate`` page is the gate and little else,
+no site navigation, no form of the site's own; titles play no part),
+``widget: REGEX`` (full match on an embedded CAPTCHA vendor found by the
+``widget`` signatures, so a gate can say "a CAPTCHA on a 403"), ``sensor:
+REGEX`` (full match on a vendor whose code a ``context`` signature found on
+the page by a ``script`` or ``body`` rule), ``vendor: REGEX`` (the same for a
+vendor a ``context`` signature found by any rule: a header, a cookie, its
+code), ``max_body: N`` (the body has at
+most N characters).  Regexes are case-insensitive (Python syntax), searched
+in the first 1 MB of the body.
+
+How a page is decided: widget, context and origin signatures run first; then
+gate signatures (challenge, block, error) in order — custom ones before the
+shipped ones — and the first that matches is the verdict; failing that, the
+first matching widget signature makes the page a ``widget``; otherwise it is
+``ok``.  ``context`` signatures never decide: they only add markers (a CDN's
+headers, a vendor's sensor script on a normal page), so an operator sees
+them, and name vendors for attribution.  A custom signature with the name of
+a shipped one replaces it.
+
+Who the provider is: a gate signature names its provider.  When the one that
+decided names ``generic`` (a refusing status, a title, an embedded CAPTCHA:
+nothing that says whose gate it is), the provider is the vendor named by the
+strongest evidence on the response, in this order of precedence:
+
+1. headers (``cf-ray``, ``x-datadome``, a CDN's request id, its ``Server``),
+2. cookies the response sets (``__cf_bm``, ``datadome``, ``_abck``),
+3. script hosts: the scripts and frames the page loads (a vendor's sensor,
+   Turnstile's ``api.js``: a CAPTCHA vendor that runs gates names itself),
+4. the body (the vendor's code, then its words);
+
+that is, the ``context`` signatures that matched (and the ``widget`` ones of
+a vendor that is also a gate vendor), ranked by their strongest rule; on a
+tie the signature earlier in the file wins (bot managers come before CDNs
+there).  ``generic`` stays only when nothing names a vendor, or when the body
+is not plain: the page has the site's own structure (role ``content``), or an
+``origin`` signature says the origin's own server made it (nginx's or
+Apache's default error page: a CDN's headers are on every response it passes
+on, so they do not make the CDN the one that refused).
 """
 
 from __future__ import annotations
@@ -50,8 +93,12 @@ import yaml
 from exporter.detect.literals import match_prefixes, required_literals
 
 GATE_KINDS = ("challenge", "block", "error")
-SIGNATURE_KINDS = GATE_KINDS + ("widget", "context")
-RULE_FIELDS = ("status", "header", "cookie", "title", "body", "url", "widget", "max_body")
+SIGNATURE_KINDS = GATE_KINDS + ("widget", "context", "origin")
+# Rules searching text, and the place of the page (exporter.detect.page) each one searches.
+PLACES = {"body": "code", "text": "text", "script": "scripts"}
+RULE_FIELDS = ("status", "header", "cookie", "title", "url", "role", "widget", "sensor", "vendor", "max_body",
+               *PLACES)
+ROLES = ("gate", "content")
 GROUPS = ("all", "any", "none")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 RANGE_RE = re.compile(r"\s*(\d{3})\s*-\s*(\d{3})\s*")
@@ -71,8 +118,14 @@ class Rule:
     header_name: str = ""
     statuses: frozenset[int] = frozenset()
     limit: int = 0
-    literals: tuple[frozenset[str], ...] | None = None  # body rules: see exporter.detect.literals
+    role: str = ""
+    literals: tuple[frozenset[str], ...] | None = None  # place rules: see exporter.detect.literals
     prefixes: frozenset[str] | None = None
+
+    @property
+    def place(self) -> str | None:
+        """The place of the page a body, text or script rule searches."""
+        return PLACES.get(self.field)
 
 
 @dataclass(frozen=True)
@@ -186,6 +239,9 @@ def _check_rule(rule: Any) -> list[tuple[list[str | int], str]]:
     elif field_name == "max_body":
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             errors.append((["max_body"], "must be a non-negative integer"))
+    elif field_name == "role":
+        if value not in ROLES:
+            errors.append((["role"], f"must be one of {', '.join(ROLES)}"))
     elif field_name == "header":
         if not isinstance(value, str) or not value.strip():
             errors.append((["header"], "must be a header name"))
@@ -238,11 +294,13 @@ def _build_rule(rule: dict) -> Rule:
         return Rule(field_name, marker, statuses=_statuses(value))
     if field_name == "max_body":
         return Rule(field_name, marker, limit=value)
+    if field_name == "role":
+        return Rule(field_name, marker, role=value)
     if field_name == "header":
         pattern = re.compile(rule["value"], re.IGNORECASE) if "value" in rule else None
         return Rule(field_name, marker, pattern=pattern, header_name=value.strip().lower())
     pattern = re.compile(value, re.IGNORECASE)
-    if field_name != "body":
+    if field_name not in PLACES:
         return Rule(field_name, marker, pattern=pattern)
     return Rule(field_name, marker, pattern=pattern, literals=required_literals(value), prefixes=match_prefixes(value))
 
@@ -250,7 +308,9 @@ def _build_rule(rule: dict) -> Rule:
 def _default_marker(field_name: str, value: Any, header_value: str | None) -> str:
     if field_name == "header":
         return f"header:{value.lower()}" + (f"={header_value}" if header_value else "")
-    if field_name in ("status", "widget"):
-        return field_name  # the detector reports the status / CAPTCHA vendor it saw
+    if field_name in ("status", "widget", "sensor", "vendor"):
+        return field_name  # the detector reports the status / vendor it saw
+    if field_name == "role":
+        return f"role:{value}"
     text = str(value)
     return f"{field_name}:{text if len(text) <= 40 else text[:37] + '...'}"

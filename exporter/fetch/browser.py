@@ -109,10 +109,9 @@ class BrowserSession:
         landing_doc = next((doc for doc in documents if not doc.is_redirect), documents[-1])
         landing_timing = self._timing()
         landing = _response(landing_doc, driver.page_source)
-        first = landing if documents[0] is landing_doc else _response(documents[0], "")
         outcome = settle(landing, self._read_page, classify, challenge_wait, lambda: time.monotonic() - started)
         redirects = tuple(doc.url for doc in documents if doc.is_redirect)
-        return browser_result(first, redirects, landing_timing, outcome, self._timing)
+        return browser_result(landing, redirects, landing_timing, outcome, self._timing)
 
     def wipe(self) -> None:
         """Leave no window, connection, cookie, cache entry or site data from the previous probe."""

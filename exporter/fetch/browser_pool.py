@@ -25,7 +25,14 @@ from typing import Protocol
 import urllib3
 from selenium.common.exceptions import TimeoutException, WebDriverException
 
-from exporter.values import FetchError, FetchResult, Lane, Response, Verdict
+from exporter.values import (
+    BrowserRestart,
+    FetchError,
+    FetchResult,
+    Lane,
+    Response,
+    Verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +140,8 @@ class BrowserPool:
     - its process tree's resident memory exceeds ``memory_limit_bytes``, or
     - it died (crash, or killed by the hang watchdog of ``probe``).
 
-    ``name`` names the browser in error messages.
+    ``name`` names the browser in error messages; ``on_restart`` hears why each
+    browser was replaced (its owner points it at the metrics).
     """
 
     def __init__(self, launch: Callable[[Lane], Browser], recycle_after: int, memory_limit_bytes: int,
@@ -145,6 +153,7 @@ class BrowserPool:
         self._browsers: dict[int, Browser] = {}
         self._lock = threading.Lock()
         self.recycled = 0  # browsers replaced so far (any reason)
+        self.on_restart: Callable[[BrowserRestart], None] = lambda reason: None
 
     def acquire(self, lane: Lane) -> Browser:
         """The warm browser for ``lane``, fresh if the old one had to go."""
@@ -154,10 +163,15 @@ class BrowserPool:
             reason = self._recycle_reason(browser, lane)
             if reason is None:
                 return browser
-            log.info("recycling a browser", extra={"browser": self._name, "lane": lane.index, "why": reason})
+            log.info("recycling a browser", extra={"browser": self._name, "lane": lane.index, "why": reason[1]})
             self.discard(lane)
             self.recycled += 1
-        browser = self._launch(lane)
+            self.on_restart(reason[0])
+        try:
+            browser = self._launch(lane)
+        except Exception:
+            self.on_restart(BrowserRestart.LAUNCH_FAILED)
+            raise
         with self._lock:
             self._browsers[lane.index] = browser
         return browser
@@ -167,7 +181,13 @@ class BrowserPool:
         """One probe on the lane's warm browser, which is killed if it hangs and
         replaced after a timeout or a crash; every failure is a ``FetchError``."""
         browser = self.acquire(lane)
-        watchdog = threading.Timer(timeout + challenge_wait + HANG_GRACE_SECONDS, browser.kill)
+        hung = threading.Event()
+
+        def kill_hung() -> None:
+            hung.set()
+            browser.kill()
+
+        watchdog = threading.Timer(timeout + challenge_wait + HANG_GRACE_SECONDS, kill_hung)
         watchdog.daemon = True
         watchdog.start()
         try:
@@ -175,11 +195,13 @@ class BrowserPool:
         except FetchError as exc:
             if isinstance(exc.__cause__, TimeoutException):  # the page load hung: the renderer may be stuck
                 self.discard(lane)
+                self.on_restart(BrowserRestart.HUNG)
             raise
         except (WebDriverException, urllib3.exceptions.HTTPError) as exc:  # the latter: the driver is gone
             message = getattr(exc, "msg", None) or str(exc)
             if not browser.alive():
                 self.discard(lane)
+                self.on_restart(BrowserRestart.HUNG if hung.is_set() else BrowserRestart.CRASHED)
                 raise FetchError("browser", f"{self._name} died during the probe: {message}") from exc
             raise FetchError("browser", f"{self._name}: {message}") from exc
         finally:
@@ -210,14 +232,15 @@ class BrowserPool:
         for browser in browsers:
             browser.kill()
 
-    def _recycle_reason(self, browser: Browser, lane: Lane) -> str | None:
+    def _recycle_reason(self, browser: Browser, lane: Lane) -> tuple[BrowserRestart, str] | None:
+        """Why the lane's browser must go, for the metric and for the log; None while it may stay."""
         if browser.lane != lane:
-            return "the lane's SocksPort changed"
+            return BrowserRestart.LANE_CHANGED, "the lane's SocksPort changed"
         if not browser.alive():
-            return "browser died"
+            return BrowserRestart.CRASHED, "browser died"
         if browser.probes >= self._recycle_after:
-            return f"served {browser.probes} probes"
+            return BrowserRestart.RECYCLE_AFTER, f"served {browser.probes} probes"
         rss = browser.resident_bytes()
         if rss > self._memory_limit:
-            return f"resident memory {rss} > {self._memory_limit} bytes"
+            return BrowserRestart.MEMORY_LIMIT, f"resident memory {rss} > {self._memory_limit} bytes"
         return None

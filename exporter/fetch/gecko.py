@@ -69,20 +69,55 @@ def proxy_prefs(lane: Lane) -> dict[str, object]:
     }
 
 
-# Prefs both browsers get besides the proxy: no phoning home, and the target's URL is loaded as
-# configured (HTTPS-Only would turn a plain-http target into an upgrade attempt or an interstitial).
+# Prefs both browsers get besides the proxy: the browser's own traffic switched off at the source
+# (every stream of a lane goes through the probed exit; README "What leaves the exporter" lists
+# these), and the target's URL loaded as configured (HTTPS-Only would turn a plain-http target into
+# an upgrade attempt or an interstitial).
 QUIET_PREFS: dict[str, object] = {
+    # updates: the browser, add-ons, system add-ons, media plugins (OpenH264, Widevine), search engines
     "app.update.auto": False,
     "app.update.enabled": False,
     "app.update.disabledForTesting": True,
-    "services.settings.server": "data:,#remote-settings-dummy/v1",  # remote settings sync
-    "media.gmp-manager.updateEnabled": False,  # media plugin (OpenH264, Widevine) downloads
     "extensions.update.enabled": False,
+    "extensions.systemAddon.update.enabled": False,
+    "extensions.getAddons.cache.enabled": False,
+    "extensions.blocklist.enabled": False,
+    "media.gmp-manager.updateEnabled": False,
+    "browser.search.update": False,
+    # remote settings (and what it feeds: CRLite, intermediates, region), studies
+    "services.settings.server": "data:,#remote-settings-dummy/v1",
+    "security.remote_settings.crlite_filters.enabled": False,
+    "security.remote_settings.intermediates.enabled": False,
+    "browser.region.network.url": "",
+    "browser.region.update.enabled": False,
+    "app.normandy.enabled": False,
+    "app.shield.optoutstudies.enabled": False,
+    # telemetry and health reports
+    "toolkit.telemetry.enabled": False,
+    "toolkit.telemetry.unified": False,
+    "toolkit.telemetry.archive.enabled": False,
+    "toolkit.telemetry.server": "data:,",
+    "datareporting.healthreport.uploadEnabled": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "browser.ping-centre.telemetry": False,
+    # captive-portal and connectivity checks
     "network.captive-portal-service.enabled": False,
     "network.connectivity-service.enabled": False,
+    # safe browsing list updates and lookups
     "browser.safebrowsing.update.enabled": False,
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "browser.safebrowsing.downloads.remote.enabled": False,
+    # DNS over HTTPS off by choice (names are resolved by the exit), no speculative connections
+    "network.trr.mode": 5,
+    "network.http.speculative-parallel-limit": 0,
+    # new-tab and start pages that fetch content
+    "browser.newtabpage.enabled": False,
+    "browser.topsites.contile.enabled": False,
+    "identity.fxaccounts.enabled": False,
     "browser.startup.page": 0,
     "browser.startup.homepage": "about:blank",
+    "browser.startup.homepage_override.mstone": "ignore",
     "dom.security.https_only_mode": False,
     "dom.security.https_only_mode_pbm": False,
 }

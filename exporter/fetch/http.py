@@ -56,7 +56,7 @@ class HttpFetcher:
                     raise FetchError("connection", f"more than {MAX_REDIRECTS} redirects from {responses[0].url}")
                 url = urljoin(url, location)
         return FetchResult(
-            first=responses[0],
+            first=responses[-1],  # the page the redirects led to; a plain client never reloads it
             final=responses[-1],
             redirects=tuple(r.url for r in responses[1:]),
             load_seconds=time.monotonic() - started,

@@ -1,4 +1,4 @@
-"""One pinned 2-hop circuit per lane, and every stream of a lane attached to it by us.
+"""One pinned circuit per lane, ending at the exit being probed, and every stream of the lane on it.
 
 Tor leaves new streams unattached while ``__LeaveStreamsUnattached`` is 1 and
 reports them as STREAM NEW events (DETACHED when a circuit gave up on them);
@@ -6,6 +6,14 @@ the controller then sends ATTACHSTREAM, or CLOSESTREAM.  A stream belongs to
 a lane when the event's ``SESSION_GROUP`` is that lane's SocksPort session
 group.  ATTACHSTREAM to a circuit that is not yet BUILT fails, so ``pin()``
 returns only once tor reports the circuit BUILT.
+
+Streams are told apart by lane, never by host: a page needs its vendors'
+scripts and frames, other hosts' redirects and XHRs, and a user's browser
+sends them all through the same exit, so every stream of a pinned lane goes
+to its circuit (unless the operator denied the host).  A lane is pinned only
+while a probe runs on it; a stream it opens at any other time (a browser's
+background traffic, or a page still busy after its probe) is closed, logged
+and counted as ``stray``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from stem import CircStatus, StreamStatus
 from stem.control import EventType
 
 from exporter.tor.relay import ExitRelay
-from exporter.values import CircuitError, CircuitFailure, Lane
+from exporter.values import CircuitError, CircuitFailure, Lane, StreamClosed
 
 log = logging.getLogger(__name__)
 ALIVE_CHECK_SECONDS = 0.5  # how often a circuit build checks that tor's control connection is still up
@@ -109,25 +117,51 @@ def choose_first_hop(exit: ExitRelay, exit_family: Iterable[str], relays: Iterab
     return None
 
 
-class CircuitPinner:
-    """Pins each lane to a 2-hop circuit ending at a chosen exit and attaches the lane's streams.
+def choose_path(exit: ExitRelay, exit_family: Iterable[str], relays: Iterable, hops: int,
+                exclude: set[str] = frozenset(), rng: random.Random = random) -> list | None:
+    """The ``hops - 1`` relays before ``exit``, first hop first, each chosen as ``choose_first_hop``
+    chooses and none twice; None when there are not enough."""
+    relays = list(relays)
+    path: list = []
+    for _ in range(hops - 1):
+        hop = choose_first_hop(exit, exit_family, relays, set(exclude) | {r.fingerprint for r in path}, rng)
+        if hop is None:
+            return None
+        path.append(hop)
+    return path
 
-    Streams of a lane go to its circuit when their target host is in
-    ``allowed_hosts``; other hosts (browsers phoning home) and streams of a
-    lane without a circuit are closed; streams of other session groups are
-    left alone.
+
+def host_denied(host: str, patterns: Iterable[str]) -> bool:
+    """``host`` is one of ``patterns``: a name, or ``*.suffix`` for every name under the suffix."""
+    host = host.lower().rstrip(".")
+    for pattern in patterns:
+        if pattern.startswith("*.") and host.endswith(pattern[1:]) or host == pattern:
+            return True
+    return False
+
+
+class CircuitPinner:
+    """Pins each lane to a circuit of ``hops`` hops ending at a chosen exit and attaches the lane's streams.
+
+    Every stream of a pinned lane goes to its circuit, whatever its host,
+    unless the host is in ``deny_hosts``; streams of a lane without a circuit
+    (no probe runs on it) are closed as stray.  Closed streams are reported to
+    ``on_closed(reason)``.  Streams of other session groups are left alone.
     """
 
-    def __init__(self, controller, lanes: Sequence[Lane], allowed_hosts: set[str],
+    def __init__(self, controller, lanes: Sequence[Lane], deny_hosts: Iterable[str] = (),
                  on_failure: Callable[[str], None] = lambda reason: None, timeout: float = 20.0, attempts: int = 3,
-                 descriptor_wait: float = 1.0):
+                 descriptor_wait: float = 1.0, hops: int = 3,
+                 on_closed: Callable[[StreamClosed], None] = lambda reason: None):
         self.controller = controller
         self.timeout = timeout
         self.attempts = attempts
         self.descriptor_wait = descriptor_wait
+        self.hops = hops
         self._on_failure = on_failure
+        self._on_closed = on_closed
         self._lanes = {lane.session_group: lane for lane in lanes}
-        self._allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
+        self._deny_hosts = tuple(host.lower() for host in deny_hosts)
         self._circuits: dict[int, str] = {}  # session group → pinned circuit id
         self._reattached: set[str] = set()  # stream ids re-attached once after DETACHED
         self._waiters: set[queue.Queue] = set()  # CIRC event queues of pin() calls in progress
@@ -162,14 +196,11 @@ class CircuitPinner:
         except stem.ControllerError as exc:
             log.warning("could not restore tor's settings", extra={"settings": ",".join(_SETTINGS), "err": str(exc)})
 
-    def set_allowed_hosts(self, hosts: set[str]) -> None:
-        """Replace the hosts streams may go to (after a config reload)."""
-        self._allowed_hosts = frozenset(host.lower() for host in hosts)
 
     # -- pinning -----------------------------------------------------------
 
     def pin(self, lane: Lane, exit: ExitRelay, relays: Iterable) -> str:
-        """Close the lane's circuit, build [first hop, exit] and make it the lane's circuit.
+        """Close the lane's circuit, build [first hop, (middle,) exit] and make it the lane's circuit.
 
         Returns the circuit id once BUILT.  A failed build is retried with
         another first hop, up to ``attempts`` builds, after ``descriptor_wait``
@@ -183,14 +214,15 @@ class CircuitPinner:
         tried: set[str] = set()
         failure = None
         for attempt in range(1, self.attempts + 1):
-            first_hop = choose_first_hop(exit, family, relays, exclude=tried)
-            if first_hop is None:
+            path = choose_path(exit, family, relays, self.hops, exclude=tried)
+            if path is None:
                 failure = CircuitError(CircuitFailure.NO_FIRST_HOP, f"no first hop left for exit {exit.fingerprint}")
                 self._on_failure(failure.reason)
                 break
+            first_hop = path[0]
             tried.add(first_hop.fingerprint)
             try:
-                circuit_id = self._build([first_hop.fingerprint, exit.fingerprint])
+                circuit_id = self._build([relay.fingerprint for relay in path] + [exit.fingerprint])
             except CircuitError as exc:
                 failure = exc
                 self._on_failure(exc.reason)
@@ -302,10 +334,14 @@ class CircuitPinner:
             return  # not one of our lanes: another controller's business
         host = (event.target_address or "").lower()
         circuit_id = self.circuit_of(lane)
-        if host not in self._allowed_hosts:
-            self._close_stream(event.id, f"lane {lane.index}: {host} is not a target host")
-        elif circuit_id is None:
-            self._close_stream(event.id, f"lane {lane.index} has no pinned circuit")
+        if circuit_id is None:
+            log.warning("stray stream closed", extra={"lane": lane.index, "stream": event.id,
+                                                      "target": f"{host}:{event.target_port}"})
+            self._close_stream(event.id, f"lane {lane.index}: no probe runs on it")
+            self._on_closed(StreamClosed.STRAY)
+        elif host_denied(host, self._deny_hosts):
+            self._close_stream(event.id, f"lane {lane.index}: {host} is in tor.deny_hosts")
+            self._on_closed(StreamClosed.DENIED)
         elif event.status == StreamStatus.DETACHED and (event.reason == "END" or event.id in self._reattached):
             self._close_stream(event.id, f"lane {lane.index}: stream detached ({event.reason}/{event.remote_reason})")
         else:

@@ -11,9 +11,15 @@ import re
 from functools import cache
 from pathlib import Path
 
-# Site name → its real page; every site is served as ``<name>.test``.
-SITES = ("news", "shop", "forum", "login", "static")
+# Site name → its real page; a site is served as ``<name>.test``, except that ``portal``'s apex
+# ``portal.test`` redirects to ``www.portal.test``, as many real sites do.
+SITES = ("news", "shop", "forum", "login", "static", "portal")
 TLD = "test"
+# Third-party hosts that pages load from, named like the real ones: the challenge platform (its
+# solver script and frame) and a CAPTCHA widget.  The policy names them like sites.
+VENDORS = {"challenges": "challenges.cloudflare.test", "hcaptcha": "js.hcaptcha.test"}
+# More hosts of a site, beyond the one a visit starts at.
+MORE_HOSTS = {"www.portal.test": "portal"}
 
 _HERE = Path(__file__).parent
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
@@ -43,5 +49,14 @@ def site_page(site: str) -> str:
     return template(f"{site}.html")
 
 
-def hostname(site: str) -> str:
-    return f"{site}.{TLD}"
+def hostname(name: str) -> str:
+    """The host a visit to site (or vendor) ``name`` starts at."""
+    return VENDORS.get(name) or f"{name}.{TLD}"
+
+
+def host_names() -> dict[str, str]:
+    """Every built-in host name → the site or vendor it serves."""
+    names = {hostname(site): site for site in SITES}
+    names.update(MORE_HOSTS)
+    names.update({host: vendor for vendor, host in VENDORS.items()})
+    return names

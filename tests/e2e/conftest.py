@@ -8,6 +8,15 @@ import time
 import pytest
 import requests
 from support.exporter_process import RunningExporter
+from support.pinned_lane import PinnedLane
+
+
+@pytest.fixture(scope="module")
+def lane(bed):
+    """One lane of our tor on the module's test bed (its ``bed`` fixture), pinned per probe (3 hops)."""
+    pinned = PinnedLane(bed.state(), hops=3)
+    yield pinned
+    pinned.close()
 
 
 @pytest.fixture

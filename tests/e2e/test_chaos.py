@@ -330,3 +330,31 @@ def test_reload_rejects_broken_yaml_and_drops_removed_targets(testbed, edge_poli
     figures(**assert_invariants(exporter, config, kept="news", removed="shop"),
             rejected=exporter.log.read_text().count("reload rejected"))
     stop_without_leaks(exporter)
+
+
+def compared(exporter, target: str) -> int:
+    """Probes of ``target`` whose page was compared with the direct baseline (logged with changed=)."""
+    return sum(1 for line in exporter.log.read_text(errors="replace").splitlines()
+               if _DONE.search(line) and f" target={target} " in line and " changed=" in line)
+
+
+def test_a_hostile_page_never_stalls_metrics(testbed, edge_policy, run_exporter, tmp_path, figures):
+    """Every exit serves news with 3 MB of tags that never close; each page is judged and compared
+    with the direct page (the old tokenizer took minutes on it, holding the GIL) while /metrics
+    keeps answering within a second."""
+    edge_policy({"news": {"default": {"behaviour": "hostile", "size": 3_000_000}}, "shop": "nonce"})
+    config = chaos_config(testbed, tmp_path)
+    exporter = run_exporter(config)
+    slowest, scrapes = 0.0, 0
+    deadline = time.monotonic() + 150
+    while compared(exporter, "news") < 4:
+        assert time.monotonic() < deadline, "news pages were not compared:\n" + exporter.log.read_text()[-3000:]
+        started = time.monotonic()
+        text = exporter.get("/metrics").text
+        slowest, scrapes = max(slowest, time.monotonic() - started), scrapes + 1
+        assert "captcha_probes_total" in text
+        time.sleep(0.1)
+    assert slowest < 1.0, f"/metrics took {slowest:.2f} s while hostile pages were read"
+    figures(**assert_invariants(exporter, config, kept="news", removed="shop"), scrapes=scrapes,
+            slowest_scrape_ms=round(slowest * 1000), compared=compared(exporter, "news"))
+    stop_without_leaks(exporter)

@@ -15,18 +15,13 @@ import signal
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import pytest
-import stem
 
-from exporter.config import BrowserFetcherConfig, TorConfig
+from exporter.config import BrowserFetcherConfig
 from exporter.detect import classify
 from exporter.fetch import browser_pool
 from exporter.fetch.chromium import ChromiumFetcher
-from exporter.tor.circuit import CircuitPinner
-from exporter.tor.consensus import read_exits
-from exporter.tor.control import open_tor
 from exporter.values import FetchError
 from testbed.bed import TestBed
 from testbed.policy import load_policy
@@ -53,61 +48,11 @@ POLICY = {
 }
 
 
-class PinnedLane:
-    """One lane of our tor, pinned to a chosen test-bed exit before each probe."""
-
-    def __init__(self, state: dict, hostnames: list[str]):
-        self.tor = open_tor(
-            TorConfig(mode="connect", control_port=state["client"]["control_port"],
-                      cookie_file=Path(state["client"]["cookie_file"])),
-            lanes=1,
-        )
-        self.lane = self.tor.lanes[0]
-        self.consensus = read_exits(self.tor.controller, lambda address: "??")
-        # first hops: the middles (the client may hold no microdescriptor of an authority)
-        middles = {relay["fingerprint"] for relay in state["relays"] if relay["role"] == "middle"}
-        self.first_hops = [relay for relay in self.consensus.relays if relay.fingerprint in middles]
-        # open_tor turns microdescriptors off, so circuits wait for full descriptors
-        wait_for_descriptors(self.tor.controller, middles | {e["fingerprint"] for e in state["exits"]})
-        self.pinner = CircuitPinner(self.tor.controller, [self.lane], set(hostnames))
-        self.pinner.start()
-
-    def pin(self, nickname: str):
-        exit_relay = next(e for e in self.consensus.exits if e.nickname == nickname)
-        self.pinner.pin(self.lane, exit_relay, self.first_hops)
-        return self.lane
-
-    def close(self):
-        self.pinner.stop()
-        self.tor.close()
-
-
-def wait_for_descriptors(controller, fingerprints: set[str], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    missing = set(fingerprints)
-    while missing:
-        for fingerprint in list(missing):
-            try:
-                controller.get_info(f"desc/id/{fingerprint}")
-                missing.discard(fingerprint)
-            except stem.ControllerError:
-                pass
-        if missing and time.monotonic() > deadline:
-            raise TimeoutError(f"tor has no server descriptor for {sorted(missing)}")
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def bed():
     with TestBed(exits=4, policy=load_policy(POLICY)) as test_bed:
         yield test_bed
 
-
-@pytest.fixture(scope="module")
-def lane(bed):
-    pinned = PinnedLane(bed.state(), bed.edge.hostnames())
-    yield pinned
-    pinned.close()
 
 
 @pytest.fixture(scope="module")

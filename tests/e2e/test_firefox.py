@@ -29,7 +29,7 @@ import time
 
 import pytest
 import websocket
-from test_chromium_testbed import CHALLENGE_DELAY, bed, exits_seen, lane, news_url  # noqa: F401 (fixtures)
+from test_chromium_testbed import CHALLENGE_DELAY, bed, exits_seen, news_url  # noqa: F401 (fixtures)
 
 from exporter.config import BrowserFetcherConfig
 from exporter.detect import classify

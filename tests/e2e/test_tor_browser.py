@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_chromium_testbed import bed, lane  # noqa: F401 (fixtures)
+from test_chromium_testbed import bed  # noqa: F401 (fixture)
 from test_firefox import (  # noqa: F401 (collected again with this module's fetcher)
     probe,
     test_interactive_challenge_and_block_page,

@@ -61,11 +61,11 @@ def site_hosts(state) -> dict[str, str]:
 
 @pytest.fixture
 def pinner(tor, state):
-    """A started pinner that lets streams reach every test-bed site but ``forum``."""
-    failures = []
-    allowed = {host for site, host in site_hosts(state).items() if site != "forum"}
-    ours = CircuitPinner(tor.controller, tor.lanes, allowed, on_failure=failures.append)
-    ours.failures = failures
+    """A started pinner (3 hops) that lets streams reach every host but ``forum``'s (denied)."""
+    failures, closed = [], []
+    ours = CircuitPinner(tor.controller, tor.lanes, [site_hosts(state)["forum"]], on_failure=failures.append,
+                         on_closed=closed.append)
+    ours.failures, ours.closed = failures, closed
     ours.start()
     yield ours
     ours.stop()
@@ -197,8 +197,8 @@ def test_each_exit_pinned_in_turn_is_the_exit_the_edge_sees(tor, consensus, pinn
     for relay in consensus.exits:
         response, path = fetch_pinned(pinner, lane, relay, consensus.relays, state)
         path_of_circuit = tor.controller.get_circuit(pinner.circuit_of(lane)).path
-        assert len(path_of_circuit) == 2 and path_of_circuit[-1][0] == relay.fingerprint
-        assert path_of_circuit[0][0] != relay.fingerprint
+        assert len(path_of_circuit) == 3 and path_of_circuit[-1][0] == relay.fingerprint
+        assert len({hop[0] for hop in path_of_circuit}) == 3
         assert response.status_code < 500
         assert exit_seen_for(testbed, path) == [relay.nickname]
     assert pinner.failures == []
@@ -231,24 +231,26 @@ def test_two_lanes_on_two_exits_with_concurrent_requests_each_reach_their_own_ex
             paths[lane.index].clear()
 
 
-def test_a_stream_to_a_host_that_is_not_a_target_is_closed(tor, consensus, pinner, state, testbed):
+def test_a_stream_to_a_denied_host_is_closed_and_counted(tor, consensus, pinner, state, testbed):
     lane = tor.lanes[0]
     fetch_pinned(pinner, lane, consensus.exits[0], consensus.relays, state)  # the lane works
     path = unique_path()
     with pytest.raises(requests.ConnectionError):
         fetch(state, lane, site="forum", path=path)
     assert exit_seen_for(testbed, path) == []  # the edge never saw it (other tests' direct fetches may have)
+    assert pinner.closed == ["denied"]
     response, path = fetch(state, lane, site="news")  # and still works
     assert exit_seen_for(testbed, path) == [consensus.exits[0].nickname]
 
 
-def test_a_lane_without_a_circuit_gets_no_streams_through(tor, consensus, pinner, state):
+def test_a_lane_without_a_circuit_gets_no_streams_through_and_counts_them_stray(tor, consensus, pinner, state):
     lane = tor.lanes[1]
     pinner.pin(lane, consensus.exits[0], consensus.relays)
     pinner.release(lane)
     assert pinner.circuit_of(lane) is None
     with pytest.raises(requests.ConnectionError):
         fetch(state, lane)
+    assert pinner.closed == ["stray"]
 
 
 def test_streams_of_other_session_groups_are_left_to_their_owner(tor, consensus, pinner, state, testbed):
@@ -266,7 +268,7 @@ def test_streams_of_other_session_groups_are_left_to_their_owner(tor, consensus,
         client = state["client"]
         proxy = f"socks5h://{client['socks_host']}:{client['socks_port']}"
         path = unique_path()
-        url = state["edge"]["sites"]["forum"].rstrip("/") + path  # not one of the pinner's hosts
+        url = state["edge"]["sites"]["forum"].rstrip("/") + path  # a host the pinner denies its own lanes
         requests.get(url, proxies={"http": proxy}, timeout=FETCH_TIMEOUT)
     finally:
         tor.controller.remove_event_listener(other_owner)
@@ -294,7 +296,7 @@ def test_launch_mode_starts_a_tor_that_joins_the_test_network(testbed, state, tm
         with CountryLookup(Path(state["geoip_db"]), ours.controller) as country_of:
             consensus = read_exits(ours.controller, country_of)
         assert {relay.fingerprint for relay in consensus.exits} == {exit["fingerprint"] for exit in state["exits"]}
-        pinner = CircuitPinner(ours.controller, ours.lanes, set(site_hosts(state).values()))
+        pinner = CircuitPinner(ours.controller, ours.lanes)
         pinner.start()
         try:
             relay = consensus.exits[0]

@@ -1,10 +1,11 @@
 """Every recording rule and panel query returns data from a real Prometheus.
 
 The scraped endpoint is a stand-in built from the metrics table in
-docs/architecture.md (one series per metric, counters growing every second),
-so this checks the queries against the contract, not the exporter; the live
-check against the real exporter runs on the test bed. Prometheus listens on
-127.0.0.1 only.
+docs/architecture.md (one series per metric, counters growing every second,
+plus the standard process metrics), so this checks the queries against the
+contract, not the exporter; the live check against the real exporter runs on
+the test bed. It runs on the shipped rules and dashboards, and on those of a
+team's mixin config (another job name). Prometheus listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -21,19 +22,20 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, MetricsHandler
+from prometheus_client import CollectorRegistry, MetricsHandler, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
 )
-from support import promql_catalog
+from support import promql_catalog, rendered_mixin
 
 ROOT = Path(__file__).resolve().parents[2]
 
 LABEL_VALUES = {"target": "news", "fetcher": "chromium", "country": "DE", "provider": "cloudflare",
                 "reason": "timeout", "outcome": "cleared", "kind": "injected", "fingerprint": "A" * 40,
-                "nickname": "exit1", "version": "0.1.0", "tor_version": "0.4.9.1"}
+                "nickname": "exit1", "version": "0.1.0", "revision": "0123456789ab",
+                "tor_version": "0.4.9.1"}
 WAIT_SECONDS = 60
 
 
@@ -55,6 +57,7 @@ class ContractCollector:
     def collect(self):
         now = time.time()
         elapsed = now - self.started
+        yield from ProcessCollector(pid=lambda: "self", registry=None).collect()
         for name, kind, label_names in promql_catalog.contract_table():
             labels = sorted(label_names)
             values = [LABEL_VALUES[label] for label in labels]
@@ -83,20 +86,26 @@ def query(port: int, expr: str) -> list:
     return [r for r in data["result"] if r["value"][1] != "NaN"] if data["resultType"] == "vector" else []
 
 
+@pytest.fixture(scope="module", params=["shipped", "custom"])
+def root(request) -> Path:
+    return ROOT if request.param == "shipped" else rendered_mixin.custom_root()
+
+
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
+def prometheus(root, tmp_path_factory):
+    job = rendered_mixin.custom()["job"] if root != ROOT else rendered_mixin.DEFAULTS["job"]
     registry = CollectorRegistry()
     registry.register(ContractCollector())
     exporter = ThreadingHTTPServer(("127.0.0.1", 0), MetricsHandler.factory(registry))
     threading.Thread(target=exporter.serve_forever, daemon=True).start()
 
     work = tmp_path_factory.mktemp("prometheus")
-    shutil.copytree(ROOT / "prometheus" / "rules", work / "rules")
+    shutil.copytree(root / "prometheus" / "rules", work / "rules")
     (work / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "rule_files: [rules/*.yml]\n"
         "scrape_configs:\n"
-        "  - job_name: captcha-exporter\n"
+        f"  - job_name: {job}\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{exporter.server_address[1]}']}}]\n")
     port = free_port()
     process = subprocess.Popen(
@@ -112,8 +121,8 @@ def prometheus(tmp_path_factory):
         exporter.server_close()
 
 
-def test_every_recording_rule_and_panel_query_returns_data(prometheus):
-    pending = dict((source, expr) for source, expr in promql_catalog.catalog())
+def test_every_recording_rule_and_panel_query_returns_data(prometheus, root):
+    pending = dict(promql_catalog.catalog(root=root))
     assert len(pending) > 50
     deadline = time.monotonic() + WAIT_SECONDS
     while pending and time.monotonic() < deadline:

@@ -1,9 +1,11 @@
 """Run the real Prometheus (Debian's 2.42) on loopback with the shipped config and rules (e2e helpers).
 
-``write_test_config`` writes the shipped ``prometheus/prometheus.yml`` and rule files
-into a work directory with only what a test must change: scrape targets on
-loopback, short scrape/evaluation intervals, no Alertmanager (alerts are read
-from ``/api/v1/alerts``), and optionally shorter ``for:`` on named alerts.
+``write_test_config`` writes the shipped ``prometheus/prometheus.yml`` and the
+rule files of ``rules_root`` (the repository's, or the mixin rendered with a
+team's config) into a work directory with only what a test must change: the
+job name the rules select, scrape targets on loopback, short scrape/evaluation
+intervals, no Alertmanager (alerts are read from ``/api/v1/alerts``), and
+optionally shorter ``for:`` on named alerts.
 ``backfill`` writes history as TSDB blocks with ``promtool tsdb
 create-blocks-from openmetrics``; Prometheus loads blocks found in its data
 directory at start, as long as they are older than anything it then scrapes.
@@ -24,8 +26,8 @@ JOB = "captcha-exporter"
 
 
 def write_test_config(workdir: Path, exporter_address: str, prometheus_address: str, interval: str = "5s",
-              alert_for: dict[str, str] | None = None) -> Path:
-    """Write ``workdir/prometheus.yml`` and ``workdir/rules/`` from the shipped files; return the config path."""
+                      alert_for: dict[str, str] | None = None, rules_root: Path = ROOT, job_name: str = JOB) -> Path:
+    """Write ``workdir/prometheus.yml`` and ``workdir/rules/``; return the config path."""
     config = yaml.safe_load((SHIPPED / "prometheus.yml").read_text())
     config["global"].update(scrape_interval=interval, evaluation_interval=interval, scrape_timeout=interval)
     del config["alerting"]  # the shipped file names a non-loopback Alertmanager
@@ -34,13 +36,15 @@ def write_test_config(workdir: Path, exporter_address: str, prometheus_address: 
         job.pop("scrape_interval", None)
         job.pop("scrape_timeout", None)
         job["static_configs"] = [{"targets": [own_address[job["job_name"]]]}]
+        if job["job_name"] == JOB:
+            job["job_name"] = job_name
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     rules = workdir / "rules"
     rules.mkdir()
     alert_for = dict(alert_for or {})
-    for shipped in sorted((SHIPPED / "rules").glob("*.yml")):
+    for shipped in sorted((rules_root / "prometheus" / "rules").glob("*.yml")):
         document = yaml.safe_load(shipped.read_text())
         for group in document["groups"]:
             for rule in group["rules"]:

@@ -5,7 +5,9 @@ every dashboard panel query (``alert_exprs()`` lists the alerts), with Grafana
 variables replaced by values that select everything (``$target`` → ``.*``,
 ``$__rate_interval`` → ``1m``, ``$__range`` → ``1h``). An end-to-end test can run each one against the
 test bed's Prometheus and assert it returns data; unit tests use it to parse
-and lint the same expressions.
+and lint the same expressions. ``root`` is a directory holding
+``prometheus/rules`` and ``grafana/dashboards``: the repository (the shipped
+files), or wherever ``python -m mixin --out`` wrote files of another config.
 
     python tests/support/promql_catalog.py   # prints source<TAB>expr lines
 """
@@ -19,8 +21,15 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-RULE_FILES = sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
-DASHBOARD_FILES = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+
+
+def rule_files(root: Path = ROOT) -> list[Path]:
+    return sorted((root / "prometheus" / "rules").glob("*.yml"))
+
+
+def dashboard_files(root: Path = ROOT) -> list[Path]:
+    return sorted((root / "grafana" / "dashboards").glob("*.json"))
+
 
 # Grafana's built-in interval variables, as a 1-minute scrape interval gives them.
 BUILTINS = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
@@ -38,40 +47,40 @@ def substitute(expr: str, values: dict[str, str] | None = None) -> str:
     return VARIABLE.sub(replace, expr)
 
 
-def _rule_exprs(kind: str) -> list[tuple[str, str]]:
+def _rule_exprs(kind: str, root: Path) -> list[tuple[str, str]]:
     found = []
-    for path in RULE_FILES:
+    for path in rule_files(root):
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
                 if kind in rule:
-                    found.append((f"{path.relative_to(ROOT)}:{rule[kind]}", rule["expr"].strip()))
+                    found.append((f"{path.relative_to(root)}:{rule[kind]}", rule["expr"].strip()))
     return found
 
 
-def recording_exprs() -> list[tuple[str, str]]:
+def recording_exprs(root: Path = ROOT) -> list[tuple[str, str]]:
     """(``file:record name``, expr) for every recording rule."""
-    return _rule_exprs("record")
+    return _rule_exprs("record", root)
 
 
-def alert_exprs() -> list[tuple[str, str]]:
+def alert_exprs(root: Path = ROOT) -> list[tuple[str, str]]:
     """(``file:alert name``, expr) for every alert; these return nothing while all is well."""
-    return _rule_exprs("alert")
+    return _rule_exprs("alert", root)
 
 
-def dashboard_exprs(values: dict[str, str] | None = None) -> list[tuple[str, str]]:
+def dashboard_exprs(values: dict[str, str] | None = None, root: Path = ROOT) -> list[tuple[str, str]]:
     """(``file:panel title:refId``, expr) for every panel target, variables substituted."""
     found = []
-    for path in DASHBOARD_FILES:
+    for path in dashboard_files(root):
         for panel in json.loads(path.read_text())["panels"]:
             for target in panel.get("targets", []):
-                source = f"{path.relative_to(ROOT)}:{panel['title']}:{target['refId']}"
+                source = f"{path.relative_to(root)}:{panel['title']}:{target['refId']}"
                 found.append((source, substitute(target["expr"], values)))
     return found
 
 
-def catalog(values: dict[str, str] | None = None) -> list[tuple[str, str]]:
+def catalog(values: dict[str, str] | None = None, root: Path = ROOT) -> list[tuple[str, str]]:
     """Recording rules and panel queries: each should return data once the exporter has probed."""
-    return recording_exprs() + dashboard_exprs(values)
+    return recording_exprs(root) + dashboard_exprs(values, root)
 
 
 def contract_table() -> list[tuple[str, str, set[str]]]:

@@ -62,5 +62,7 @@ def test_json_round_trip():
 def test_json_of_another_version_is_refused():
     with pytest.raises(ValueError, match="version"):
         Baseline.from_json('{"version": 99}')
+    with pytest.raises(ValueError, match="version"):  # read before pages were read by exporter.markup
+        Baseline.from_json('{"version": 1, "title": "x", "lines": [], "tags": [], "scripts": [], "injections": []}')
     with pytest.raises(ValueError, match="lacks"):
-        Baseline.from_json('{"version": 1, "title": "x"}')
+        Baseline.from_json('{"version": 2, "title": "x"}')

@@ -19,6 +19,12 @@ class Recorder(BaseHTTPRequestHandler):
     def do_GET(self):
         Recorder.seen.append({"host": self.headers["Host"], "user_agent": self.headers["User-Agent"],
                               "path": self.path})
+        if self.path == "/apex":  # an apex sending visitors to www
+            self.send_response(301)
+            self.send_header("Location", f"http://www.shop.test:{self.server.server_address[1]}/p?q=1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = b"<title>Hi</title>" + b"x" * 1000
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -60,3 +66,11 @@ def test_the_http_fetchers_body_cap_applies(server):
         fetch_direct(f"http://127.0.0.1:{server}/", HttpFetcherConfig(timeout=5, max_body_bytes=100))
     assert error.value.reason == "too_large"
 
+
+
+def test_redirects_are_followed_to_the_page_a_probe_ends_on(server):
+    config = HttpFetcherConfig(timeout=5)
+    resolve = {"shop.test": "127.0.0.1", "www.shop.test": "127.0.0.1"}
+    page = fetch_direct(f"http://shop.test:{server}/apex", config, resolve)
+    assert (page.status, page.url) == (200, f"http://www.shop.test:{server}/p?q=1")
+    assert [seen["host"].split(":")[0] for seen in Recorder.seen] == ["shop.test", "www.shop.test"]

@@ -200,3 +200,46 @@ def test_screenshot_is_of_the_lanes_live_browser_only():
     assert the_pool.screenshot(LANE) == browser.screenshot()
     browser.running = False
     assert the_pool.screenshot(LANE) is None and len(launched) == 1
+
+
+def heard(the_pool) -> list[str]:
+    """The restart reasons the pool reports from now on."""
+    reasons = []
+    the_pool.on_restart = reasons.append
+    return reasons
+
+
+def test_each_replacement_is_reported_with_its_reason():
+    the_pool, launched = pool(recycle_after=2, memory_limit=1000)
+    reasons = heard(the_pool)
+    use(the_pool)
+    use(the_pool)
+    use(the_pool).memory = 1001  # the third use got a fresh browser (recycle_after)
+    use(the_pool).running = False  # replaced for memory, then it dies
+    use(the_pool)  # replaced because it died
+    use(the_pool, Lane(0, "127.0.0.1", 9060, 1))  # replaced because its lane moved
+    assert reasons == ["recycle_after", "memory_limit", "crashed", "lane_changed"]
+    assert len(launched) == 5
+
+
+def test_crashes_and_hangs_during_a_probe_are_reported(monkeypatch):
+    monkeypatch.setattr(browser_pool, "HANG_GRACE_SECONDS", 0.1)
+    the_pool, _ = pool()
+    reasons = heard(the_pool)
+    timeout = FetchError("timeout", "page did not load within 1 s")
+    timeout.__cause__ = TimeoutException("renderer stuck")
+    for behaviour in ("crash", "hang", timeout, FetchError("connection", "net::ERR_CONNECTION_REFUSED")):
+        with pytest.raises(FetchError):
+            probe_with(the_pool, behaviour)
+    assert reasons == ["crashed", "hung", "hung"]  # a site's own failure keeps the browser
+
+
+def test_a_browser_that_cannot_start_is_reported_and_the_error_passes_on():
+    def launch(lane):
+        raise FetchError("browser", "chromedriver not found")
+
+    the_pool = BrowserPool(launch, 3, 1000)
+    reasons = heard(the_pool)
+    with pytest.raises(FetchError, match="chromedriver not found"):
+        the_pool.acquire(LANE)
+    assert reasons == ["launch_failed"]

@@ -79,9 +79,10 @@ def test_bind_mounts_exist_in_the_repository(services):
                 assert volume.endswith(":ro"), f"{name}: configuration mounts are read-only"
 
 
-def test_prometheus_has_its_rules_and_the_lifecycle_api(services):
+def test_prometheus_has_its_rules_the_lifecycle_api_and_exemplar_storage(services):
     prometheus = services["prometheus"]
     assert "--web.enable-lifecycle" in prometheus["command"]
+    assert "--enable-feature=exemplar-storage" in prometheus["command"]
     config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     mounts = dict(v.split(":")[:2] for v in prometheus["volumes"])
     assert mounts[str(ROOT / "prometheus" / "rules")] == "/etc/prometheus/rules"
@@ -113,7 +114,7 @@ def test_compose_exporter_config_is_valid(tmp_path):
     result = subprocess.run([sys.executable, "-m", "exporter", "check-config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r'^\s*listen: "0\.0\.0\.0:9981"', text, flags=re.MULTILINE), "Prometheus scrapes it over the compose network"
+    assert re.search(r'^\s*listen: "0\.0\.0\.0:10981"', text, flags=re.MULTILINE), "Prometheus scrapes it over the compose network"
 
 
 # ------------------------------------------------------------------ Dockerfile
@@ -150,7 +151,7 @@ def test_runs_as_a_non_root_user():
 def test_healthcheck_and_port():
     stage = dict(final_stage())
     assert "/-/healthy" in stage["HEALTHCHECK"]
-    assert stage["EXPOSE"] == "9981"
+    assert stage["EXPOSE"] == "10981"
 
 
 def test_installs_tor_and_chromium():

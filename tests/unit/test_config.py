@@ -100,6 +100,8 @@ def test_a_full_config_loads_every_section(tmp_path):
           password_file: secret
           cookie_file: ~/cookie
           circuit_timeout: 1m
+          hops: 2
+          deny_hosts: [Tracker.Example, "*.ads.example"]
         targets:
           - name: shop
             url: https://shop.example:8443/cart?x=1
@@ -141,7 +143,8 @@ def test_a_full_config_loads_every_section(tmp_path):
     assert config.data_dir == tmp_path / "state"
     assert config.tor == TorConfig(
         mode="connect", control_host="::1", control_port=9151, socks_host="localhost", socks_port=9150,
-        password="hunter2", cookie_file=Path.home() / "cookie", circuit_timeout=60.0)
+        password="hunter2", cookie_file=Path.home() / "cookie", circuit_timeout=60.0, hops=2,
+        deny_hosts=("tracker.example", "*.ads.example"))
     assert "hunter2" not in repr(config)
     assert config.targets == (
         Target(name="shop", url="https://shop.example:8443/cart?x=1", interval=90.0, fetchers=("tor-browser", "http"),
@@ -205,8 +208,8 @@ def test_target_interval_overrides_a_global_cron():
 
 
 def test_internationalised_hosts_become_the_punycode_browsers_and_tor_see():
-    """A lane admits streams to the target's host; the browser asks tor for the A-label, so the
-    config holds the A-label too (IDNA 2008, UTS 46 non-transitional, as Chromium: ß stays ß)."""
+    """The browser asks tor and the resolver for the A-label, so the config holds the A-label too
+    (IDNA 2008, UTS 46 non-transitional, as Chromium: ß stays ß), wherever a host is compared."""
     config = parse_config(textwrap.dedent("""\
         targets:
           - {name: books, url: "https://user:pw@B\u00fccher.example:8443/k\u00e4se?q=\u00e4"}

@@ -1,8 +1,9 @@
-"""The shipped dashboards through Grafana's own dashboard model (grafana-foundation-sdk, schema 42).
+"""The dashboards through Grafana's own dashboard model (grafana-foundation-sdk, schema 42).
 
 The SDK decodes a dashboard into typed classes and drops whatever its model
 does not know; re-encoding and comparing shows any key or value Grafana's
 model would not carry. Only a null `id` may go (it is optional, and null).
+Both the shipped dashboards and those of a team's mixin config are checked.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import warnings
 from pathlib import Path
 
 import pytest
+from support import rendered_mixin
 
-DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "grafana" / "dashboards").glob("*.json"))
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARDS = [*sorted((ROOT / "grafana" / "dashboards").glob("*.json")),
+              *sorted((rendered_mixin.custom_root() / "grafana" / "dashboards").glob("*.json"))]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,7 @@ def differences(original, encoded, path=""):
         yield f"{path}: {original!r} became {encoded!r}"
 
 
-@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: f"{'shipped' if p.is_relative_to(ROOT) else 'custom'}:{p.name}")
 def test_grafana_model_keeps_every_key_and_value(path, round_trip):
     document = json.loads(path.read_text())
     assert document.get("id") is None

@@ -23,7 +23,7 @@ ACME = {
     "kind": "block",
     "all": [{"status": [403, "429-429"]}],
     "any": [{"header": "x-acme-waf"}, {"cookie": "acme_[0-9a-f]+", "marker": "acme-cookie"}],
-    "none": [{"body": "maintenance"}],
+    "none": [{"text": "maintenance"}],
 }
 
 
@@ -140,16 +140,17 @@ def test_prefilter_never_rejects_what_the_case_insensitive_regex_matches(text):
 
 def test_the_documented_example_is_a_valid_config_value():
     doc = signatures_module.__doc__
-    block = doc[doc.index(".. code-block:: yaml") + len(".. code-block:: yaml"):doc.index("Other rules:")]
+    block = doc[doc.index(".. code-block:: yaml") + len(".. code-block:: yaml"):doc.index("Where a marker sits")]
     example = yaml.safe_load(textwrap.dedent(block))["detect"]["signatures"]
     assert check_custom(example) == []
     detector = Detector(load_signatures(example))
     verdict = detector.classify(_page(403, [("Set-Cookie", "acme_12ab=1")], "<title>Request denied</title>"))
     assert (verdict.kind, verdict.provider) == ("block", "acme-waf")
+    verdict = detector.classify(_page(429, (), '<div id="acme-block">Slow down</div>'))
+    assert (verdict.kind, verdict.provider) == ("block", "acme-waf")
 
 
-SHIPPED_BODY_RULES = [rule for s in load_signatures().items for rule in s.all + s.any + s.none
-                      if rule.field == "body"]
+SHIPPED_BODY_RULES = [rule for s in load_signatures().items for rule in s.all + s.any + s.none if rule.place]
 PIECES = sorted({text for rule in SHIPPED_BODY_RULES for text in rule.prefixes or ()}
                 | {"1020", "Reference #18.ab", "<", ">", '"', " ", "\n", "\u0130", "=", "'t':'bv'"})
 
@@ -159,4 +160,4 @@ PIECES = sorted({text for rule in SHIPPED_BODY_RULES for text in rule.prefixes o
                      max_size=12).map("".join))
 def test_prefix_anchored_search_agrees_with_a_plain_search(rule, body):
     page = Page(Response("https://site.example/", 200, (), body))
-    assert _search(rule, page) == (rule.pattern.search(body) is not None)
+    assert _search(rule, page) == (rule.pattern.search(page.place(rule.place)) is not None)

@@ -14,13 +14,14 @@ import re
 import socket
 import ssl
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from testbed.behaviours import onion_address, proof_of_work_ok
 from testbed.edge import Edge
-from testbed.pages import SITES
+from testbed.pages import SITES, VENDORS
 from testbed.policy import load_policy
 
 CHALLENGE_DELAY = 0.4
@@ -114,15 +115,21 @@ class Browser:
         old.close()
         return self
 
+    def url(self, site: str, path: str, scheme: str = "http") -> str:
+        """A URL on a site, or on a vendor host (as a page from the edge names it)."""
+        if site in VENDORS:
+            return f"{scheme}://{VENDORS[site]}:{self.edge.site_urls(scheme)['news'].rsplit(':', 1)[1].rstrip('/')}{path}"
+        return self.edge.site_urls(scheme)[site].rstrip("/") + path
+
     def get(self, site="news", path="/", scheme="http", **kwargs) -> requests.Response:
         kwargs.setdefault("timeout", 10)
         kwargs.setdefault("allow_redirects", False)
         if scheme == "https":
             kwargs.setdefault("verify", str(self.edge.ca_file))
-        return self.session.get(self.edge.site_urls(scheme)[site].rstrip("/") + path, **kwargs)
+        return self.session.get(self.url(site, path, scheme), **kwargs)
 
     def post(self, site, path, payload) -> requests.Response:
-        return self.session.post(self.edge.site_urls()[site].rstrip("/") + path, json=payload, timeout=10)
+        return self.session.post(self.url(site, path), json=payload, timeout=10)
 
 
 @pytest.fixture
@@ -142,7 +149,8 @@ def cf_options(response) -> dict:
 
 
 def test_urls_hostnames_and_ports(edge):
-    assert edge.hostnames() == [f"{site}.test" for site in SITES]
+    assert edge.hostnames()[:len(SITES)] == [f"{site}.test" for site in SITES]
+    assert {"www.portal.test", "challenges.cloudflare.test", "js.hcaptcha.test"} <= set(edge.hostnames())
     assert edge.site_urls()["news"] == f"http://news.test:{edge.http_port}/"
     assert edge.site_urls("https")["login"] == f"https://login.test:{edge.https_port}/"
     assert len({edge.http_port, edge.https_port, int(edge.admin_url.rsplit(":", 1)[1])}) == 3
@@ -203,7 +211,7 @@ def test_direct_sees_the_real_page_where_exits_are_challenged(browser):
 def test_every_site_has_a_real_page_with_title_and_links(browser):
     titles = set()
     for site in SITES:
-        response = browser.via("clean").get(site=site)
+        response = browser.via("clean").get(site=site, allow_redirects=True)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/html")
         titles.add(title(response))
@@ -279,7 +287,10 @@ def test_onion_addresses_are_well_formed_v3():
 # -- Cloudflare gates ------------------------------------------------------------------
 
 
-def test_challenge_page_markers(browser):
+PLATFORM = "/cdn-cgi/challenge-platform/h/b"
+
+
+def test_challenge_page_markers_and_its_solver_from_the_vendor_host(browser, edge):
     response = browser.via("challenge").get()
     assert response.status_code == 403
     assert response.headers["cf-mitigated"] == "challenge"
@@ -288,15 +299,22 @@ def test_challenge_page_markers(browser):
     assert title(response) == "Just a moment..."
     options = cf_options(response)
     assert options["cType"] == "managed" and options["cZone"] == "news.test"
-    assert f"/cdn-cgi/challenge-platform/h/b/orchestrate/chl_page/v1?ray={options['cRay']}" in response.text
+    platform = f"http://challenges.cloudflare.test:{edge.http_port}"
+    assert f"'{platform}{PLATFORM}/orchestrate/chl_page/v1?ray={options['cRay']}'" in response.text
+    csp = response.headers["content-security-policy"]
+    assert f"script-src 'self' {platform}" in csp and f"frame-src {platform}" in csp
     assert "Enable JavaScript and cookies to continue" in response.text
 
 
-def test_orchestrate_script_is_served(browser):
-    response = browser.via("challenge").get(path="/cdn-cgi/challenge-platform/h/b/orchestrate/chl_page/v1?ray=ab")
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "application/javascript"
-    assert "_cf_chl_opt" in response.text and "location.reload()" in response.text
+def test_the_vendor_host_serves_the_solver_and_its_frame(browser, edge):
+    script = browser.via("challenge").get(site="challenges", path=f"{PLATFORM}/orchestrate/chl_page/v1?ray=ab")
+    assert script.status_code == 200 and script.headers["content-type"] == "application/javascript"
+    assert f'"http://challenges.cloudflare.test:{edge.http_port}"' in script.text
+    assert "_cf_chl_opt" in script.text and "location.reload()" in script.text
+    frame = browser.get(site="challenges", path=f"{PLATFORM}/turnstile/if/ov2/av0/rcv0/0/ab/")
+    assert frame.status_code == 200 and "parent.postMessage" in frame.text
+    assert browser.get(site="challenges", path="/elsewhere").status_code == 404
+    assert edge.requests()[-1]["site"] == "challenges" and edge.requests()[-1]["host"] == "challenges.cloudflare.test"
 
 
 def test_a_plain_client_never_clears_the_challenge(browser):
@@ -308,14 +326,25 @@ def test_a_plain_client_never_clears_the_challenge(browser):
     assert "cf_clearance" not in browser.session.cookies
 
 
+def solve_in_frame(browser: Browser, options: dict, site="news", human=False) -> requests.Response:
+    """What the vendor's frame does: ask its own host's flow endpoint until it hands out a token."""
+    flow = f"{PLATFORM}/flow/ov1/{options['cRay']}"
+    return browser.post("challenges", flow, {"cH": options["cH"], "zone": f"{site}.test", "human": human})
+
+
+def redeem(browser: Browser, options: dict, token: str, site="news") -> requests.Response:
+    """What the page does with the frame's token: trade it at the site for cf_clearance."""
+    return browser.post(site, f"{PLATFORM}/rc/{options['cRay']}", {"token": token})
+
+
 def earn_clearance(browser: Browser, site="news") -> requests.Response:
-    """What the orchestrate script does: wait for the flow endpoint to grant cf_clearance."""
     options = cf_options(browser.get(site=site))
-    path = f"/cdn-cgi/challenge-platform/h/b/flow/ov1/{options['cRay']}"
-    early = browser.post(site, path, {"cH": options["cH"], "human": False})
+    early = solve_in_frame(browser, options, site)
     assert early.status_code == 202 and early.json()["retry_ms"] > 0
     time.sleep(CHALLENGE_DELAY)
-    return browser.post(site, path, {"cH": options["cH"], "human": False})
+    solved = solve_in_frame(browser, options, site)
+    assert solved.status_code == 200
+    return redeem(browser, options, solved.json()["token"], site)
 
 
 def test_clearance_after_the_delay_gives_the_real_page(browser):
@@ -341,12 +370,25 @@ def test_clearance_is_bound_to_the_site(browser, edge):
     assert response.status_code == 403
 
 
-def test_a_challenge_token_from_another_exit_is_refused(browser):
+def test_the_vendor_refuses_a_challenge_from_another_exit(browser):
     options = cf_options(browser.via("challenge").get())
     time.sleep(CHALLENGE_DELAY)
-    path = f"/cdn-cgi/challenge-platform/h/b/flow/ov1/{options['cRay']}"
-    assert browser.via("exitB").post("news", path, {"cH": options["cH"]}).status_code == 403
-    assert browser.post("news", path, {"cH": options["cH"][:-2] + "xx"}).status_code == 403
+    assert solve_in_frame(browser.via("exitB"), options).status_code == 403
+    assert solve_in_frame(browser.via("direct"), options).status_code == 403
+    assert solve_in_frame(browser.via("challenge"), dict(options, cH=options["cH"][:-2] + "xx")).status_code == 403
+    assert solve_in_frame(browser, options, site="shop").status_code == 403  # another zone
+    assert solve_in_frame(browser, options).status_code == 200
+
+
+def test_a_token_solved_through_another_exit_is_not_redeemed(browser):
+    """The page's vendor request and its site requests must leave through one exit, as on the real web,
+    where clearance is bound to the client's address."""
+    options = cf_options(browser.via("challenge").get())
+    time.sleep(CHALLENGE_DELAY)
+    token = solve_in_frame(browser, options).json()["token"]
+    assert redeem(browser.via("exitB"), options, token).status_code == 403
+    assert redeem(browser.via("challenge"), options, token.replace(".", ".x")).status_code == 403
+    assert redeem(browser.via("challenge"), options, token).status_code == 200
 
 
 def test_a_forged_clearance_is_refused(browser):
@@ -360,13 +402,14 @@ def test_interactive_never_clears_without_a_human(browser):
     assert response.status_code == 403 and response.headers["cf-mitigated"] == "challenge"
     options = cf_options(response)
     assert options["cType"] == "interactive"
-    path = f"/cdn-cgi/challenge-platform/h/b/flow/ov1/{options['cRay']}"
     for _ in range(2):
-        answer = browser.post("news", path, {"cH": options["cH"], "human": False})
+        answer = solve_in_frame(browser, options)
         assert answer.status_code == 403 and answer.json() == {"interactive": True}
     assert browser.get().status_code == 403
-    # the checkbox, once a person ticks it, is what clears it
-    assert browser.post("news", path, {"cH": options["cH"], "human": True}).status_code == 200
+    # the checkbox in the vendor's frame, once a person ticks it, is what clears it
+    solved = solve_in_frame(browser, options, human=True)
+    assert solved.status_code == 200
+    assert redeem(browser, options, solved.json()["token"]).status_code == 200
     assert browser.get().status_code == 200
 
 
@@ -527,7 +570,7 @@ def test_huge_streams_the_whole_size(browser):
 
 def test_https_verifies_against_the_ca_for_every_site(browser):
     for site in SITES:
-        assert browser.via("clean").get(site=site, scheme="https").status_code == 200
+        assert browser.via("clean").get(site=site, scheme="https", allow_redirects=True).status_code == 200
 
 
 def test_https_without_our_ca_fails_verification(edge):
@@ -552,8 +595,11 @@ def test_https_challenge_cookie_is_secure(browser):
     browser.via("challenge")
     options = cf_options(browser.get(scheme="https"))
     time.sleep(CHALLENGE_DELAY)
-    url = f"https://news.test:{browser.edge.https_port}/cdn-cgi/challenge-platform/h/b/flow/ov1/{options['cRay']}"
-    granted = browser.session.post(url, json={"cH": options["cH"]}, verify=str(browser.edge.ca_file), timeout=5)
+    verify = str(browser.edge.ca_file)
+    flow = browser.url("challenges", f"{PLATFORM}/flow/ov1/{options['cRay']}", "https")
+    solved = browser.session.post(flow, json={"cH": options["cH"], "zone": "news.test"}, verify=verify, timeout=5)
+    rc = browser.url("news", f"{PLATFORM}/rc/{options['cRay']}", "https")
+    granted = browser.session.post(rc, json={"token": solved.json()["token"]}, verify=verify, timeout=5)
     assert granted.status_code == 200 and "SameSite=None; Secure" in granted.headers["set-cookie"]
     assert browser.get(scheme="https").status_code == 200
 
@@ -609,3 +655,63 @@ def test_stop_releases_hanging_connections_and_ports(tmp_path):
     connection.close()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+def test_hostile_page_is_the_site_page_with_endless_unclosed_tags():
+    from testbed.behaviours import Visit, answer
+    from testbed.passes import Passes
+    from testbed.policy import Behaviour
+
+    reply = answer(Visit("news", "exit1", "https", "GET", "/"), Behaviour("hostile", {"size": 30_000}), Passes())
+    body = reply.body.decode()
+    assert reply.status == 200 and body.count("<a ") >= 10_000
+    assert body.index("<a <a <a") > body.index("<body")  # the site's page, then the tags that never close
+
+
+# -- vendor hosts, widgets, redirects across hosts -----------------------------------------------
+
+
+def test_widget_page_loads_its_widget_from_the_widget_host(browser, edge):
+    edge.set_policy(load_policy({"sites": {"login": {"default": "widget"}}}))
+    page = browser.via("clean").get(site="login")
+    origin = f"http://js.hcaptcha.test:{edge.http_port}"
+    assert page.status_code == 200 and '<div class="h-captcha" data-sitekey="' in page.text
+    assert f'<script src="{origin}/1/api.js" async defer></script>' in page.text
+    assert page.text.index("h-captcha") < page.text.index("</form>")  # inside the sign-in form
+    assert f"frame-src {origin}" in page.headers["content-security-policy"]
+    api = browser.get(site="hcaptcha", path="/1/api.js")
+    assert api.status_code == 200 and f'"{origin}"' in api.text and "/captcha/v1/static/hcaptcha.html" in api.text
+    frame = browser.get(site="hcaptcha", path="/captcha/v1/static/hcaptcha.html")
+    assert frame.status_code == 200 and 'id="checkbox"' in frame.text
+    assert [r["site"] for r in edge.requests()[-3:]] == ["login", "hcaptcha", "hcaptcha"]
+
+
+def test_vendor_hosts_follow_the_policy_per_exit(browser, edge):
+    edge.set_policy(load_policy({"sites": {"hcaptcha": {"default": "ok", "exits": {"blocked": "block"}}}}))
+    assert browser.via("clean").get(site="hcaptcha", path="/1/api.js").status_code == 200
+    assert browser.via("blocked").get(site="hcaptcha", path="/1/api.js").status_code == 403
+    assert edge.requests()[-1]["exit"] == "blocked"
+
+
+def test_a_vendor_host_takes_only_behaviours_a_vendor_can_have():
+    with pytest.raises(ValueError, match=r"sites\.challenges\.exits\.exit2: a vendor host cannot answer 'anubis'"):
+        load_policy({"sites": {"challenges": {"exits": {"exit2": "anubis"}}}})
+
+
+def test_apex_redirects_to_www_keeping_scheme_port_and_path(browser, edge):
+    for scheme, port in (("http", edge.http_port), ("https", edge.https_port)):
+        hop = browser.via("clean").get(site="portal", path="/help?x=1", scheme=scheme)
+        assert hop.status_code == 301 and hop.headers["location"] == f"{scheme}://www.portal.test:{port}/help?x=1"
+    page = browser.get(site="portal", allow_redirects=True)
+    assert page.status_code == 200 and title(page) == "Meridian Portal – Your account"
+    assert [(r["host"], r["status"]) for r in edge.requests()[-2:]] == [("portal.test", 301), ("www.portal.test", 200)]
+
+
+def test_sign_in_chain_bounces_three_times_across_two_hosts_then_meets_the_policy(browser, edge):
+    edge.set_policy(load_policy({"sites": {"portal": {"default": "ok", "exits": {"gate": "challenge"}}}}))
+    page = browser.via("gate").get(site="portal", path="/go", allow_redirects=True)
+    assert [(urlsplit(r.url).hostname, r.status_code) for r in page.history] == [
+        ("portal.test", 302), ("www.portal.test", 302), ("portal.test", 302)]
+    assert urlsplit(page.url).path == "/account" and page.status_code == 403
+    assert page.headers["cf-mitigated"] == "challenge"
+    assert browser.via("clean").get(site="portal", path="/go", allow_redirects=True).status_code == 200

@@ -1,5 +1,6 @@
 """Structural checks of deploy/kubernetes (no cluster here: kubeconform is not packaged for Debian or PyPI)."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -11,7 +12,8 @@ import yaml
 from exporter.config import parse_config
 from exporter.shard import Shard
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy" / "kubernetes"
 QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?")
 UNITS = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -27,14 +29,22 @@ def subset(small: dict, big: dict) -> bool:
 
 
 @pytest.fixture(scope="module")
-def objects() -> dict[str, dict]:
+def documents() -> dict[tuple[str, str], dict]:
+    """Every object the kustomization applies, by (kind, name)."""
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
     found = {}
     for name in kustomization["resources"]:
         for doc in yaml.safe_load_all((DEPLOY / name).read_text()):
-            assert doc["kind"] not in found, f"two {doc['kind']} objects"
-            found[doc["kind"]] = doc
+            key = (doc["kind"], doc["metadata"]["name"])
+            assert key not in found, f"two {key} objects"
+            found[key] = doc
     return found
+
+
+@pytest.fixture(scope="module")
+def objects(documents) -> dict[str, dict]:
+    """The exporter's own objects (named captcha-exporter), by kind."""
+    return {kind: doc for (kind, name), doc in documents.items() if name == "captcha-exporter"}
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +70,12 @@ def env_value(container, name):
 
 def test_kinds_and_api_versions(objects):
     assert {kind: obj["apiVersion"] for kind, obj in objects.items()} == {
-        "ConfigMap": "v1", "Service": "v1", "StatefulSet": "apps/v1", "ServiceMonitor": "monitoring.coreos.com/v1"}
+        "ConfigMap": "v1", "Service": "v1", "StatefulSet": "apps/v1", "ServiceMonitor": "monitoring.coreos.com/v1",
+        "PrometheusRule": "monitoring.coreos.com/v1"}
 
 
-def test_namespace_agnostic(objects):
-    assert all("namespace" not in obj["metadata"] for obj in objects.values())
+def test_namespace_agnostic(documents):
+    assert all("namespace" not in obj["metadata"] for obj in documents.values())
 
 
 def test_statefulset_selects_its_pods_and_names_the_headless_service(objects, sts):
@@ -185,9 +196,25 @@ def test_plain_scrape_config_keeps_the_service_endpoints(objects):
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
-def test_kustomize_renders_every_resource(objects):
+def test_kustomize_renders_every_resource(documents):
     rendered = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True,
                               check=True, timeout=60).stdout
     docs = list(yaml.safe_load_all(rendered))
-    assert sorted(d["kind"] for d in docs) == sorted(objects)
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == sorted(documents)
     assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "captcha-exporter" for d in docs)
+
+
+def test_prometheus_rule_holds_the_shipped_rules(objects):
+    shipped = [group for path in sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
+               for group in yaml.safe_load(path.read_text())["groups"]]
+    groups = objects["PrometheusRule"]["spec"]["groups"]
+    assert sorted(groups, key=lambda g: g["name"]) == sorted(shipped, key=lambda g: g["name"])
+
+
+def test_dashboards_config_map_holds_the_shipped_dashboards_for_grafanas_sidecar(documents):
+    config_map = documents[("ConfigMap", "captcha-exporter-dashboards")]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = {path.name: json.loads(path.read_text()) for path in (ROOT / "grafana" / "dashboards").glob("*.json")}
+    assert {name: json.loads(text) for name, text in config_map["data"].items()} == shipped
+    # kubectl apply (client side) keeps the whole object in an annotation of at most 256 KiB
+    assert len((DEPLOY / "grafana-dashboards.yaml").read_bytes()) < 200 * 1024

@@ -1,9 +1,11 @@
 import threading
 import time
 
+import pytest
+import yaml
 from support.spine_values import LANE, fetched, page, relay, target
 
-from exporter.config import Schedule
+from exporter.config import Schedule, parse_config
 from exporter.scheduler import (
     Backoff,
     PinError,
@@ -11,6 +13,7 @@ from exporter.scheduler import (
     Scheduler,
     auto_lanes,
     available_memory,
+    run_period,
 )
 from exporter.values import Verdict
 
@@ -97,9 +100,9 @@ def test_backoff_doubles_after_repeated_failures_and_resets_on_success():
     assert backoff.waiting("A", now=119) and not backoff.waiting("A", now=121)
     backoff.failed("A", now=0)
     assert backoff.waiting("A", now=199) and not backoff.waiting("A", now=201), "capped"
-    assert backoff.count(now=100) == 1
+    assert backoff.skipped(now=100) == {"A"}
     backoff.succeeded("A")
-    assert not backoff.waiting("A", now=100) and backoff.count(now=100) == 0
+    assert not backoff.waiting("A", now=100) and backoff.skipped(now=100) == frozenset()
 
 
 def test_a_target_run_skips_exits_backing_off_and_takes_least_recently_tried():
@@ -138,3 +141,44 @@ def test_available_memory_reads_meminfo(tmp_path):
     meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   12345678 kB\n")
     assert available_memory(str(meminfo)) == 12345678 * 1024
     assert available_memory(str(tmp_path / "missing")) == 0
+
+
+@pytest.mark.parametrize("schedule, target_interval, expected", [
+    ({}, None, 600.0),  # the default interval
+    ({}, "1h", 3600.0),
+    ({"cron": "*/15 * * * *"}, None, 900.0),
+    ({"cron": "0 9 * * 1,3"}, None, 5 * 86400.0),  # Wednesday to Monday is the longest gap
+    ({"cron": "0 9 * * 1,3"}, "2h", 7200.0),  # a target's own interval exempts it from the cron
+])
+def test_run_period_is_the_interval_or_the_longest_cron_gap(schedule, target_interval, expected):
+    entry = {"name": "news", "url": "http://news.test/", **({"interval": target_interval} if target_interval else {})}
+    config = parse_config(yaml.safe_dump({"targets": [entry], "schedule": schedule}))
+    assert run_period(config.targets[0]) == expected
+
+
+def test_the_lane_is_unpinned_once_its_probes_are_done_and_only_then():
+    """A lane is pinned only while probes run on it: the pinner closes streams it opens at other times."""
+    events = []
+    results, done, on_result = collector(2)
+
+    class Recording(FakeFetcher):
+        def fetch(self, url, lane, timeout):
+            events.append(("fetch", url))
+            return super().fetch(url, lane, timeout)
+
+    def record(result):
+        events.append(("result", result.target))
+        on_result(result)
+
+    prober = Prober([LANE], lambda lane, exit: events.append(("pin", exit.nickname)), {"http": Recording()},
+                    {"http": 5}, ok, record, release=lambda lane: events.append(("release", lane.index)))
+    prober.submit(target("news"), relay(1))
+    prober.submit(target("shop"), relay(1))
+    assert done.wait(5)
+    prober.shutdown()
+    pinned = False
+    for kind, _ in events:  # pin, its probes, release; once or twice (the second submit may find it done)
+        assert kind != "pin" or not pinned
+        assert kind not in ("fetch", "result") or pinned
+        pinned = kind == "pin" or (pinned and kind != "release")
+    assert not pinned and events[-1] == ("release", LANE.index)

@@ -102,3 +102,23 @@ def test_bandwidth_file_gives_each_exit_a_different_measured_bandwidth(network):
     measured = dict(line.removeprefix("node_id=$").split(" bw=") for line in lines[1:])
     assert {fp: int(measured[fp]) for fp in exits} == exits
     assert len(set(exits.values())) == len(exits)
+
+
+def test_with_delays_every_relay_advertises_the_relays_port_and_listens_on_its_own(tmp_path):
+    from testbed.latency import Delays
+
+    delays = Delays(0.1)
+    try:
+        net = TorNetwork(tmp_path, resolv_conf=tmp_path / "resolv.conf", exits=2, delays=delays)
+    finally:
+        delays.stop()
+    for i, node in enumerate(net.relays):
+        node.fingerprint = f"{i:040X}"
+        node.v3ident = f"{i + 100:040X}" if node.role == "authority" else None
+    for node in net.relays:
+        assert values(options(net, node), "ORPort") == [f"{node.address}:{node.or_port} NoListen",
+                                                        f"{node.address}:{node.listen_port} NoAdvertise"]
+        assert node.listen_port != node.or_port
+    assert net.client.listen_port is None
+    authority = net.authorities[0]
+    assert f"orport={authority.or_port} " in values(options(net, net.client), "DirAuthority")[0]

@@ -13,6 +13,8 @@ from stem.control import EventType
 from exporter.tor.circuit import (
     CircuitPinner,
     choose_first_hop,
+    choose_path,
+    host_denied,
     reason_for_circ_event,
     reason_for_extend_error,
 )
@@ -145,7 +147,8 @@ class ScriptedController:
         self.calls.append(("close_stream", stream_id))
 
     def stream(self, stream_id, status, host, group, reason=None):
-        event = SimpleNamespace(id=stream_id, status=status, target_address=host, reason=reason, remote_reason=None,
+        event = SimpleNamespace(id=stream_id, status=status, target_address=host, target_port=443, reason=reason,
+                                remote_reason=None,
                                 keyword_args={"SESSION_GROUP": str(group)} if group is not None else {})
         self.listeners[EventType.STREAM](event)
 
@@ -159,11 +162,11 @@ def handled(pinner):
     pinner._stream_events.join()
 
 
-def started(outcomes, failures=None, timeout=5.0):
+def started(outcomes, failures=None, timeout=5.0, hops=2, deny=(), closed=None):
     controller = ScriptedController(outcomes)
     failures = [] if failures is None else failures
-    pinner = CircuitPinner(controller, LANES, {"news.test"}, on_failure=failures.append, timeout=timeout,
-                           descriptor_wait=0.05)
+    pinner = CircuitPinner(controller, LANES, deny, on_failure=failures.append, timeout=timeout,
+                           descriptor_wait=0.05, hops=hops, on_closed=(closed if closed is not None else []).append)
     pinner.start()
     return controller, pinner
 
@@ -239,19 +242,61 @@ def test_a_build_fails_at_once_when_tor_goes_away():
     assert "other" in failures and "timeout" not in failures
 
 
-def test_streams_go_to_their_lanes_circuit_or_are_closed():
-    controller, pinner = started(["BUILT", "BUILT"])
+def test_pin_builds_three_hops_when_asked_each_relay_once():
+    relays = RELAYS + [Relay("3" * 40, "10.5.0.1")]
+    controller, pinner = started(["BUILT"], hops=3)
+    pinner.pin(LANES[0], EXIT, relays)
+    (path,) = [call[1] for call in controller.calls if call[0] == "extend"]
+    assert len(path) == 3 and path[2] == EXIT.fingerprint and len(set(path)) == 3 and "F" * 40 not in path
+    assert choose_path(EXIT, ["$" + "F" * 40], RELAYS, hops=3, exclude={"1" * 40}) is None  # one relay left
+
+
+def test_every_stream_of_a_pinned_lane_goes_to_its_circuit_whatever_its_host():
+    closed = []
+    controller, pinner = started(["BUILT", "BUILT"], closed=closed)
     c0 = pinner.pin(LANES[0], EXIT, RELAYS)
     c1 = pinner.pin(LANES[1], EXIT, RELAYS)
     controller.calls.clear()
     controller.stream("1", "NEW", "news.test", 1000)
     controller.stream("2", "NEW", "NEWS.test", 1001)
-    controller.stream("3", "NEW", "clients2.google.com", 1000)  # phoning home
+    controller.stream("3", "NEW", "challenges.cloudflare.com", 1000)  # the page's vendor frame
     controller.stream("4", "NEW", "news.test", 7)  # another session group: not ours
     controller.stream("5", "NEW", "news.test", None)  # no session group at all
     controller.stream("6", "SUCCEEDED", "news.test", 1000)  # nothing to do
     handled(pinner)
-    assert controller.calls == [("attach", "1", c0), ("attach", "2", c1), ("close_stream", "3")]
+    assert controller.calls == [("attach", "1", c0), ("attach", "2", c1), ("attach", "3", c0)]
+    assert closed == []
+
+
+def test_a_stream_of_a_lane_no_probe_runs_on_is_closed_and_counted_as_stray():
+    closed = []
+    controller, pinner = started(["BUILT"], closed=closed)
+    controller.stream("1", "NEW", "update.googleapis.com", 1000)  # before any probe
+    pinner.pin(LANES[0], EXIT, RELAYS)
+    pinner.release(LANES[0])  # the probe is over
+    controller.stream("2", "NEW", "news.test", 1000)  # the last page, still busy
+    handled(pinner)
+    assert [c for c in controller.calls if c[0] in ("attach", "close_stream")] == [
+        ("close_stream", "1"), ("close_stream", "2")]
+    assert closed == ["stray", "stray"]
+
+
+def test_denied_hosts_are_closed_and_counted():
+    closed = []
+    controller, pinner = started(["BUILT"], deny=("tracker.example", "*.ads.example"), closed=closed)
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    controller.calls.clear()
+    for stream_id, host in enumerate(("Tracker.Example", "x.ads.example", "ads.example", "news.test"), start=1):
+        controller.stream(str(stream_id), "NEW", host, 1000)
+    handled(pinner)
+    assert controller.calls == [("close_stream", "1"), ("close_stream", "2"), ("attach", "3", circuit),
+                                ("attach", "4", circuit)]
+    assert closed == ["denied", "denied"]
+
+
+def test_host_patterns():
+    assert host_denied("a.b.example.", ["*.b.example"]) and host_denied("x.test", ["x.test"])
+    assert not host_denied("b.example", ["*.b.example"]) and not host_denied("notb.example", ["*.b.example"])
 
 
 def test_detached_streams_are_reattached_once_unless_the_exit_ended_them():
@@ -311,18 +356,3 @@ def test_stream_events_are_handled_off_stems_event_thread():
     handled(pinner)
     assert controller.calls == [("attach", "1", circuit)]
     pinner.stop()
-
-
-def test_a_lane_admits_the_punycode_host_the_browser_asks_for():
-    """The config says bücher.example; Chromium and requests send tor xn--bcher-kva.example."""
-    from exporter.config import parse_config
-
-    config = parse_config("targets: [{name: books, url: 'https://b\u00fccher.example/'}]\n")
-    controller = ScriptedController(["BUILT"])
-    pinner = CircuitPinner(controller, LANES, {t.host for t in config.targets}, timeout=5.0)
-    pinner.start()
-    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
-    controller.calls.clear()
-    controller.stream("1", "NEW", "xn--bcher-kva.example", 1000)
-    handled(pinner)
-    assert controller.calls == [("attach", "1", circuit)]

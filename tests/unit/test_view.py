@@ -16,7 +16,7 @@ def view(started: float) -> ExporterView:
     supervisor = TorSupervisor(lambda: config.tor, lambda: 1, lambda session: None)
     return ExporterView(None, lambda: config, Shard(0, 1), ExitPlanner(Shard(0, 1), ExitSelection), supervisor,
                         store=None, reload=lambda: (True, ""), reload_status=lambda: (True, 0.0),
-                        pairs=lambda: (("news", "http"),), started=started)
+                        pairs=lambda: (("news", "http"),), schedules=lambda: (), started=started)
 
 
 def test_started_is_when_the_exporter_started_not_when_its_module_was_imported():

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 from support.spine_values import fetched, page, relay
 
 from exporter.evidence import HAR_FILE, HTML_FILE, SCREENSHOT_FILE
+from exporter.exposition import Exposition
 from exporter.probe import ProbeResult
 from exporter.store import probe_record
 from exporter.values import Verdict
@@ -22,8 +23,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 
 class FakeView:
     def __init__(self, evidence_dir: Path | None):
-        self.registry = CollectorRegistry()
-        Counter("fake_probes", "Probes.", registry=self.registry).inc()
+        registry = CollectorRegistry()
+        Counter("fake_probes", "Probes.", registry=registry).inc()
+        self.exposition = Exposition(registry)
         self.is_ready = True
         self.reload_answer = (True, "reloaded: 2 targets")
         self.reloads = 0
@@ -104,6 +106,14 @@ def test_metrics(server):
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=")
     assert "fake_probes_total 1.0" in response.text
+
+
+def test_metrics_gzipped_when_the_scraper_asks(server):
+    asked = requests.get(url(server, "/metrics"), headers={"Accept-Encoding": "gzip"}, timeout=10)
+    assert asked.headers["Content-Encoding"] == "gzip" and asked.headers["Vary"] == "Accept-Encoding"
+    assert "fake_probes_total 1.0" in asked.text  # requests decompresses
+    status, body = raw_get(server, "/metrics")  # no Accept-Encoding at all
+    assert status == 200 and b"fake_probes_total 1.0" in body
 
 
 def test_health_and_readiness(server, view):

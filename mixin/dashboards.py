@@ -1,25 +1,21 @@
-"""Generate the Grafana dashboards in grafana/dashboards/ from code.
+"""Grafana dashboards, as code.
 
-    python grafana/generate.py          # rewrite the JSON files
-    python grafana/generate.py --check  # exit 1 if the committed JSON is out of date
-
-The committed JSON is what Grafana loads (file provisioning or manual import).
-Every panel and query uses the ``datasource`` variable instead of ``__inputs``
-placeholders, which only Grafana's interactive import would resolve.
+The JSON is what Grafana loads (file provisioning, a ConfigMap, or manual
+import). Every panel and query uses the ``datasource`` variable instead of
+``__inputs`` placeholders, which only Grafana's interactive import would
+resolve.
 
 Probes of one target arrive every ~10 minutes, so CAPTCHA ratios use 1h
-windows (the recording rules in prometheus/rules/) or the dashboard's time
-range (``$__range``); per-second rates use ``$__rate_interval``.
+windows (the recording rules) or the dashboard's time range (``$__range``);
+per-second rates use ``$__rate_interval``. Panels over raw counters and
+histograms of probes ask for exemplars: each carries the probe id, which the
+datasource links to the exporter's ``/probe/<id>`` page.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from pathlib import Path
+from mixin.config import Config
 
-OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 SCHEMA_VERSION = 41
 TAG = "captcha-exporter"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -53,7 +49,17 @@ METRIC_LABELS = {
     "captcha_probes_in_flight": set(),
     "captcha_probes_queued": set(),
     "captcha_consensus_valid_after_timestamp_seconds": set(),
-    "captcha_exporter_build_info": {"version", "tor_version"},
+    "captcha_exporter_build_info": {"version", "revision", "tor_version"},
+    "captcha_tor_up": set(),
+    "captcha_target_interval_seconds": {"target"},
+    "captcha_target_exits_per_run": {"target"},
+    "captcha_plan_pending": {"target"},
+    "captcha_plan_oldest_attempt_timestamp_seconds": {"target"},
+    "captcha_exits_backing_off": set(),
+    "captcha_browser_restarts_total": {"fetcher", "reason"},
+    "process_resident_memory_bytes": set(),
+    "process_cpu_seconds_total": set(),
+    "process_start_time_seconds": set(),
     "captcha_page_changed_total": {"target", "fetcher", "country", "kind"},
     "captcha_page_similarity_ratio": {"target", "fetcher"},
     "captcha_target_onion_available": {"target", "kind"},
@@ -74,6 +80,10 @@ METRIC_LABELS = {
 # The exporter's page listing recent probes; evidence (HAR, HTML, screenshot)
 # is kept under its data_dir. ${exporter_url} is a textbox variable.
 EVIDENCE_URL = "${exporter_url}/?target=${target}"
+
+# Tor Metrics' page of a relay (Relay Search), by fingerprint.
+TOR_METRICS_LINK = {"title": "Tor Metrics relay page", "targetBlank": True,
+                    "url": "https://metrics.torproject.org/rs.html#details/${__data.fields.fingerprint}"}
 
 RATIO_THRESHOLDS = [(None, "green"), (0.2, "orange"), (0.5, "red")]
 
@@ -101,9 +111,10 @@ class Selector:
 # ---------------------------------------------------------------- panel JSON
 
 
-def query(expr: str, legend: str = "", *, table: bool = False) -> dict:
-    """A Prometheus target; ``table`` makes it an instant query whose labels become columns."""
-    return {
+def query(expr: str, legend: str = "", *, table: bool = False, exemplar: bool = False) -> dict:
+    """A Prometheus target; ``table`` makes it an instant query whose labels become columns;
+    ``exemplar`` asks for the probe ids behind the series (raw counters and histograms only)."""
+    target = {
         "datasource": DATASOURCE,
         "editorMode": "code",
         "expr": expr,
@@ -112,6 +123,9 @@ def query(expr: str, legend: str = "", *, table: bool = False) -> dict:
         "instant": table,
         "format": "table" if table else "time_series",
     }
+    if exemplar:
+        target["exemplar"] = True
+    return target
 
 
 def thresholds(steps=((None, "green"),)) -> dict:
@@ -234,6 +248,18 @@ def datasource_variable() -> dict:
             "query": "prometheus", "regex": "", "hide": 0, "refresh": 1}
 
 
+def target_variable(*, multi: bool = True) -> dict:
+    """Every configured target, probed or not (the interval gauge exists from the start)."""
+    return query_variable("target", "Target", 'label_values(captcha_target_interval_seconds{job=~"$job"}, target)',
+                          multi=multi)
+
+
+def fetcher_variable() -> dict:
+    """The target's fetchers (the error counters start at 0 for every configured pair)."""
+    return query_variable("fetcher", "Fetcher",
+                          'label_values(captcha_probe_errors_total{job=~"$job",target=~"$target"}, fetcher)')
+
+
 def query_variable(name: str, label: str, definition: str, *, multi: bool = True) -> dict:
     return {
         "type": "query", "name": name, "label": label, "datasource": DATASOURCE,
@@ -245,8 +271,8 @@ def query_variable(name: str, label: str, definition: str, *, multi: bool = True
     }
 
 
-def job_variable() -> dict:
-    return query_variable("job", "Job", "label_values(captcha_exporter_build_info, job)")
+def job_variable(config: Config) -> dict:
+    return query_variable("job", "Job", f"label_values(captcha_exporter_build_info{config.selector()}, job)")
 
 
 def textbox_variable(name: str, label: str, default: str, description: str) -> dict:
@@ -261,7 +287,7 @@ def dashboard_links() -> list[dict]:
              "tooltip": "", "url": ""}]
 
 
-def dashboard(uid: str, title: str, description: str, variables: list[dict],
+def dashboard(config: Config, uid: str, title: str, description: str, variables: list[dict],
               rows: list[list[dict]], links: list[dict] | None = None) -> dict:
     return {
         "id": None,
@@ -276,12 +302,12 @@ def dashboard(uid: str, title: str, description: str, variables: list[dict],
         "liveNow": False,
         "time": {"from": "now-24h", "to": "now"},
         "timepicker": {},
-        "refresh": "5m",
+        "refresh": config.dashboard_refresh,
         "schemaVersion": SCHEMA_VERSION,
         "version": 1,
         "links": dashboard_links() + (links or []),
         "annotations": {"list": []},
-        "templating": {"list": [datasource_variable(), job_variable(), *variables]},
+        "templating": {"list": [datasource_variable(), job_variable(config), *variables]},
         "panels": layout(rows),
     }
 
@@ -306,7 +332,7 @@ def layout(rows: list[list[dict]]) -> list[dict]:
 # ----------------------------------------------------------------- dashboards
 
 
-def overview() -> dict:
+def overview(config: Config) -> dict:
     s = Selector("target", "fetcher")
     exits = Selector()
     country_ratio = s.ratio("captcha_challenges_total", "captcha_probes_total", "$__range", by="country")
@@ -394,7 +420,7 @@ def overview() -> dict:
                   unit="percentunit", rename={"Value": "challenge ratio"}, steps=RATIO_THRESHOLDS,
                   overrides=[{"matcher": {"id": "byName", "options": "fingerprint"},
                               "properties": [{"id": "links", "value": [
-                                  {"title": "Relay search", "url": relay_link}]}]}]),
+                                  {"title": "Relay search", "url": relay_link}, TOR_METRICS_LINK]}]}]),
             timeseries("Probe errors by reason",
                        "Probes that failed before a page was classified, per minute, by reason.",
                        [query(f"sum by (reason) (rate({s('captcha_probe_errors_total')}[$__rate_interval])) * 60",
@@ -412,17 +438,16 @@ def overview() -> dict:
                        unit="percentunit", min_value=0, max_value=1),
         ],
     ]
-    return dashboard(UID_OVERVIEW, "CAPTCHA exporter / Overview",
+    return dashboard(config, UID_OVERVIEW, "CAPTCHA exporter / Overview",
                      "How often Tor users meet CAPTCHAs, challenges and block pages, per target, provider "
                      "and exit country.",
-                     [query_variable("target", "Target", 'label_values(captcha_probes_total{job=~"$job"}, target)'),
-                      query_variable("fetcher", "Fetcher",
-                                     'label_values(captcha_probes_total{job=~"$job"}, fetcher)')],
-                     rows)
+                     [target_variable(), fetcher_variable()], rows)
 
 
-def target() -> dict:
+def target(config: Config) -> dict:
     s = Selector("target", "fetcher", "country")
+    late = config.thresholds.not_probed_intervals
+    spike = config.thresholds
     evidence = [{"title": "Recent probes and evidence of ${target} (exporter)",
                  "url": EVIDENCE_URL, "targetBlank": True}]
     per_country = "sum by (country) (increase({}[$__range]))"
@@ -446,14 +471,17 @@ def target() -> dict:
             stat("Page load p90", "90th percentile page load time over the time range.",
                  [query(f"histogram_quantile(0.9, sum by (le) "
                         f"(increase({s('captcha_page_load_seconds_bucket')}[$__range])))")], unit="s"),
-            stat("Since last probe", "Time since the most recent completed probe of this target.",
-                 [query(f"time() - max({s('captcha_last_probe_timestamp_seconds')})")], unit="s",
-                 steps=((None, "green"), (1800, "red"))),
+            stat("Intervals since last probe", "Time since the most recent completed probe of this target, in "
+                 f"intervals of the target (CaptchaTargetNotProbed fires above {late:g}).",
+                 [query(f"(time() - max({s('captcha_last_probe_timestamp_seconds')}))"
+                        f" / max({s('captcha_target_interval_seconds')})")], unit="none",
+                 steps=((None, "green"), (late, "red"))),
         ],
         [
             timeseries("Challenge ratio: last hour vs. 1-day baseline",
                        "Per fetcher: challenge ratio over the preceding hour and over the preceding day "
-                       "(CaptchaChallengeRateSpike fires at twice the baseline and above 20%).",
+                       f"(CaptchaChallengeRateSpike fires at {spike.challenge_spike_factor:g} times the baseline "
+                       f"and above {spike.challenge_spike_ratio:.0%}).",
                        [query(s("target_fetcher:captcha_challenges_per_probes:ratio_rate1h"), "{{fetcher}} 1h"),
                         query(s("target_fetcher:captcha_challenges_per_probes:ratio_rate1d"), "{{fetcher}} 1d")],
                        unit="percentunit", min_value=0, max_value=1, links=evidence),
@@ -482,23 +510,31 @@ def target() -> dict:
                      unit="short", width=12),
         ],
         [
+            timeseries("Challenges and blocks (per hour)", "Challenges and block pages over a sliding hour, "
+                       "by vendor. The dots are single probes: open one for its evidence.",
+                       [query(f"sum by (provider) (increase({s('captcha_challenges_total')}[1h]))",
+                              "challenge: {{provider}}", exemplar=True),
+                        query(f"sum by (provider) (increase({s('captcha_blocks_total')}[1h]))",
+                              "block: {{provider}}", exemplar=True)],
+                       unit="short", width=8, links=evidence),
             timeseries("Challenge outcomes (per hour)", "What the browser's challenge turned into, over a "
                        "sliding hour: cleared by itself, needs interaction, or blocked.",
                        [query(f"sum by (provider, outcome) "
-                              f"(increase({s('captcha_challenge_outcomes_total')}[1h]))", "{{provider}} {{outcome}}")],
-                       unit="short", links=evidence),
+                              f"(increase({s('captcha_challenge_outcomes_total')}[1h]))", "{{provider}} {{outcome}}",
+                              exemplar=True)],
+                       unit="short", width=8, links=evidence),
             timeseries("Challenge clear time", "Time a self-clearing challenge took to let the browser through "
                        "(p50 and p90 over a sliding hour).",
                        [query(quantile.format(q=0.5, by=", provider", m=s("captcha_challenge_clear_seconds_bucket")),
-                              "p50 {{provider}}"),
+                              "p50 {{provider}}", exemplar=True),
                         query(quantile.format(q=0.9, by=", provider", m=s("captcha_challenge_clear_seconds_bucket")),
-                              "p90 {{provider}}")], unit="s"),
+                              "p90 {{provider}}")], unit="s", width=8),
         ],
         [
             timeseries("Page load time", "Time to load the page (final response), p50 and p90 over a sliding "
-                       "hour, per fetcher.",
+                       "hour, per fetcher. The dots are single probes: open one for its evidence.",
                        [query(quantile.format(q=0.5, by=", fetcher", m=s("captcha_page_load_seconds_bucket")),
-                              "p50 {{fetcher}}"),
+                              "p50 {{fetcher}}", exemplar=True),
                         query(quantile.format(q=0.9, by=", fetcher", m=s("captcha_page_load_seconds_bucket")),
                               "p90 {{fetcher}}")], unit="s"),
             timeseries("Page changed for Tor (per hour)", "Probes whose page differed from the expected page, "
@@ -521,15 +557,12 @@ def target() -> dict:
                  unit="none", mappings=YES_NO, width=4, height=8),
         ],
     ]
-    return dashboard(UID_TARGET, "CAPTCHA exporter / Target",
+    return dashboard(config, UID_TARGET, "CAPTCHA exporter / Target",
                      "One target across exits, fetchers and time, with links to the exporter's evidence.",
-                     [query_variable("target", "Target", 'label_values(captcha_probes_total{job=~"$job"}, target)',
-                                     multi=False),
-                      query_variable("fetcher", "Fetcher",
-                                     'label_values(captcha_probes_total{job=~"$job",target=~"$target"}, fetcher)'),
+                     [target_variable(multi=False), fetcher_variable(),
                       query_variable("country", "Exit country",
                                      'label_values(captcha_probes_total{job=~"$job",target=~"$target"}, country)'),
-                      textbox_variable("exporter_url", "Exporter URL", "http://127.0.0.1:9981",
+                      textbox_variable("exporter_url", "Exporter URL", config.exporter_url,
                                        "Base URL of the exporter's web page, for evidence links.")],
                      rows,
                      links=[{"title": "Recent probes and evidence (exporter)", "type": "link",
@@ -538,14 +571,20 @@ def target() -> dict:
                              "tags": [], "asDropdown": False, "includeVars": False, "keepTime": False}])
 
 
-def relay() -> dict:
+def relay(config: Config) -> dict:
     s = Selector("fingerprint")
+    by_nickname = Selector("nickname")
     per_hour = "sum(increase({}[1h]))"
+    pick = (f"/d/{UID_RELAY}/relay-search?${{datasource:queryparam}}&${{job:queryparam}}"
+            "&${nickname:queryparam}&var-fingerprint=${__data.fields.fingerprint}&${__url_time_range}")
+    fingerprint_links = [{"matcher": {"id": "byName", "options": "fingerprint"},
+                          "properties": [{"id": "links", "value": [TOR_METRICS_LINK]}]}]
     rows = [
         [
-            table("Relay", "Nickname and country of the exit as the exporter last saw them in the consensus.",
+            table("Relay", "Nickname and country of the exit as the exporter last saw them in the consensus. "
+                  "Click the fingerprint for the relay's page on Tor Metrics.",
                   [query(f"max by (fingerprint, nickname, country) ({s('captcha_exit_info')})", table=True)],
-                  unit="none", height=4, hide=("Time", "Value")),
+                  unit="none", height=4, hide=("Time", "Value"), overrides=fingerprint_links),
             stat("Exit probability", "Chance that a Tor client picks this relay as its exit (consensus weight "
                  "and flags, Tor Metrics' formula).",
                  [query(f"max({s('captcha_exit_weight')})")], unit="percentunit"),
@@ -580,16 +619,32 @@ def relay() -> dict:
                        [query(f"max by (nickname, country) ({s('captcha_exit_info')})", "{{nickname}} {{country}}")],
                        unit="none"),
         ],
+        [
+            table("Exits with the nickname", "Every exit whose nickname the Nickname variable selects, with its "
+                  "exit probability: click a fingerprint to show that exit here, or to open its Tor Metrics "
+                  "page (nicknames are not unique).",
+                  [query(f"max by (fingerprint, nickname, country) ({by_nickname('captcha_exit_weight')} "
+                         f"* on (job, instance, fingerprint) group_left (nickname, country) "
+                         f"{by_nickname('captcha_exit_info')})", table=True)],
+                  unit="percentunit", width=24, rename={"Value": "exit probability"},
+                  overrides=[{"matcher": {"id": "byName", "options": "fingerprint"},
+                              "properties": [{"id": "links", "value": [{"title": "Show this exit", "url": pick},
+                                                                       TOR_METRICS_LINK]}]}]),
+        ],
     ]
-    return dashboard(UID_RELAY, "CAPTCHA exporter / Relay search",
-                     "One exit relay by fingerprint: its verdict history, exit probability, country and nickname.",
-                     [query_variable("fingerprint", "Fingerprint",
-                                     'label_values(captcha_exit_info{job=~"$job"}, fingerprint)', multi=False)],
+    return dashboard(config, UID_RELAY, "CAPTCHA exporter / Relay search",
+                     "One exit relay, found by nickname or fingerprint: its verdict history, exit probability, "
+                     "country and nickname, with a link to its page on Tor Metrics.",
+                     [query_variable("nickname", "Nickname", 'label_values(captcha_exit_info{job=~"$job"}, nickname)'),
+                      query_variable("fingerprint", "Fingerprint",
+                                     'label_values(captcha_exit_info{job=~"$job",nickname=~"$nickname"}, fingerprint)',
+                                     multi=False)],
                      rows)
 
 
-def health() -> dict:
+def health(config: Config) -> dict:
     s = Selector("instance")
+    late = config.thresholds.not_probed_intervals
     per_minute = "sum by ({by}) (rate({m}[$__rate_interval])) * 60"
     rows = [
         [
@@ -598,8 +653,9 @@ def health() -> dict:
             stat("Version", "Exporter version and the version of the tor it drives.",
                  [query(s("captcha_exporter_build_info"), "{{version}} (tor {{tor_version}})")],
                  unit="none", text_mode="name"),
-            stat("Probes in flight", "Probes running now.",
-                 [query(f"sum({s('captcha_probes_in_flight')})")], unit="short"),
+            stat("Tor", "Whether every selected exporter is connected to tor with a usable consensus and "
+                 "probing (CaptchaTorDown fires when one is not).",
+                 [query(f"min({s('captcha_tor_up')})")], unit="none", mappings=UP_DOWN),
             stat("Probes queued", "Probes waiting for a free lane.",
                  [query(f"sum({s('captcha_probes_queued')})")], unit="short"),
             stat("Consensus age", "Time since the valid-after time of the consensus in use (a consensus "
@@ -627,14 +683,37 @@ def health() -> dict:
                        unit="opm"),
         ],
         [
-            timeseries("Time since last probe", "Per target and fetcher; CaptchaTargetNotProbed fires above "
-                       "30 minutes.",
-                       [query(f"time() - max by (target, fetcher) ({s('captcha_last_probe_timestamp_seconds')})",
-                              "{{target}} {{fetcher}}")],
-                       unit="s", steps=((None, "green"), (1800, "red")), threshold_style="line"),
+            timeseries("Intervals since last probe", "Time since the last answered probe per instance, target "
+                       f"and fetcher, in intervals of the target; CaptchaTargetNotProbed fires above {late:g}.",
+                       [query(f"(time() - max by (instance, target, fetcher) "
+                              f"({s('captcha_last_probe_timestamp_seconds')}))"
+                              f" / on (instance, target) group_left () "
+                              f"max by (instance, target) ({s('captcha_target_interval_seconds')})",
+                              "{{instance}} {{target}} {{fetcher}}")],
+                       unit="none", steps=((None, "green"), (late, "red")), threshold_style="line"),
             timeseries("Consensus age", "Time since the consensus in use became valid.",
                        [query(f"time() - {s('captcha_consensus_valid_after_timestamp_seconds')}", "{{instance}}")],
                        unit="s", steps=((None, "green"), (10800, "red")), threshold_style="line"),
+        ],
+        [
+            timeseries("Exits due per target", "Exits of each target not tried within its interval (each run "
+                       "takes the ones tried longest ago).",
+                       [query(f"max by (instance, target) ({s('captcha_plan_pending')})", "{{instance}} {{target}}")],
+                       unit="short"),
+            timeseries("Oldest attempt per target", "Time since the exit tried longest ago for each target was "
+                       "tried; CaptchaProbeBacklogGrowing fires when it outgrows the target's plan.",
+                       [query(f"time() - max by (instance, target) "
+                              f"({s('captcha_plan_oldest_attempt_timestamp_seconds')})", "{{instance}} {{target}}")],
+                       unit="s"),
+        ],
+        [
+            timeseries("Browser restarts (per hour)", "Browsers replaced over a sliding hour, by fetcher and why: "
+                       "crashed and launch_failed are crashes (CaptchaBrowserCrashLooping).",
+                       [query(f"sum by (fetcher, reason) (increase({s('captcha_browser_restarts_total')}[1h]))",
+                              "{{fetcher}} {{reason}}")], unit="short"),
+            timeseries("Exporter memory", "Resident memory of the exporter process (browsers and tor are "
+                       "processes of their own).",
+                       [query(s("process_resident_memory_bytes"), "{{instance}}")], unit="bytes"),
         ],
         [
             timeseries("Time since last successful config reload", "Age of the configuration in effect.",
@@ -645,8 +724,9 @@ def health() -> dict:
                        [query(s("scrape_duration_seconds"), "{{instance}}")], unit="s"),
         ],
     ]
-    return dashboard(UID_HEALTH, "CAPTCHA exporter / Exporter health",
-                     "Is the exporter measuring: probe rate, queue, errors by reason, consensus age, reloads.",
+    return dashboard(config, UID_HEALTH, "CAPTCHA exporter / Exporter health",
+                     "Is the exporter measuring: tor, probe rate, queue and plan, errors by reason, browser "
+                     "restarts, consensus age, reloads.",
                      [query_variable("instance", "Instance", 'label_values(up{job=~"$job"}, instance)')],
                      rows)
 
@@ -659,27 +739,6 @@ DASHBOARDS = {
 }
 
 
-def render(build) -> str:
-    return json.dumps(build(), indent=2) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a committed file is out of date")
-    args = parser.parse_args(argv)
-    stale = []
-    for name, build in DASHBOARDS.items():
-        path, text = OUT_DIR / name, render(build)
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-        else:
-            path.write_text(text)
-    if stale:
-        print(f"out of date (run python grafana/generate.py): {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def grafana_dashboards(config: Config) -> dict[str, dict]:
+    """Every dashboard by file name."""
+    return {name: build(config) for name, build in DASHBOARDS.items()}

@@ -1,0 +1,69 @@
+"""One lane of our tor, pinned to a chosen test-bed exit before each probe (e2e helper).
+
+It plays the Prober's part: ``pin`` before a probe, ``release`` after it, so a
+stream the lane opens between probes is stray (closed and counted in ``closed``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import stem
+
+from exporter.config import TorConfig
+from exporter.tor.circuit import CircuitPinner
+from exporter.tor.consensus import read_exits
+from exporter.tor.control import open_tor
+
+
+class PinnedLane:
+    def __init__(self, state: dict, hops: int = 3):
+        self.tor = open_tor(
+            TorConfig(mode="connect", control_port=state["client"]["control_port"],
+                      cookie_file=Path(state["client"]["cookie_file"])),
+            lanes=1,
+        )
+        self.lane = self.tor.lanes[0]
+        # hops before the exit: the middles (the client may hold no microdescriptor of an authority)
+        middles = {relay["fingerprint"] for relay in state["relays"] if relay["role"] == "middle"}
+        wanted = middles | {e["fingerprint"] for e in state["exits"]}
+        deadline = time.monotonic() + 60
+        while True:  # a consensus read while a new one is being loaded may lack relays
+            self.consensus = read_exits(self.tor.controller, lambda address: "??")
+            if wanted <= {relay.fingerprint for relay in self.consensus.relays} or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        self.first_hops = [relay for relay in self.consensus.relays if relay.fingerprint in middles]
+        # open_tor turns microdescriptors off, so circuits wait for full descriptors
+        wait_for_descriptors(self.tor.controller, middles | {e["fingerprint"] for e in state["exits"]})
+        self.closed: list[str] = []
+        self.pinner = CircuitPinner(self.tor.controller, [self.lane], hops=hops, on_closed=self.closed.append)
+        self.pinner.start()
+
+    def pin(self, nickname: str):
+        exit_relay = next(e for e in self.consensus.exits if e.nickname == nickname)
+        self.pinner.pin(self.lane, exit_relay, self.first_hops)
+        return self.lane
+
+    def release(self) -> None:
+        self.pinner.release(self.lane)
+
+    def close(self):
+        self.pinner.stop()
+        self.tor.close()
+
+
+def wait_for_descriptors(controller, fingerprints: set[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    missing = set(fingerprints)
+    while missing:
+        for fingerprint in list(missing):
+            try:
+                controller.get_info(f"desc/id/{fingerprint}")
+                missing.discard(fingerprint)
+            except stem.ControllerError:
+                pass
+        if missing and time.monotonic() > deadline:
+            raise TimeoutError(f"tor has no server descriptor for {sorted(missing)}")
+        time.sleep(0.5)
