@@ -267,11 +267,21 @@ def _fetcher_list(value: Value) -> tuple[str, ...]:
     return tuple(kinds)
 
 
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
 def _host_patterns(value: Value) -> tuple[str, ...]:
-    """Host names, or ``*.suffix`` for every name under a suffix (lowercased)."""
-    pattern = r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
-    return tuple(item.string(pattern, ": expected a host name or *.suffix, e.g. *.doubleclick.net").lower().rstrip(".")
-                 for item in value.items())
+    """Host names, or ``*.suffix`` for every name under a suffix, as streams name them: lowercased,
+    internationalised names as A-labels (``*.bücher.example`` → ``*.xn--bcher-kva.example``)."""
+    patterns = []
+    for item in value.items():
+        text = item.string()
+        wildcard = "*." if text.startswith("*.") else ""
+        name = _ascii_host(text.removeprefix(wildcard).rstrip("."), item)
+        if not _HOST_NAME.fullmatch(name):
+            item.fail(f"invalid value {text!r}: expected a host name or *.suffix, e.g. *.doubleclick.net")
+        patterns.append(wildcard + name)
+    return tuple(patterns)
 
 
 def _fingerprints(value: Value) -> tuple[str, ...]:

@@ -217,6 +217,7 @@ def test_internationalised_hosts_become_the_punycode_browsers_and_tor_see():
           - {name: plain, url: "https://Shop.example/"}
         baseline:
           resolve: {b\u00fccher.example: 127.0.0.1, SHOP.example: 127.0.0.2}
+        tor: {deny_hosts: [Stra\u00dfe.example, "*.B\u00fccher.example.", Ads.example]}
         """))
     assert [t.url for t in config.targets] == [
         "https://user:pw@xn--bcher-kva.example:8443/k\u00e4se?q=\u00e4",
@@ -224,6 +225,7 @@ def test_internationalised_hosts_become_the_punycode_browsers_and_tor_see():
         "https://Shop.example/",  # an ASCII URL is kept as written
     ]
     assert config.baseline_resolve == {"xn--bcher-kva.example": "127.0.0.1", "shop.example": "127.0.0.2"}
+    assert config.tor.deny_hosts == ("xn--strae-oqa.example", "*.xn--bcher-kva.example", "ads.example")
 
 
 def test_configs_near_the_impossible_ones_still_load():
