@@ -145,9 +145,13 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 def join(path: str, key: str | int) -> str:
-    """``targets`` + 0 → ``targets[0]``; ``tor`` + ``mode`` → ``tor.mode``."""
+    """``targets`` + 0 → ``targets[0]``; ``tor`` + ``mode`` → ``tor.mode``.  A key that is empty or
+    holds a space, a quote, a bracket or an unprintable character is quoted and escaped (``tor`` +
+    ``a\\nb`` → ``tor['a\\nb']``): a path is one line and names its key, whatever the key holds."""
     if isinstance(key, int):
         return f"{path}[{key}]"
+    if not key or not key.isprintable() or any(char in key for char in " []'\""):
+        return f"{path}[{key!r}]"
     return f"{path}.{key}" if path else key
 
 

@@ -83,9 +83,9 @@ CASES = [
     Hostile("1000-nested-groups-in-a-signature", lambda d: _signature("{body: '" + NESTED_GROUPS + "'}"),
             5, "detect.signatures[0].all[0].body", "invalid regular expression"),
     Hostile("newline-in-a-key", lambda d: TARGET + 'tor: {"con\\ntrol": x}\n',
-            3, "tor.con trol", "unknown key 'con\\ntrol'"),
+            3, "tor['con\\ntrol']", "unknown key 'con\\ntrol'"),
     Hostile("lone-surrogate-in-a-key", lambda d: TARGET + 'tor: {"\\udc80": x}\n',
-            3, "tor.\\udc80", "unknown key '\\udc80'"),
+            3, "tor['\\udc80']", "unknown key '\\udc80'"),
 ]
 
 

@@ -142,7 +142,7 @@ BAD_CONFIGS = [
     ("bad-security-level", TARGET + "fetchers:\n  tor-browser:\n    security_level: safe\n",
      5, "fetchers.tor-browser.security_level", "unknown security level 'safe'"),
     ("bad-header-name", TARGET + "fetchers:\n  http:\n    headers:\n      'Bad Header': x\n",
-     6, "fetchers.http.headers.Bad Header", "invalid header name"),
+     6, "fetchers.http.headers['Bad Header']", "invalid header name"),
     ("application-tag", TARGET + "data_dir: !!python/object/apply:os.getcwd []\n",
      3, "data_dir", "unsupported YAML tag"),
     ("merge-key", "targets:\n  - &shop {name: shop, url: 'https://shop.example/'}\nschedule:\n  <<: *shop\n",
@@ -230,6 +230,26 @@ def test_document_level_errors_name_the_line(text, line, message):
     assert "\n" not in error
     assert error.startswith(f"bad.yaml:{line}: "), error
     assert message in error
+
+
+@pytest.mark.parametrize(("key", "path"), [
+    ("\\n", "['\\n']"),
+    ("x\\ry", "fetchers['x\\ry']"),
+    ("Log\\u2028x", "tor.torrc['Log\\u2028x']"),
+    ("\\x85", "tor.torrc['\\x85']"),
+    ("a b", "fetchers['a b']"),
+    ("", "fetchers['']"),
+])
+def test_an_error_at_any_key_is_one_line_naming_the_key_escaped(key, path):
+    """A key holding a line break (YAML reads "\\n", U+2028 and U+0085 as such) still gives one line,
+    and the path says which key, escaped as a Python string."""
+    parent = "tor:\n  torrc:\n    " if path.startswith("tor.") else "fetchers:\n  " if path.startswith("fetchers") else ""
+    text = f'targets: [{{name: a, url: "http://a/"}}]\n{parent}"{key}": x\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="bad.yaml")
+    error = str(caught.value)
+    assert len(error.splitlines()) == 1 and error.isprintable(), error
+    assert caught.value.path == path and f": {path}: " in error, error
 
 
 def test_deep_nesting_is_an_error_not_a_crash():
