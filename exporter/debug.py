@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         root.removeHandler(captured)
-    print(Redactor.of(config).text(report(result, captured.lines, config, target, kind)))
+    print(report(result, captured.lines, config, target, kind))
     return 0 if result.answered else 1
 
 
@@ -120,6 +120,7 @@ def _choose_exit(controller, exits, config, target, fingerprint: str | None):
 
 
 def report(result: ProbeResult, log_lines: list[str], config, target, kind: str) -> str:
+    """What ``exporter probe`` prints about one probe, with the config's secrets redacted."""
     registry = CollectorRegistry()
     metrics = ProbeMetrics(registry)
     metrics.prepare([(result.target, result.fetcher)], [result.exit])  # metrics count configured targets only
@@ -140,10 +141,10 @@ def report(result: ProbeResult, log_lines: list[str], config, target, kind: str)
     module = {"target": render(target),
               "fetcher": {kind: render(getattr(config.fetchers, kind.replace("-", "_")))},
               "exit": {**exit, "flags": sorted(exit["flags"])}}
-    return "\n".join([
+    return Redactor.of(config).text("\n".join([
         f"Probe {result.probe_id}", "",
         "Logs for the probe:", *log_lines, "",
         "Verdict:", *verdict, "",
         "Metrics that would have been added:", *added, "",
         "Module configuration:", yaml.safe_dump(module, sort_keys=False).rstrip(),
-    ])
+    ]))

@@ -18,7 +18,7 @@ import requests
 import yaml
 from support.spine_values import fetched, relay
 
-from exporter import app, redact
+from exporter import app, debug, redact
 from exporter.config import ConfigError, config_yaml, load_config, parse_config
 from exporter.logs import JsonFormatter, LogfmtFormatter, redact_with
 from exporter.probe import ProbeResult, log_probe
@@ -209,6 +209,22 @@ def test_reload_answer(exporter, redaction):
     assert answer.status_code == 500 and "targets[0].url" in answer.text
     assert_redacted(answer.text, redaction, {"url user": "alice-in-url", "url password": "hunter2-in-url",
                                              "token query value": "tok-0123456789"})
+
+
+def test_metrics_page(exporter, redaction):
+    """No label or exemplar carries a URL, a header or a torrc value, redacted or not."""
+    host, port = exporter.web.address
+    text = requests.get(f"http://{host}:{port}/metrics", headers={"Accept": "application/openmetrics-text"},
+                        timeout=10).text
+    assert "20261204T120000Z-a1b2c3" in text  # the answered probe's exemplar
+    assert not [source for source, secret in SECRETS.items() if secret in text]
+
+
+def test_probe_command_report(tmp_path, redaction):
+    """``exporter probe`` prints the probe's URLs, its error and its target's and fetcher's config."""
+    config = parse_config(secret_config(tmp_path), base_dir=tmp_path)
+    text = "".join(debug.report(probe, [], config, config.targets[0], "http") for probe in probes(config))
+    assert_redacted(text, redaction, without("Socks5ProxyPassword", "HTTPSProxyAuthenticator", "tor.password"))
 
 
 # -- log lines ---------------------------------------------------------------------------------
