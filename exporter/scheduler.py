@@ -202,7 +202,18 @@ class Prober:
         try:
             self._probe_targets(exit, targets, lane)
         finally:
-            self._release(lane)
+            try:
+                self._leave(lane, targets)
+            finally:
+                self._release(lane)
+
+    def _leave(self, lane: Lane, targets: list[Target]) -> None:
+        """Take each fetcher that ran off its last page while the circuit is still there: a page
+        still loading (its favicon, a late script) would otherwise open streams counted as stray."""
+        for name in dict.fromkeys(name for target in targets for name in target.fetchers):
+            fetcher = self._fetchers.get(name)
+            if fetcher is not None:
+                fetcher.leave(lane)
 
     def _probe_targets(self, exit: ExitRelay, targets: list[Target], lane: Lane) -> None:
         for target in targets:

@@ -209,5 +209,8 @@ class Fetcher(Protocol):
     def screenshot(self, lane: Lane) -> bytes | None:
         """A PNG of the last page fetched on ``lane`` (browsers), or None."""
 
+    def leave(self, lane: Lane) -> None:
+        """The lane's probes are done and its circuit goes: stop the last page from opening streams."""
+
     def close(self) -> None:
         """Release browsers and connections."""

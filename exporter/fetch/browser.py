@@ -113,6 +113,11 @@ class BrowserSession:
         redirects = tuple(doc.url for doc in documents if doc.is_redirect)
         return browser_result(landing, redirects, landing_timing, outcome, self._timing)
 
+    def leave(self) -> None:
+        """Load about:blank: the last page's loads, timers and the browser's own requests for it
+        (its favicon) end with it, instead of opening streams once its lane has no circuit."""
+        self.driver.get("about:blank")
+
     def wipe(self) -> None:
         """Leave no window, connection, cookie, cache entry or site data from the previous probe."""
         driver = self.driver
@@ -212,6 +217,9 @@ class BrowserFetcher:
     def screenshot(self, lane: Lane) -> bytes | None:
         """PNG of the lane's page now: call it right after ``fetch`` on the same lane."""
         return self._pool.screenshot(lane)
+
+    def leave(self, lane: Lane) -> None:
+        self._pool.leave(lane)
 
     def close(self) -> None:
         self._pool.close()

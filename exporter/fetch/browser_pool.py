@@ -131,6 +131,8 @@ class Browser(Protocol):
 
     def screenshot(self) -> bytes | None: ...
 
+    def leave(self) -> None: ...
+
 
 class BrowserPool:
     """One browser per lane (by index), started on first use and replaced when
@@ -212,6 +214,18 @@ class BrowserPool:
         when called right after ``probe`` on that lane); None without a live browser."""
         browser = self.peek(lane)
         return browser.screenshot() if browser is not None and browser.alive() else None
+
+    def leave(self, lane: Lane) -> None:
+        """Take the lane's browser (if it runs) off the last page; a browser that fails to is
+        replaced at its next probe."""
+        browser = self.peek(lane)
+        if browser is None or not browser.alive():
+            return
+        try:
+            browser.leave()
+        except (WebDriverException, urllib3.exceptions.HTTPError) as exc:
+            log.info("leaving the page failed", extra={"browser": self._name, "lane": lane.index, "err": str(exc)})
+            self.discard(lane)
 
     def peek(self, lane: Lane) -> Browser | None:
         """The lane's browser if one is running, without starting or recycling it."""

@@ -101,6 +101,9 @@ class HttpFetcher:
         """A plain HTTP client renders nothing."""
         return
 
+    def leave(self, lane: Lane) -> None:
+        """Nothing runs after a fetch: its connections closed with its session."""
+
     def close(self) -> None:
         """Nothing to release: every fetch has its own session."""
 

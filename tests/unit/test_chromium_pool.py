@@ -57,6 +57,11 @@ class FakeBrowser:
     def screenshot(self):
         return b"png of " + str(id(self)).encode()
 
+    def leave(self):
+        self.left = getattr(self, "left", 0) + 1
+        if self.behaviour == "leave fails":
+            raise WebDriverException("no such window")
+
 
 def pool(recycle_after=3, memory_limit=1000, name="browser"):
     launched = []
@@ -243,3 +248,15 @@ def test_a_browser_that_cannot_start_is_reported_and_the_error_passes_on():
     with pytest.raises(FetchError, match="chromedriver not found"):
         the_pool.acquire(LANE)
     assert reasons == ["launch_failed"]
+
+
+def test_leave_takes_a_running_browser_off_its_page_and_replaces_one_that_cannot():
+    the_pool, launched = pool()
+    the_pool.leave(LANE)  # no browser yet: none is started for it
+    assert launched == []
+    use(the_pool)
+    the_pool.leave(LANE)
+    assert launched[0].left == 1 and not launched[0].killed
+    launched[0].behaviour = "leave fails"
+    the_pool.leave(LANE)
+    assert launched[0].killed and use(the_pool) is launched[1]

@@ -14,7 +14,14 @@ from exporter.change import Baseline
 from exporter.metrics import ProbeMetrics, Snapshot, StateCollector
 from exporter.probe import ProbeResult, judge, run_probe
 from exporter.state import State
-from exporter.values import BrowserRestart, ErrorReason, FetchError, Response, StreamClosed, Verdict
+from exporter.values import (
+    BrowserRestart,
+    ErrorReason,
+    FetchError,
+    Response,
+    StreamClosed,
+    Verdict,
+)
 
 
 def by_status(response):

@@ -24,6 +24,9 @@ class FakeFetcher:
     def fetch(self, url, lane, timeout):
         return fetched(page(200))
 
+    def leave(self, lane):
+        pass
+
     def close(self):
         pass
 
@@ -182,3 +185,34 @@ def test_the_lane_is_unpinned_once_its_probes_are_done_and_only_then():
         assert kind not in ("fetch", "result") or pinned
         pinned = kind == "pin" or (pinned and kind != "release")
     assert not pinned and events[-1] == ("release", LANE.index)
+
+
+def test_each_fetcher_leaves_its_page_before_the_lane_is_unpinned_even_after_a_failure():
+    """A page still loading when its lane's circuit goes would open streams counted as stray."""
+    events = []
+    results, done, on_result = collector(3)
+
+    class Leaving(FakeFetcher):
+        def __init__(self, name, fails=False):
+            self.name, self.fails = name, fails
+
+        def fetch(self, url, lane, timeout):
+            if self.fails:
+                raise RuntimeError("the browser fell over")
+            return super().fetch(url, lane, timeout)
+
+        def leave(self, lane):
+            events.append(("leave", self.name))
+
+    prober = Prober([LANE], lambda lane, exit: events.append(("pin", exit.nickname)),
+                    {"http": Leaving("http"), "chromium": Leaving("chromium", fails=True)},
+                    {"http": 5, "chromium": 5}, ok, on_result, release=lambda lane: events.append(("release", "")))
+    prober.submit(target("news", fetchers=("http", "chromium")), relay(1))
+    prober.submit(target("shop", fetchers=("http",)), relay(1))
+    assert done.wait(5)
+    prober.shutdown()
+    assert ("leave", "chromium") in events  # its probe failed, yet its page is left
+    assert events.count(("release", "")) == events.count(("pin", "exit1"))
+    for index, event in enumerate(events):
+        if event[0] == "release":
+            assert events[index - 1][0] == "leave"
