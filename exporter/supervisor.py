@@ -5,11 +5,12 @@ exporter.  The supervisor connects (with backoff, doubling up to a minute),
 starts a session on the connection, watches that tor's control connection is
 alive, and on loss tears the session and the connection down and starts over.
 A session that cannot start yet (a tor we launched has no consensus for its
-first seconds) is tried again on the same tor, with backoff.  On ``restart()`` (a config reload) it starts a new session with the config now
-in force; it keeps the tor connection (in launch mode: the tor process, its
-bootstrap and its consensus) when the reload changed nothing that tor was
-opened with: the ``tor`` keys other than ``circuit_timeout``, which each
-circuit build reads, and the number of lanes.  What a session holds (circuits,
+first seconds) is tried again on the same tor, with backoff.  On ``restart()``
+(a config reload) it starts a new session with the config now in force; it
+keeps the tor connection (in launch mode: the tor process, its bootstrap and
+its consensus) when the reload changed nothing that tor was opened with: the
+``tor`` keys other than those the session's circuit pinner reads
+(``circuit_timeout``, ``hops``, ``deny_hosts``), and the number of lanes.  What a session holds (circuits,
 fetchers, scheduler) is added to it by the ``start_session`` it is given; the
 supervisor knows only how to close it.
 
@@ -187,7 +188,12 @@ class TorSupervisor:
                 session.tor.close()
 
 
+# tor keys that only the session's circuit pinner reads (tor builds the circuits we ask for, of the
+# length we ask, and hands us every stream): a new session takes them up, on the same tor
+PINNER_KEYS = ("circuit_timeout", "hops", "deny_hosts")
+
+
 def same_tor(running: TorConfig, wanted: TorConfig) -> bool:
     """Whether a tor opened with ``running`` serves ``wanted`` as it is: every tor key is the same
-    but ``circuit_timeout``, which each circuit build reads afresh."""
-    return replace(running, circuit_timeout=wanted.circuit_timeout) == wanted
+    but the pinner's."""
+    return replace(running, **{key: getattr(wanted, key) for key in PINNER_KEYS}) == wanted

@@ -73,8 +73,10 @@ def harness(monkeypatch):
     running.supervisor.stop()
 
 
-def test_a_reload_that_changes_nothing_about_tor_keeps_it(harness):
-    harness.reload(circuit_timeout=45.0)  # read by each circuit build, not by tor
+@pytest.mark.parametrize("change", [{"circuit_timeout": 45.0}, {"hops": 2}, {"deny_hosts": ("*.ads.example",)}],
+                         ids=["circuit_timeout", "hops", "deny_hosts"])
+def test_a_reload_that_changes_nothing_about_tor_keeps_it(harness, change):
+    harness.reload(**change)  # read by the session's circuit pinner, not by tor
     assert len(harness.tors) == 1 and not harness.tors[0].closed
     assert harness.sessions[1].tor is harness.tors[0]
     assert harness.closed_sessions == [harness.sessions[0]]  # probing restarted with the new config
