@@ -240,8 +240,8 @@ def launch_torrc(testbed) -> dict:
 
 def test_a_reload_that_changes_nothing_about_tor_keeps_our_launched_tor(testbed, edge_policy, run_exporter,
                                                                         tmp_path, figures):
-    """Launch mode: a reload of targets and schedule restarts probing on the same tor process; one
-    that changes the torrc starts a new tor."""
+    """Launch mode: a reload of targets, schedule and the tor keys only a session reads restarts
+    probing on the same tor process; one that changes the torrc starts a new tor."""
     edge_policy({"news": "ok", "shop": "ok"})
     config = chaos_config(testbed, tmp_path)
     config["tor"] = {"mode": "launch", "torrc": launch_torrc(testbed), "circuit_timeout": "20s"}
@@ -256,9 +256,10 @@ def test_a_reload_that_changes_nothing_about_tor_keeps_our_launched_tor(testbed,
     first = our_tor()
     assert len(first) == 1, first
 
-    # targets, schedule and circuit_timeout change: nothing tor was started with
+    # targets, schedule and the pinner's tor keys change: nothing tor was started with
     rewrite_config(exporter, {**config, "targets": config["targets"][:1], "schedule": {**config["schedule"],
-                              "interval": "6s"}, "tor": {**config["tor"], "circuit_timeout": "30s"}})
+                              "interval": "6s"}, "tor": {**config["tor"], "circuit_timeout": "30s",
+                                                         "deny_hosts": ["*.ads.example"]}})
     reloaded = time.monotonic()
     assert reload(exporter, "post")[0] == 200
     # the old session's probes are all logged before the new one starts (its prober is shut down first)
@@ -267,7 +268,8 @@ def test_a_reload_that_changes_nothing_about_tor_keeps_our_launched_tor(testbed,
     before = probes_done(exporter, "news")
     wait_for(lambda: probes_done(exporter, "news") > before, 60, "probing after the tor-neutral reload")
     resumed_seconds = time.monotonic() - reloaded
-    assert our_tor() == first, "the reload restarted tor"
+    kept = our_tor()
+    assert kept == first, "the reload restarted tor"
 
     # a torrc change needs a new tor
     rewrite_config(exporter, {**config, "tor": {**config["tor"], "torrc": {**config["tor"]["torrc"],
@@ -275,10 +277,12 @@ def test_a_reload_that_changes_nothing_about_tor_keeps_our_launched_tor(testbed,
     reloaded = time.monotonic()
     assert reload(exporter, "post")[0] == 200
     wait_for(lambda: our_tor() and our_tor() != first, 60, "a new tor for the new torrc")
+    second = our_tor()
     before = probes_done(exporter, "news")  # the old tor's probes ended before it was stopped
     wait_for(lambda: probes_done(exporter, "news") > before, 180, "probing through the new tor")
     figures(first_probe_seconds=f"{bootstrap_seconds:.1f}", probing_again_same_tor_seconds=f"{resumed_seconds:.1f}",
-            probing_again_new_tor_seconds=f"{time.monotonic() - reloaded:.1f}")
+            probing_again_new_tor_seconds=f"{time.monotonic() - reloaded:.1f}", tor_pid=first[0],
+            tor_pid_after_tor_neutral_reload=kept[0], tor_pid_after_torrc_reload=second[0])
     stop_without_leaks(exporter)
 
 
