@@ -23,6 +23,7 @@ from exporter.store import Store
 from exporter.supervisor import TorSupervisor
 
 RECENT_PROBES = 200  # shown on the landing page
+STATUS_TARGETS = 50  # named in the status; /config has them all
 
 
 class ExporterView:
@@ -88,7 +89,7 @@ class ExporterView:
             "exits selected": str(len(self._planner.selected)),
             "lanes": str(len(tor.lanes)) if tor else "0",
             "shard": f"{self._shard} of the exits",
-            "targets": ", ".join(t.name for t in config.targets),
+            "targets": _names(config.targets),
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self._started)),
         }
 
@@ -117,6 +118,11 @@ class ExporterView:
         if self._redacting[0] is not config:
             self._redacting = (config, Redactor.of(config))
         return self._redacting[1]
+
+
+def _names(targets) -> str:
+    shown = ", ".join(t.name for t in targets[:STATUS_TARGETS])
+    return shown if len(targets) <= STATUS_TARGETS else f"{shown} and {len(targets) - STATUS_TARGETS} more"
 
 
 def _count(number: int, noun: str) -> str:

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 TLS_HANDSHAKE_SECONDS = 10.0
+LANDING_CONFIG_CHARS = 64 * 1024  # a longer /config is linked from the landing page, not shown on it
 PAGE_HEADERS = (
     ("Content-Security-Policy",
      "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
@@ -332,11 +333,18 @@ def landing_page(view: View) -> str:
 <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
 <h2>Status: {"ready" if ready else "not ready"}</h2><p>{esc(why)}</p>
 <table>{status_rows}</table>
-<details style="margin-top:1em"><summary>Configuration in effect</summary><pre>{esc(view.config_text())}</pre></details>
+{_config_block(view.config_text())}
 <h2>Recent probes</h2>
 <table><tr><th>time (UTC)</th><th>target</th><th>exit</th><th>fingerprint</th><th>country</th>
 <th>fetcher</th><th>verdict</th><th>provider</th><th>outcome</th><th>load s</th><th>probe</th><th>evidence</th></tr>
 {probe_rows}</table>""")
+
+
+def _config_block(text: str) -> str:
+    if len(text) > LANDING_CONFIG_CHARS:
+        return f'<p>Configuration in effect: {len(text):,} characters, on <a href="/config">/config</a>.</p>'
+    return ('<details style="margin-top:1em"><summary>Configuration in effect</summary>'
+            f"<pre>{html.escape(text)}</pre></details>")
 
 
 def _probe_row(view: View, record: dict[str, Any]) -> str:
