@@ -337,11 +337,11 @@ class CircuitPinner:
         if circuit_id is None:
             log.warning("stray stream closed", extra={"lane": lane.index, "stream": event.id,
                                                       "target": f"{host}:{event.target_port}"})
+            self._on_closed(StreamClosed.STRAY)  # counted before the client can see its stream fail
             self._close_stream(event.id, f"lane {lane.index}: no probe runs on it")
-            self._on_closed(StreamClosed.STRAY)
         elif host_denied(host, self._deny_hosts):
-            self._close_stream(event.id, f"lane {lane.index}: {host} is in tor.deny_hosts")
             self._on_closed(StreamClosed.DENIED)
+            self._close_stream(event.id, f"lane {lane.index}: {host} is in tor.deny_hosts")
         elif event.status == StreamStatus.DETACHED and (event.reason == "END" or event.id in self._reattached):
             self._close_stream(event.id, f"lane {lane.index}: stream detached ({event.reason}/{event.remote_reason})")
         else:

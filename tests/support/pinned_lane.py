@@ -25,18 +25,19 @@ class PinnedLane:
             lanes=1,
         )
         self.lane = self.tor.lanes[0]
-        # hops before the exit: the middles (the client may hold no microdescriptor of an authority)
-        middles = {relay["fingerprint"] for relay in state["relays"] if relay["role"] == "middle"}
-        wanted = middles | {e["fingerprint"] for e in state["exits"]}
+        # hops before the exit: middles and the other exits (the client may hold no microdescriptor of
+        # an authority); two middles alone leave a 3-hop pin no second try once a first hop failed
+        exits = {e["fingerprint"] for e in state["exits"]}
+        wanted = {relay["fingerprint"] for relay in state["relays"] if relay["role"] == "middle"} | exits
         deadline = time.monotonic() + 60
         while True:  # a consensus read while a new one is being loaded may lack relays
             self.consensus = read_exits(self.tor.controller, lambda address: "??")
             if wanted <= {relay.fingerprint for relay in self.consensus.relays} or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        self.first_hops = [relay for relay in self.consensus.relays if relay.fingerprint in middles]
+        self.first_hops = [relay for relay in self.consensus.relays if relay.fingerprint in wanted]
         # open_tor turns microdescriptors off, so circuits wait for full descriptors
-        wait_for_descriptors(self.tor.controller, middles | {e["fingerprint"] for e in state["exits"]})
+        wait_for_descriptors(self.tor.controller, wanted)
         self.closed: list[str] = []
         self.pinner = CircuitPinner(self.tor.controller, [self.lane], hops=hops, on_closed=self.closed.append)
         self.pinner.start()
