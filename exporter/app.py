@@ -228,6 +228,7 @@ class Exporter:
                 self._use(config)
             except Exception as exc:  # a ConfigError, or a bug: either way the old config stays
                 self._reload_ok = False
+                self.exposition.changed()  # captcha_config_last_reload_successful: the next scrape shows it
                 if not isinstance(exc, ConfigError):
                     log.debug("reload failed unexpectedly", exc_info=True)
                 why = str(exc) if isinstance(exc, ConfigError) else f"{old.source}: {type(exc).__name__}: {exc}"
@@ -238,6 +239,7 @@ class Exporter:
                 log.warning("web.listen changed; it takes effect after a restart",
                             extra={"listen": f"{config.web.listen_host}:{config.web.listen_port}"})
             self._reload_ok, self._reload_time = True, time.time()
+            self.exposition.changed()
             self.supervisor.restart()
             log.info("configuration reloaded", extra={"targets": len(config.targets)})
             return True, f"reloaded {config.source}: {len(config.targets)} targets"

@@ -20,7 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from support.hostile_configs import CASES, UNPRIVILEGED, shared_directory
 
-from exporter import app
+from exporter import app, exposition
 from exporter.config import load_config
 
 REJECTED = "reload rejected; the old configuration stays in force"
@@ -117,13 +117,13 @@ def test_every_hostile_file_is_rejected_in_one_line_by_post_and_by_sighup(export
         exporter.wait(lambda before=before: len(exporter.rejections()) > before, f"SIGHUP to be rejected ({case.id})")
         assert exporter.rejections()[-1] == answer.text.rstrip("\n"), case.id
 
-        assert exporter.reload_gauge() == 0, case.id
+        exporter.wait(lambda: exporter.reload_gauge() == 0, f"the gauge ({case.id})", 5)
         assert exporter.get("/config").text == shown, case.id  # the old config stays in force
 
     exporter.config.write_text(good)
     exporter.process.send_signal(signal.SIGHUP)
     exporter.wait(lambda: any(line["msg"] == "configuration reloaded" for line in exporter.lines()), "a good reload")
-    assert exporter.reload_gauge() == 1
+    exporter.wait(lambda: exporter.reload_gauge() == 1, "the gauge of a good reload", 5)  # /metrics may be cached
     assert not any("Traceback" in json.dumps(line) for line in exporter.lines())
 
 
@@ -143,6 +143,31 @@ def test_a_failure_of_any_kind_is_a_rejected_reload(tmp_path, monkeypatch, caplo
         registry = CollectorRegistry()
         registry.register(app.StateCollector(exporter.view.snapshot, exporter.state))
         assert b"captcha_config_last_reload_successful 0.0" in generate_latest(registry)
+    finally:
+        exporter.stop()
+
+
+def test_the_reload_gauge_is_on_metrics_soon_when_metrics_are_rendered_in_the_background(tmp_path, monkeypatch):
+    """Once rendering /metrics is slow, a scrape gets cached bytes that are re-rendered when the metrics
+    change, or every 30 s: a reload is such a change, or its gauge would lag for up to 30 s."""
+    monkeypatch.setattr(exposition, "SYNC_RENDER_SECONDS", 0.0)  # every render counts as slow
+    config_file, good = tmp_path / "config.yaml", good_config(tmp_path, free_port())
+    config_file.write_text(good)
+    exporter = app.Exporter(load_config(config_file))
+
+    def gauge() -> bytes:
+        text = exporter.exposition.body().data
+        return next(line for line in text.splitlines() if line.startswith(b"captcha_config_last_reload_successful "))
+
+    try:
+        assert gauge().endswith(b" 1.0")
+        for ok, value in ((False, b" 0.0"), (True, b" 1.0")):
+            config_file.write_text(good if ok else "targets: [\n")
+            assert exporter.reload()[0] is ok
+            deadline = time.monotonic() + 5
+            while not gauge().endswith(value):
+                assert time.monotonic() < deadline, f"captcha_config_last_reload_successful still not{value}"
+                time.sleep(0.05)
     finally:
         exporter.stop()
 
