@@ -257,7 +257,7 @@ def _regex_errors(value: Any) -> list[str]:
         return ["must be a regular expression (string)"]
     try:
         re.compile(value)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999999999999}; 1,000 nested groups
         return [f"invalid regular expression: {exc}"]
     return []
 
