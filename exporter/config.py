@@ -806,5 +806,6 @@ def config_yaml(config: Config) -> str:
     data = render(config)
     redactor = Redactor.of(config)
     for target in data["targets"]:
-        target["url"] = redactor.text(target["url"])
+        target.update({key: redactor.text(target[key]) for key in ("url", "onion") if key in target})
+    data["onionoo"]["url"] = redactor.text(data["onionoo"]["url"])
     return yaml.safe_dump(data, sort_keys=False)

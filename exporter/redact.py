@@ -1,15 +1,16 @@
 """Secrets out of everything the exporter shows: /config, its pages, its logs, probe records, evidence.
 
-A config holds secrets in a few places: ``tor.password``; a target URL's
-userinfo (``https://user:pass@host/``) and the values of its query
-parameters named like secrets (``?token=``, ``?api_key=``, ``&sig=``; the
-words are ``redact.query_params``); ``fetchers.http.headers`` other than
-the few that only describe the client (``Accept``, ``User-Agent``…), since
-``Authorization``, ``Cookie`` or ``X-Api-Key`` are credentials; and torrc
-options that carry credentials (``Socks5ProxyPassword``,
-``HTTPSProxyAuthenticator``, private ``Bridge`` lines).  They travel on: a
-failed probe's error quotes its URL, a redirect keeps the query, a page may
-echo it.
+A config holds secrets in a few places: ``tor.password``; a URL's userinfo
+(``https://user:pass@host/``: a target's ``url`` and ``onion``,
+``onionoo.url``) and the values of its query parameters named like secrets
+(``?token=``, ``?api_key=``, ``&sig=``; the words are
+``redact.query_params``); the ``headers`` of ``fetchers.http`` and of its
+variants, other than the few that only describe the client (``Accept``,
+``User-Agent``…), since ``Authorization``, ``Cookie`` or ``X-Api-Key`` are
+credentials; and torrc options that carry credentials
+(``Socks5ProxyPassword``, ``HTTPSProxyAuthenticator``, private ``Bridge``
+lines).  They travel on: a failed probe's error quotes its URL, a redirect
+keeps the query, a page may echo it.
 
 A :class:`Redactor`, built from the config in force, replaces each with
 ``<secret>``: ``text`` in anything the exporter writes (URL userinfo and
@@ -63,13 +64,17 @@ class Redactor:
         """The redactor for ``config``: its query words, and every secret value it holds."""
         words = config.redact.query_params
         found = [config.tor.password or ""]
-        for target in config.targets:
-            parts = urlsplit(target.url)
+        urls = [config.onionoo.url, *(target.url for target in config.targets),
+                *(target.onion for target in config.targets if "://" in target.onion)]  # onion: off, auto or a URL
+        for url in urls:
+            parts = urlsplit(url)
             found += [unquote(parts.username or ""), unquote(parts.password or "")]
             for name, _, raw in (pair.partition("=") for pair in parts.query.split("&")):
                 if _secret_name(name, words):
                     found += [raw, unquote_plus(raw)]
-        found += [part for name, value in config.fetchers.http.headers.items() if name.lower() not in SAFE_HEADERS
+        configured = [config.fetchers.http.headers,
+                      *(getattr(variant.settings, "headers", {}) for variant in config.fetchers.variants.values())]
+        found += [part for headers in configured for name, value in headers.items() if name.lower() not in SAFE_HEADERS
                   for part in _credentials(value)]
         found += [value for option, values in config.tor.torrc.items() if option.lower() in SECRET_TORRC
                   for value in values]

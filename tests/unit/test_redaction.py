@@ -187,6 +187,12 @@ def test_probe_pages(exporter, redaction):
                                              "Socks5ProxyPassword", "HTTPSProxyAuthenticator", "tor.password"))
 
 
+def test_probes_api(exporter, redaction):
+    assert_redacted(get(exporter, "/api/v1/probes"), redaction,
+                    without("Authorization header", "Cookie header value", "X-Api-Key header",
+                            "Socks5ProxyPassword", "HTTPSProxyAuthenticator", "tor.password"))
+
+
 def test_sqlite_store(exporter, redaction):
     data = b"".join(path.read_bytes() for path in (exporter.config.data_dir).glob("state.db*"))
     assert_redacted(data.decode(errors="replace"), redaction,
@@ -256,6 +262,31 @@ def test_log_line_of_a_failed_probe(tmp_path, redaction, formatter):
     assert text.count("\n") == 2
     assert_redacted(text, redaction, without("Cookie header value", "X-Api-Key header", "Socks5ProxyPassword",
                                              "HTTPSProxyAuthenticator", "tor.password"))
+
+
+ONION = "ytsjjeqwpgh2k2gtqhnxw7a6wnlwxlqsredtzyym4dhuljduzwtqksad.onion"
+ROUTE_SECRETS = {"onion user": "bob-in-onion", "onion sig": "sig-1357913579", "onionoo key": "oo-2468024680",
+                 "variant header": "variant-token-77"}
+
+
+def test_the_onion_route_onionoo_and_fetcher_variants_hold_secrets_too(tmp_path, redaction):
+    """Keys the other halves of the config brought: a target's onion URL, onionoo.url, an http variant's
+    headers; on /config and wherever the exporter writes text (a failed fetch quotes its URL)."""
+    config = parse_config(textwrap.dedent(f"""\
+        targets:
+          - {{name: shop, url: "https://shop.example/", fetchers: [http, http-auth],
+             onion: "http://bob-in-onion:pw@{ONION}/?sig=sig-1357913579"}}
+        onionoo: {{url: "https://onionoo.example/details?key=oo-2468024680"}}
+        fetchers:
+          variants:
+            http-auth: {{kind: http, headers: {{Authorization: Bearer variant-token-77}}}}
+        """), base_dir=tmp_path)
+    shown = config_yaml(config)
+    assert_redacted(shown, redaction, ROUTE_SECRETS)
+    assert f"{ONION}/?sig=" in shown and "direct: true" in shown and "onionoo.example/details" in shown
+    errors = " ".join(f"connection to {url} failed" for url in (config.targets[0].onion, config.onionoo.url))
+    assert_redacted(redact.Redactor.of(config).text(errors + "; the page echoed variant-token-77"), redaction,
+                    ROUTE_SECRETS)
 
 
 def test_a_config_error_about_a_url_does_not_quote_its_credentials():
