@@ -354,22 +354,25 @@ _HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-
 def _host_patterns(value: Value) -> tuple[str, ...]:
     """Host names, or ``*.suffix`` for every name under a suffix, as streams name them: lowercased,
     internationalised names as A-labels (``*.bücher.example`` → ``*.xn--bcher-kva.example``)."""
-    patterns = []
-    for item in value.items():
-        text = item.string()
-        wildcard = "*." if text.startswith("*.") else ""
-        name = _ascii_host(text.removeprefix(wildcard).rstrip("."), item)
-        if not _HOST_NAME.fullmatch(name):
-            item.fail(f"invalid value {text!r}: expected a host name or *.suffix, e.g. *.doubleclick.net")
-        patterns.append(wildcard + name)
-    return tuple(patterns)
+    return _host_list(value, "a host name or *.suffix, e.g. *.doubleclick.net", wildcards=True)
 
 
 def _host_names(value: Value) -> tuple[str, ...]:
-    """Names a request's Host header may give (DNS names, without a port), lowercased."""
-    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    hint = ": expected a host name without a port, like exporter.example.org"
-    return tuple(item.string(rf"{label}(?:\.{label})*\.?", hint).lower().rstrip(".") for item in value.items())
+    """Names a request's Host header may give (DNS names, without a port), as browsers send them:
+    lowercased, internationalised names as A-labels."""
+    return _host_list(value, "a host name without a port, like exporter.example.org", wildcards=False)
+
+
+def _host_list(value: Value, expected: str, wildcards: bool) -> tuple[str, ...]:
+    names = []
+    for item in value.items():
+        text = item.string()
+        wildcard = "*." if wildcards and text.startswith("*.") else ""
+        name = _ascii_host(text.removeprefix(wildcard).rstrip("."), item)
+        if not _HOST_NAME.fullmatch(name):
+            item.fail(f"invalid value {text!r}: expected {expected}")
+        names.append(wildcard + name)
+    return tuple(names)
 
 
 def _fingerprints(value: Value) -> tuple[str, ...]:

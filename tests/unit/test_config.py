@@ -219,11 +219,14 @@ targets:
 """)
     assert [t.onion for t in config.targets] == ["off", "auto", onion]
 
+
 def test_web_allowed_hosts(tmp_path):
     config = parse_config("targets: [{name: a, url: 'http://a.example/'}]\n"
                           "web: {allowed_hosts: [Exporter.Example.org., localhost]}\n")
     assert config.web.allowed_hosts == ("exporter.example.org", "localhost")
     assert parse_config("targets: [{name: a, url: 'http://a.example/'}]\n").web.allowed_hosts is None
+    idn = parse_config("targets: [{name: a, url: 'http://a.example/'}]\nweb: {allowed_hosts: [B\u00fccher.example]}\n")
+    assert idn.web.allowed_hosts == ("xn--bcher-kva.example",)  # the Host header a browser sends
     for bad in ("[exporter:9981]", "['http://exporter']", "['a b']", "exporter"):
         with pytest.raises(ConfigError, match=r"web.allowed_hosts.*(host name without a port|expected a list)"):
             parse_config(f"targets: [{{name: a, url: 'http://a.example/'}}]\nweb: {{allowed_hosts: {bad}}}\n")
