@@ -321,7 +321,8 @@ def _browser_prefs(value: Value) -> dict[str, bool | int | str]:
 
 
 def _arguments(value: Value) -> tuple[str, ...]:
-    return tuple(item.string() for item in value.items())
+    """Command-line arguments: one line each (a NUL cannot even be passed to a process)."""
+    return tuple(_one_line(item, "a browser argument") for item in value.items())
 
 
 def _variants(value: Value, context: Context) -> dict[str, Variant]:

@@ -215,6 +215,11 @@ BAD_CONFIGS = [
      "fetchers.http.headers.X-Id", "cannot start or end with whitespace"),
     ("header-beyond-latin-1", TARGET + "fetchers:\n  http:\n    headers:\n      X-Price: 5 \u20ac\n", 6,
      "fetchers.http.headers.X-Price", "holds '\u20ac' (U+20AC), which an HTTP header cannot carry (Latin-1 only)"),
+    ("variant-header-with-crlf", TARGET + "fetchers:\n  variants:\n    h:\n      kind: http\n      headers:\n"
+                                         "        X-Id: \"a\\r\\nX-Evil: 1\"\n", 8, "fetchers.variants.h.headers.X-Id",
+     "a header value must be one line of text: it holds a carriage return (CR)"),
+    ("browser-argument-with-nul", TARGET + "fetchers:\n  chromium:\n    arguments: [\"--lang=de\\0\"]\n", 5,
+     "fetchers.chromium.arguments[0]", "a browser argument must be one line of text: it holds a NUL at character 10"),
     ("user-agent-with-lf", TARGET + "fetchers:\n  http:\n    user_agent: \"Mozilla\\nX-Evil: 1\"\n", 5,
      "fetchers.http.user_agent", "a header value must be one line of text: it holds a line feed (LF)"),
     ("torrc-value-with-newline", TARGET + "tor:\n  torrc:\n    Log: \"notice stdout\\nControlPort 9999\"\n", 5,
