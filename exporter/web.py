@@ -152,7 +152,10 @@ class WebServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        """Stop serving and close the socket; also when ``start`` never ran: ``shutdown()`` waits for
+        ``serve_forever`` to acknowledge, which without a serving thread never comes."""
+        if self._thread.is_alive():
+            self.httpd.shutdown()
         self.httpd.server_close()
 
 

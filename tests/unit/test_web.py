@@ -4,6 +4,7 @@ import logging
 import os
 import socket
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -192,6 +193,19 @@ def test_a_long_config_is_linked_from_the_landing_page_not_shown_on_it(view, ser
     assert len(body) < 100_000
     view.config_text = lambda: "targets:\n- {name: t, url: 'https://s.example/'}\n"
     assert "s.example" in requests.get(url(server, "/"), timeout=10).text
+
+
+def test_a_server_that_never_started_stops_at_once_and_frees_its_port(view):
+    """An exporter that fails between binding and serving is stopped too; socketserver's shutdown()
+    alone would wait for a serve_forever that never runs, and the process would hang."""
+    web = WebServer(view, "127.0.0.1", 0)
+    address = web.address
+    stopping = threading.Thread(target=web.stop, daemon=True)
+    stopping.start()
+    stopping.join(5)
+    assert not stopping.is_alive(), "stop() hangs on a server that never served"
+    with socket.socket() as again:
+        again.bind(address)
 
 
 def test_our_pages_carry_security_headers(server):
