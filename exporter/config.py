@@ -53,6 +53,7 @@ from exporter.config_yaml import (
     join,
     parse_duration,
     printable,
+    regex_problem,
     shown,
     suggest,
 )
@@ -208,11 +209,8 @@ def _regex_list(value: Value) -> tuple[str, ...]:
     patterns = []
     for item in value.items():
         text = item.string()
-        try:
-            re.compile(text)
-        except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999999999999}; 1,000 nested groups
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
-            item.fail(f"invalid regular expression {shown(repr(text), 60)}: {reason}")
+        if problem := regex_problem(text):
+            item.fail(f"invalid regular expression {shown(repr(text), 60)}: {problem}")
         patterns.append(text)
     return tuple(patterns)
 

@@ -414,6 +414,18 @@ class Mapping:
             self.fail_at_key(given[-1], f"{' and '.join(given)} are mutually exclusive; give only one")
 
 
+def regex_problem(pattern: str) -> str | None:
+    """Why Python cannot compile ``pattern``, in words that do not depend on the thread or the
+    stack it was compiled on (a RecursionError's own text does), or None."""
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError) as exc:  # a{99999999999999999999}
+        return str(exc)
+    except RecursionError:  # 1,000 nested groups
+        return "nested too deeply"
+    return None
+
+
 def shown(text: str, limit: int = 40) -> str:
     """``text`` cut to ``limit`` characters for an error message."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -81,7 +81,7 @@ CASES = [
     Hostile("huge-repeat-in-a-signature", lambda d: _signature("{title: 'a{99999999999999999999}'}"),
             5, "detect.signatures[0].all[0].title", "the repetition number is too large"),
     Hostile("1000-nested-groups-in-a-signature", lambda d: _signature("{body: '" + NESTED_GROUPS + "'}"),
-            5, "detect.signatures[0].all[0].body", "invalid regular expression"),
+            5, "detect.signatures[0].all[0].body", "invalid regular expression: nested too deeply"),
     Hostile("newline-in-a-key", lambda d: TARGET + 'tor: {"con\\ntrol": x}\n',
             3, "tor['con\\ntrol']", "unknown key 'con\\ntrol'"),
     Hostile("lone-surrogate-in-a-key", lambda d: TARGET + 'tor: {"\\udc80": x}\n',

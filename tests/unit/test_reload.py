@@ -167,7 +167,7 @@ def test_the_reload_gauge_is_on_metrics_soon_when_metrics_are_rendered_in_the_ba
             assert exporter.reload()[0] is ok
             deadline = time.monotonic() + 5
             while not gauge().endswith(value):
-                assert time.monotonic() < deadline, f"captcha_config_last_reload_successful still not{value}"
+                assert time.monotonic() < deadline, f"captcha_config_last_reload_successful still not {value.decode().strip()}"
                 time.sleep(0.05)
     finally:
         exporter.stop()
@@ -191,6 +191,7 @@ def test_auto_lanes_are_reckoned_once_so_a_reload_keeps_tor(tmp_path, monkeypatc
         assert exporter.lanes() == 4
         config_file.write_text(browsers.replace("[chromium]", "[http]"))
         assert exporter.reload()[0]
-        assert exporter.lanes() == 16  # four per CPU for plain HTTP
+        assert exporter.lanes() == app.MAX_LANES  # plain HTTP: every lane, and a LaneLimit ...
+        assert exporter._lane_limit_first() == 16  # ... that starts at four per CPU
     finally:
         exporter.stop()
