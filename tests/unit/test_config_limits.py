@@ -83,3 +83,13 @@ def test_aliases_within_the_limits_still_work():
     config = parse_config(text)
     assert config.targets[0].change == config.targets[1].change
     assert config.targets[1].change.ignore == ("\\d+ left",)
+
+
+def test_aliases_are_counted_under_fetcher_variants_as_anywhere():
+    """The composer counts nodes whatever key holds them: #14's variants (their arguments and prefs
+    are free text and free keys) are no way around the limits."""
+    listed = ", ".join(["&v " + "x" * 1000] + ["*v"] * 99)
+    others = "".join(f"    c{n}: {{kind: chromium, arguments: *args}}\n" for n in range(1, 100))
+    text = TARGET + f"fetchers:\n  variants:\n    c0: {{kind: chromium, arguments: &args [{listed}]}}\n" + others
+    assert len(text) < 6000  # 10 MB of text in 6 KB
+    assert error(text).endswith(": the document holds more than 1 MiB of text with its aliases expanded")
