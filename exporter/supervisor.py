@@ -10,9 +10,9 @@ first seconds) is tried again on the same tor, with backoff.  On ``restart()``
 keeps the tor connection (in launch mode: the tor process, its bootstrap and
 its consensus) when the reload changed nothing that tor was opened with: the
 ``tor`` keys other than those the session's circuit pinner reads
-(``circuit_timeout``, ``hops``, ``deny_hosts``), and the number of lanes.  What a session holds (circuits,
-fetchers, scheduler) is added to it by the ``start_session`` it is given; the
-supervisor knows only how to close it.
+(``circuit_timeout``, ``hops``, ``deny_hosts``), and the number of lanes.
+What a session holds (circuits, fetchers, scheduler) is added to it by the
+``start_session`` it is given; the supervisor knows only how to close it.
 
 Threads: the loop runs on its own thread, ``tor-keeper``, which alone starts and
 replaces sessions.  ``restart()`` comes from the reload thread, ``stop()`` from
