@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from exporter import web
 from exporter.baselines import Baselines
 from exporter.config import Config, ConfigError, load_config
+from exporter.config_yaml import printable
 from exporter.detect import Detector, load_signatures
 from exporter.evidence import save_evidence
 from exporter.exposition import Exposition
@@ -38,10 +39,11 @@ from exporter.fetch import sandbox
 from exporter.fetch.factory import make_fetcher
 from exporter.fetch.http import HttpFetcher
 from exporter.lane_limit import LaneLimit
-from exporter.logs import setup_logging
+from exporter.logs import redact_with, setup_logging
 from exporter.metrics import ProbeMetrics, StateCollector
 from exporter.planner import ExitPlanner, target_port
 from exporter.probe import ProbeResult
+from exporter.redact import Redactor
 from exporter.relays import RelayFacts
 from exporter.scheduler import (
     MAX_LANES,
@@ -185,6 +187,7 @@ class Exporter:
         self._reload_lock = threading.Lock()
         self._series_lock = threading.Lock()
         self._reload_ok, self._reload_time = True, time.time()
+        self._auto_lanes: dict[bool, int] = {}  # "auto" lanes with browsers or without, once reckoned
         self.planner = ExitPlanner(shard, lambda: self.config.exits)
         self.supervisor = TorSupervisor(lambda: self.config.tor, self.lanes, self._start_session)
         self.view = ExporterView(self.exposition, lambda: self.config, shard, self.planner, self.supervisor,
@@ -200,13 +203,17 @@ class Exporter:
             raise
 
     def _use(self, config: Config) -> None:
-        """Make ``config`` the one in force (the parts that do not need tor)."""
-        self.config = config
-        self.detector = Detector(load_signatures(list(config.detect_signatures)))
-        self.pairs = tuple((t.name, config.fetchers.label(name)) for t in config.targets for name in t.fetchers)
-        self.direct_pairs = tuple((t.name, config.fetchers.label(name))
-                                  for t in config.targets if t.direct for name in t.fetchers)
-        self.schedules = tuple((t.name, run_period(t), t.exits_per_run) for t in config.targets)
+        """Make ``config`` the one in force (the parts that do not need tor); what may fail is built
+        before anything changes, so a failure leaves the old config wholly in force."""
+        detector = Detector(load_signatures(list(config.detect_signatures)))
+        pairs = tuple((t.name, config.fetchers.label(name)) for t in config.targets for name in t.fetchers)
+        direct_pairs = tuple((t.name, config.fetchers.label(name))
+                             for t in config.targets if t.direct for name in t.fetchers)
+        schedules = tuple((t.name, run_period(t), t.exits_per_run) for t in config.targets)
+        redactor = Redactor.of(config)
+        self.config, self.detector, self.redactor = config, detector, redactor
+        self.pairs, self.direct_pairs, self.schedules = pairs, direct_pairs, schedules
+        redact_with(redactor)
         self.store.recent_limit, self.store.retention = config.history.max_probes, config.history.retention
         self.metrics.circuit_hops.set(config.tor.hops)
         self._prepare_series()
@@ -228,17 +235,24 @@ class Exporter:
         ``web.listen`` needs a restart of the process.
         """
         with self._reload_lock:
+            old = self.config
             try:
-                config = self._with_listen(load_config(self.config.source))
-            except ConfigError as exc:
+                config = self._with_listen(load_config(old.source))
+                self._use(config)
+            except Exception as exc:  # a ConfigError, or a bug: either way the old config stays
                 self._reload_ok = False
-                log.error("reload rejected; the old configuration stays in force", extra={"err": str(exc)})
-                return False, str(exc)
-            if config.web != self.config.web:
+                self.exposition.changed()  # captcha_config_last_reload_successful: the next scrape shows it
+                if not isinstance(exc, ConfigError):
+                    log.debug("reload failed unexpectedly", exc_info=True)
+                why = str(exc) if isinstance(exc, ConfigError) else f"{old.source}: {type(exc).__name__}: {exc}"
+                why = self.redactor.text(printable(" ".join(why.split())))
+                log.error("reload rejected; the old configuration stays in force", extra={"err": why})
+                return False, why
+            if config.web != old.web:
                 log.warning("web.listen or web.allowed_hosts changed; that takes effect after a restart",
                             extra={"listen": f"{config.web.listen_host}:{config.web.listen_port}"})
-            self._use(config)
             self._reload_ok, self._reload_time = True, time.time()
+            self.exposition.changed()
             self.supervisor.restart()
             log.info("configuration reloaded", extra={"targets": len(config.targets)})
             return True, f"reloaded {config.source}: {len(config.targets)} targets"
@@ -267,14 +281,22 @@ class Exporter:
         every lane there may be, and a ``LaneLimit`` decides how many work at once."""
         if self.config.schedule.concurrency:
             return self.config.schedule.concurrency
-        return MAX_LANES if self._lane_limit_first() else auto_lanes(os.cpu_count() or 1, available_memory(), True)
+        return MAX_LANES if self._lane_limit_first() else self._auto_lanes_for(browsers=True)
 
     def _lane_limit_first(self) -> int | None:
         """Where a LaneLimit starts, if the config wants one (auto lanes, plain HTTP only)."""
         browsers = any(kind != "http" for target in self.config.targets for kind in target.fetchers)
         if self.config.schedule.concurrency or browsers:
             return None
-        return auto_lanes(os.cpu_count() or 1, available_memory(), browsers=False)
+        return self._auto_lanes_for(browsers=False)
+
+    def _auto_lanes_for(self, browsers: bool) -> int:
+        """The lanes "auto" means, with browsers or without, reckoned once: reckoned again later, the
+        memory our own browsers hold would count against them, and a reload would reopen tor for a
+        different number of lanes."""
+        if browsers not in self._auto_lanes:
+            self._auto_lanes[browsers] = auto_lanes(os.cpu_count() or 1, available_memory(), browsers)
+        return self._auto_lanes[browsers]
 
     def _start_session(self, session: Session) -> None:
         """Start probing on a fresh tor connection (the supervisor closes the session on failure)."""
@@ -344,7 +366,7 @@ class Exporter:
 
     def record(self, result: ProbeResult) -> None:
         measurement = self.state.record(result)
-        self.store.record(result, evidence=result.evidence, measurement=measurement)
+        self.store.record(result, evidence=result.evidence, measurement=measurement, redactor=self.redactor)
         self.metrics.observe(result)
 
     def keep_evidence(self, result: ProbeResult, screenshot: bytes | None) -> str | None:
@@ -352,7 +374,8 @@ class Exporter:
         costs only the evidence, never the probe's result."""
         try:
             directory = save_evidence(self.config.data_dir, result.probe_id, result.fetch, screenshot,
-                                      self.config.evidence, diff=result.change.diff if result.change else None)
+                                      self.config.evidence, diff=result.change.diff if result.change else None,
+                                      redactor=self.redactor)
         except OSError as exc:
             log.warning("evidence not saved", extra={"probe_id": result.probe_id, "err": str(exc)})
             return None

@@ -18,12 +18,15 @@ import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import idna
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 
+from exporter import redact
 from exporter.change.onion import is_onion_url
 from exporter.config_schema import (
     Context,
@@ -40,6 +43,8 @@ from exporter.config_schema import (
     yaml_keys,
 )
 from exporter.config_yaml import (
+    CONTROL_CHARACTER,
+    MAX_BYTES,
     Invalid,
     Value,
     compose,
@@ -47,8 +52,12 @@ from exporter.config_yaml import (
     format_size,
     join,
     parse_duration,
+    printable,
+    regex_problem,
+    shown,
     suggest,
 )
+from exporter.redact import Redactor
 
 FETCHER_KINDS = ("http", "chromium", "firefox", "tor-browser")
 SECURITY_LEVELS = ("standard", "safer", "safest")
@@ -57,6 +66,16 @@ FETCHER_NAME = r"[a-z0-9_-]+"
 TOR_FLAGS = ("Authority", "BadExit", "Exit", "Fast", "Guard", "HSDir", "MiddleOnly", "NoEdConsensus",
              "Running", "Stable", "StaleDesc", "Sybil", "V2Dir", "Valid")  # dir-spec "known-flags"
 TARGET_NAME = r"[a-z0-9_-]+"
+# torrc options the exporter sets on the tor it launches or controls (exporter.tor.control, .circuit),
+# by their lowercase name: a torrc key may not change them
+TOR_OWNED = {name.lower(): name for name in (
+    "ControlPort", "ControlSocket", "ControlPortWriteToFile", "CookieAuthentication", "CookieAuthFile",
+    "HashedControlPassword", "__HashedControlSessionPassword", "SocksPort", "DataDirectory", "RunAsDaemon",
+    "FetchUselessDescriptors", "UseMicrodescriptors", "__LeaveStreamsUnattached", "__DisablePredictedCircuits",
+    "__OwningControllerProcess")}
+_OWNED_HINTS = {"controlport": " (tor.control gives its host)", "socksport": " (tor.socks gives the lanes' host)",
+                "datadirectory": " (use tor.data_directory)"}
+_CHARACTER_NAMES = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", "\0": "a NUL"}
 
 
 # -- the kinds of value a key takes ------------------------------------------------------------
@@ -107,11 +126,18 @@ def _secret_file(value: Value, context: Context) -> str:
 
 
 def _torrc(value: Value) -> dict[str, tuple[str, ...]]:
-    """Extra torrc options: ``Option: value`` or ``Option: [value, value]`` (repeated lines)."""
-    options = {}
-    for option, item in value.mapping():
+    """Extra torrc options: ``Option: value`` or ``Option: [value, value]`` (repeated lines).
+
+    Tor matches option names case-insensitively, and stem hands the options to
+    tor one per line, so a line break in a value would add options of its own.
+    """
+    options, mapping = {}, value.mapping()
+    for option, item in mapping:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", option):
             item.fail(f"invalid tor option name {option!r}")
+        if option.lower() in TOR_OWNED:
+            mapping.fail_at_key(option, f"{TOR_OWNED[option.lower()]} is set by the exporter itself and cannot be "
+                                        f"changed here{_OWNED_HINTS.get(option.lower(), '')}")
         entries = item.items() if item.kind == "seq" else [item]
         if not entries:
             item.fail("needs at least one value")
@@ -122,7 +148,32 @@ def _torrc(value: Value) -> dict[str, tuple[str, ...]]:
 def _torrc_value(value: Value) -> str:
     if value.kind not in ("str", "int", "float"):
         value.expected("a string or a list of strings")
-    return value.string()
+    return _one_line(value, "a torrc value")
+
+
+def _one_line(value: Value, what: str) -> str:
+    """The value's text, refused when it holds a control character other than a tab (a line break
+    above all)."""
+    text = value.string()
+    if control := CONTROL_CHARACTER.search(text.replace("\t", " ")):
+        value.fail(f"{what} must be one line of text: it holds {_character(control.group())} "
+                   f"at character {control.start() + 1}")
+    return text
+
+
+def _character(char: str) -> str:
+    return _CHARACTER_NAMES.get(char, f"U+{ord(char):04X}")
+
+
+def _header_value(value: Value) -> str:
+    """A request header's value as HTTP sends it (RFC 9110 field-value): one line, visible
+    characters, spaces and tabs, no whitespace around, Latin-1 at most (http.client encodes it so)."""
+    text = _one_line(value, "a header value")
+    if text != text.strip(" \t"):
+        value.fail("a header value cannot start or end with whitespace")
+    if wide := next((char for char in text if ord(char) > 0xFF), None):
+        value.fail(f"holds {wide!r} ({_character(wide)}), which an HTTP header cannot carry (Latin-1 only)")
+    return text
 
 
 def _lanes(value: Value) -> int | None:
@@ -133,12 +184,15 @@ def _lanes(value: Value) -> int | None:
 
 
 def _cron(value: Value) -> str:
-    """A 5-field crontab line, checked the way the scheduler (APScheduler) will read it."""
+    """A 5-field crontab line, checked the way the scheduler (APScheduler) will read it, which must
+    fire at some time (APScheduler looks up to the year 9999)."""
     text = value.string()
     try:
-        CronTrigger.from_crontab(text, timezone="UTC")
+        trigger = CronTrigger.from_crontab(text, timezone="UTC")
     except ValueError as exc:
         value.fail(f"invalid cron expression {text!r}: {exc}")
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        value.fail(f"the cron expression {text!r} never fires: no date matches it")
     return text
 
 
@@ -155,10 +209,8 @@ def _regex_list(value: Value) -> tuple[str, ...]:
     patterns = []
     for item in value.items():
         text = item.string()
-        try:
-            re.compile(text)
-        except re.error as exc:
-            item.fail(f"invalid regular expression {text!r}: {exc}")
+        if problem := regex_problem(text):
+            item.fail(f"invalid regular expression {shown(repr(text), 60)}: {problem}")
         patterns.append(text)
     return tuple(patterns)
 
@@ -171,22 +223,40 @@ def _resolve(value: Value) -> dict[str, str]:
             ipaddress.ip_address(text)
         except ValueError:
             address.fail(f"expected an IP address for {name!r}, got {text!r}")
-        resolved[name.lower()] = text
+        resolved[_ascii_host(name, address)] = text
     return resolved
+
+
+def _ascii_host(host: str, value: Value) -> str:
+    """An internationalised host name as it goes on the wire: IDNA 2008 A-labels, mapped as UTS 46
+    (non-transitional) says, as browsers and tor's SOCKS requests carry it (``bücher.example`` →
+    ``xn--bcher-kva.example``)."""
+    if host.isascii():
+        return host.lower()
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        value.fail(f"invalid host name {host!r}: {exc}")
 
 
 def _url(value: Value) -> str:
     text = value.string()
+    shown_url = repr(redact.BY_SHAPE.text(text))  # an error message is shown and logged: no credentials in it
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        value.fail(f"invalid URL {text!r}: {exc}")
+        value.fail(f"invalid URL {shown_url}: {exc}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        value.fail(f"expected an absolute http:// or https:// URL with a host, got {text!r}")
+        value.fail(f"expected an absolute http:// or https:// URL with a host, got {shown_url}")
     if any(char.isspace() for char in text):
-        value.fail(f"invalid URL {text!r}: contains whitespace")
-    return text
+        value.fail(f"invalid URL {shown_url}: contains whitespace")
+    host = _ascii_host(parts.hostname, value)
+    if host == parts.hostname:
+        return text
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    port = f":{parts.port}" if parts.port is not None else ""
+    return parts._replace(netloc=f"{userinfo}{at}{host}{port}").geturl()
 
 
 ONION_MODES = ("off", "auto")
@@ -249,7 +319,8 @@ def _browser_prefs(value: Value) -> dict[str, bool | int | str]:
 
 
 def _arguments(value: Value) -> tuple[str, ...]:
-    return tuple(item.string() for item in value.items())
+    """Command-line arguments: one line each (a NUL cannot even be passed to a process)."""
+    return tuple(_one_line(item, "a browser argument") for item in value.items())
 
 
 def _variants(value: Value, context: Context) -> dict[str, Variant]:
@@ -276,18 +347,31 @@ def _section_field(kind_name: str) -> str:
     return kind_name.replace("-", "_")
 
 
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
 def _host_patterns(value: Value) -> tuple[str, ...]:
-    """Host names, or ``*.suffix`` for every name under a suffix (lowercased)."""
-    pattern = r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
-    return tuple(item.string(pattern, ": expected a host name or *.suffix, e.g. *.doubleclick.net").lower().rstrip(".")
-                 for item in value.items())
+    """Host names, or ``*.suffix`` for every name under a suffix, as streams name them: lowercased,
+    internationalised names as A-labels (``*.bücher.example`` → ``*.xn--bcher-kva.example``)."""
+    return _host_list(value, "a host name or *.suffix, e.g. *.doubleclick.net", wildcards=True)
 
 
 def _host_names(value: Value) -> tuple[str, ...]:
-    """Names a request's Host header may give (DNS names, without a port), lowercased."""
-    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    hint = ": expected a host name without a port, like exporter.example.org"
-    return tuple(item.string(rf"{label}(?:\.{label})*\.?", hint).lower().rstrip(".") for item in value.items())
+    """Names a request's Host header may give (DNS names, without a port), as browsers send them:
+    lowercased, internationalised names as A-labels."""
+    return _host_list(value, "a host name without a port, like exporter.example.org", wildcards=False)
+
+
+def _host_list(value: Value, expected: str, wildcards: bool) -> tuple[str, ...]:
+    names = []
+    for item in value.items():
+        text = item.string()
+        wildcard = "*." if wildcards and text.startswith("*.") else ""
+        name = _ascii_host(text.removeprefix(wildcard).rstrip("."), item)
+        if not _HOST_NAME.fullmatch(name):
+            item.fail(f"invalid value {text!r}: expected {expected}")
+        names.append(wildcard + name)
+    return tuple(names)
 
 
 def _fingerprints(value: Value) -> tuple[str, ...]:
@@ -321,8 +405,13 @@ def _headers(value: Value) -> dict[str, str]:
             item.fail(f"invalid header name {name!r}")
         if item.kind not in ("str", "int", "float"):
             item.expected("a string")
-        headers[name] = item.string()
+        headers[name] = _header_value(item)
     return headers
+
+
+def _query_words(value: Value) -> tuple[str, ...]:
+    """Words that make a query parameter's name a secret's (matched case-insensitively)."""
+    return tuple(item.string(r"[A-Za-z0-9_.-]+", ": expected a word like token").lower() for item in value.items())
 
 
 def _detect_signatures(value: Value) -> tuple:
@@ -358,7 +447,7 @@ INTERVAL = _duration(minimum=1.0)
 AT_LEAST_ONE = _integer(1)
 BOOLEAN = kind(Value.boolean)
 STRING = kind(Value.string)
-SECRET = kind(Value.string, lambda password: password and "<secret>")  # never shown, not even on /config
+SECRET = kind(Value.string, lambda password: password and redact.MARK)  # never shown, not even on /config
 HOST_PORT = kind(Value.host_port, _host_port)
 COMMAND = Kind(lambda value, context: value.command(context.base_dir))  # a bare name is looked up on PATH later
 EXISTING_FILE = _path("file")
@@ -390,7 +479,7 @@ class TorConfig(Schema):
     cookie_file: Path | None = key(_path(), None, when=CONNECT)
     executable: str = key(COMMAND, "tor", when=LAUNCH)
     data_directory: Path | None = key(_path(), None, when=LAUNCH)
-    torrc: dict[str, tuple[str, ...]] = key(kind(_torrc), default_factory=dict, when=LAUNCH)
+    torrc: dict[str, tuple[str, ...]] = key(kind(_torrc, redact.torrc), default_factory=dict, when=LAUNCH)
     circuit_timeout: float = key(POSITIVE_SECONDS, 20.0)
     hops: int = key(_integer(2, 3), 3)  # circuit length: a user's circuit has three hops
     # hosts (or *.suffix) probes must not reach; streams to them are closed
@@ -470,9 +559,9 @@ class Schedule(Schema):
 class HttpFetcherConfig:
     timeout: float = key(POSITIVE_SECONDS, 30.0)
     max_body_bytes: int = key(_size(1), 5 * 1024 * 1024)
-    user_agent: str = key(STRING, "Mozilla/5.0 (Windows NT 10.0; rv:128.0) Gecko/20100101 Firefox/128.0")
+    user_agent: str = key(kind(_header_value), "Mozilla/5.0 (Windows NT 10.0; rv:128.0) Gecko/20100101 Firefox/128.0")
     ca_file: Path | None = key(EXISTING_FILE, None)
-    headers: dict[str, str] = key(kind(_headers), default_factory=dict)
+    headers: dict[str, str] = key(kind(_headers, redact.headers), default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -579,6 +668,14 @@ class History:
 
 
 @dataclass(frozen=True)
+class Redaction:
+    """What counts as a secret besides the fixed rules of exporter.redact."""
+
+    # a query parameter whose name holds one of these words has its value shown as <secret>
+    query_params: tuple[str, ...] = key(kind(_query_words), redact.QUERY_WORDS)
+
+
+@dataclass(frozen=True)
 class Evidence:
     max_files: int = key(_integer(0), 1000)
     max_bytes: int = key(_size(), 512 * 1024 * 1024)
@@ -598,6 +695,7 @@ class Config(Schema):
     onionoo: Onionoo = section(Onionoo)
     evidence: Evidence = section(Evidence)
     history: History = section(History)
+    redact: Redaction = section(Redaction)
     data_dir: Path = key(_path(), Path("data"), fallback=lambda context: context.base_dir / "data")
     # custom detector signatures, as parsed by exporter.detect
     detect_signatures: tuple = key(kind(_detect_signatures), (), name="detect.signatures")
@@ -629,17 +727,23 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}" if self.line else self.source
-        message = " ".join(self.message.split())  # one line, whatever the message holds
-        return f"{where}: {self.path}: {message}" if self.path else f"{where}: {message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return printable(" ".join(text.split()))  # one line, whatever the file's name, keys or values hold
+
+
+_TOO_LARGE = f"larger than {MAX_BYTES >> 20} MiB; a config needs far less"
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate the YAML file at ``path``; relative paths in it are relative to its directory."""
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(str(path), None, "", f"cannot read: {exc.strerror or exc}") from None
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise ConfigError(str(path), None, "", f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(str(path), None, "", _TOO_LARGE)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -651,6 +755,8 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config(text: str, source: str = "<string>", base_dir: Path | None = None) -> Config:
     """Validate YAML ``text``; ``source`` names it in errors, ``base_dir`` anchors relative paths."""
+    if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise ConfigError(source, None, "", _TOO_LARGE)
     try:
         root_node = compose(text)
         if root_node is None:
@@ -697,5 +803,11 @@ def _locate(value: Value, where: list[str | int]) -> Value:
 
 
 def config_yaml(config: Config) -> str:
-    """The configuration in effect as the YAML an operator writes, secrets redacted: what ``/config`` shows."""
-    return yaml.safe_dump(render(config), sort_keys=False)
+    """The configuration in effect as the YAML an operator writes, secrets redacted: what ``/config``
+    shows.  It loads back; each ``<secret>`` then stands where a secret was."""
+    data = render(config)
+    redactor = Redactor.of(config)
+    for target in data["targets"]:
+        target.update({key: redactor.text(target[key]) for key in ("url", "onion") if key in target})
+    data["onionoo"]["url"] = redactor.text(data["onionoo"]["url"])
+    return yaml.safe_dump(data, sort_keys=False)

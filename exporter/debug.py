@@ -24,6 +24,7 @@ from exporter.metrics import ProbeMetrics
 from exporter.plan import next_exits, select_exits
 from exporter.planner import target_port
 from exporter.probe import ProbeResult, error_result, run_probe
+from exporter.redact import Redactor
 from exporter.tor.circuit import CircuitPinner
 from exporter.tor.consensus import allows_port, read_exits
 from exporter.tor.control import TorUnavailable, open_tor
@@ -124,6 +125,7 @@ def _choose_exit(controller, exits, config, target, fingerprint: str | None):
 
 
 def report(result: ProbeResult, log_lines: list[str], config, target, kind: str) -> str:
+    """What ``exporter probe`` prints about one probe, with the config's secrets redacted."""
     registry = CollectorRegistry()
     metrics = ProbeMetrics(registry)
     metrics.prepare([(result.target, result.fetcher)], [result.exit])  # metrics count configured targets only
@@ -144,10 +146,10 @@ def report(result: ProbeResult, log_lines: list[str], config, target, kind: str)
     module = {"target": render(target),
               "fetcher": {kind: render(config.fetchers.resolve(kind)[1])},
               "exit": {**exit, "flags": sorted(exit["flags"])}}
-    return "\n".join([
+    return Redactor.of(config).text("\n".join([
         f"Probe {result.probe_id}", "",
         "Logs for the probe:", *log_lines, "",
         "Verdict:", *verdict, "",
         "Metrics that would have been added:", *added, "",
         "Module configuration:", yaml.safe_dump(module, sort_keys=False).rstrip(),
-    ])
+    ]))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from exporter import __version__
 from exporter.config import Evidence
+from exporter.redact import BY_SHAPE, Redactor
 from exporter.values import FetchResult, Response
 
 PROBE_ID = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{4,32}$")
@@ -39,9 +40,12 @@ def save_evidence(
     screenshot_png: bytes | None,
     limits: Evidence,
     diff: str | None = None,
+    redactor: Redactor = BY_SHAPE,
 ) -> Path:
     """Write the probe's evidence and apply retention; returns the probe's directory.
 
+    ``redactor`` takes the config's secrets out of what is written (URLs and
+    headers in full, page text only where it repeats a configured secret).
     Retention deletes whole probe directories, oldest first, until the store
     holds at most ``limits.max_files`` files and ``limits.max_bytes`` bytes; the
     probe just written is always kept.
@@ -54,12 +58,12 @@ def save_evidence(
     directory = store / probe_id
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(store, 0o700)  # what sites sent us, maybe behind a login: ours alone
-    _write_private(directory / HAR_FILE, json.dumps(har(result, started), indent=1).encode("utf-8"))
-    _write_private(directory / HTML_FILE, result.final.body.encode("utf-8"))
+    _write_private(directory / HAR_FILE, json.dumps(har(result, started, redactor), indent=1).encode("utf-8"))
+    _write_private(directory / HTML_FILE, redactor.page(result.final.body).encode("utf-8"))
     if screenshot_png:
         _write_private(directory / SCREENSHOT_FILE, screenshot_png)
     if diff:
-        _write_private(directory / CHANGE_DIFF, diff.encode("utf-8"))
+        _write_private(directory / CHANGE_DIFF, redactor.page(diff).encode("utf-8"))
     with _retention_lock:
         enforce_retention(store, limits, keep=probe_id)
     return directory
@@ -93,14 +97,14 @@ def enforce_retention(store: Path, limits: Evidence, keep: str) -> list[str]:
     return deleted
 
 
-def har(result: FetchResult, started: datetime) -> dict:
-    """A HAR 1.2 log of the probe's main document (see the module docstring)."""
+def har(result: FetchResult, started: datetime, redactor: Redactor = BY_SHAPE) -> dict:
+    """A HAR 1.2 log of the probe's main document (see the module docstring), without secrets."""
     first = result.first
-    entries = [_entry(first, first.body or result.final.body, started, result)]
+    entries = [_entry(first, first.body or result.final.body, started, result, redactor)]
     final = result.final
     if (final.url, final.status, final.body) != (first.url, first.status, first.body or final.body):
         finished = started + timedelta(seconds=result.clear_seconds or result.load_seconds)
-        entries.append(_entry(final, final.body, finished, result))
+        entries.append(_entry(final, final.body, finished, result, redactor))
     return {
         "log": {
             "version": "1.2",
@@ -108,7 +112,7 @@ def har(result: FetchResult, started: datetime) -> dict:
             "pages": [{
                 "startedDateTime": started.isoformat(),
                 "id": "page_1",
-                "title": final.url,
+                "title": redactor.text(final.url),
                 "pageTimings": {
                     "onContentLoad": _ms(result.phases.get("dom_content_loaded")),
                     "onLoad": _ms(result.load_seconds),
@@ -119,24 +123,25 @@ def har(result: FetchResult, started: datetime) -> dict:
     }
 
 
-def _entry(response: Response, body: str, started: datetime, result: FetchResult) -> dict:
+def _entry(response: Response, body: str, started: datetime, result: FetchResult, redactor: Redactor) -> dict:
     mime = response.header("content-type") or "text/html"
+    body = redactor.page(body)
     return {
         "pageref": "page_1",
         "startedDateTime": started.isoformat(),
         "time": _ms(result.load_seconds),
         "request": {
-            "method": "GET", "url": response.url, "httpVersion": "HTTP/1.1",
+            "method": "GET", "url": redactor.text(response.url), "httpVersion": "HTTP/1.1",
             "cookies": [], "headers": [], "queryString": [], "headersSize": -1, "bodySize": 0,
         },
         "response": {
             "status": response.status,
             "statusText": "",
             "httpVersion": "HTTP/1.1",
-            "cookies": _cookies(response),
-            "headers": [{"name": name, "value": value} for name, value in response.headers],
+            "cookies": [{**cookie, "value": redactor.page(cookie["value"])} for cookie in _cookies(response)],
+            "headers": [{"name": name, "value": redactor.text(value)} for name, value in response.headers],
             "content": {"size": len(body.encode("utf-8")), "mimeType": mime, "text": body},
-            "redirectURL": response.header("location") or "",
+            "redirectURL": redactor.text(response.header("location") or ""),
             "headersSize": -1,
             "bodySize": -1,
         },

@@ -1,4 +1,8 @@
-"""Structured logs: logfmt (default) or JSON lines, with the fields a probe line carries."""
+"""Structured logs: logfmt (default) or JSON lines, with the fields a probe line carries.
+
+Every field of every line goes through the redactor in force (``exporter.redact``): a failed
+probe's ``error=`` may quote a URL with credentials, a traceback may hold a header.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,32 @@ import logging
 import sys
 import time
 
+from exporter.redact import BY_SHAPE, Redactor
+
 # Attributes every LogRecord has; anything else on a record came in through ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-SECRET_KEYS = ("password", "cookie", "secret", "token")
+_redactor = BY_SHAPE  # replaced by the one of the config in force
+
+
+def redact_with(redactor: Redactor) -> None:
+    """Redact every log line from now on with ``redactor`` (the config in force knows its secrets)."""
+    global _redactor
+    _redactor = redactor
 
 
 def _fields(record: logging.LogRecord) -> dict:
+    redactor = _redactor
     fields = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
         "level": record.levelname.lower(),
         "source": f"{record.module}.py:{record.lineno}",
-        "msg": record.getMessage(),
+        "msg": redactor.text(record.getMessage()),
     }
     for key, value in vars(record).items():
         if key not in _STANDARD and not key.startswith("_"):
-            fields[key] = "<redacted>" if any(s in key.lower() for s in SECRET_KEYS) else value
+            fields[key] = redactor.field(key, value)
     if record.exc_info:
-        fields["err"] = logging.Formatter().formatException(record.exc_info)
+        fields["err"] = redactor.text(logging.Formatter().formatException(record.exc_info))
     return fields
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.probe import ProbeResult
+from exporter.redact import BY_SHAPE, Redactor
 from exporter.state import Measurement
 
 log = logging.getLogger(__name__)
@@ -256,11 +257,13 @@ class Store:
 
     # -- writes --------------------------------------------------------------
 
-    def record(self, result: ProbeResult, evidence: str | None = None, measurement: Measurement | None = None) -> None:
-        """Remember a probe: its record, and through Tor the attempt and the ``measurement`` it made
+    def record(self, result: ProbeResult, evidence: str | None = None, measurement: Measurement | None = None,
+               redactor: Redactor = BY_SHAPE) -> None:
+        """Remember a probe: its record, from which ``redactor`` took the secrets (its URLs and error
+        text may hold the config's), and through Tor the attempt and the ``measurement`` it made
         (exporter.state gives it, with its run)."""
         fingerprint = result.exit.fingerprint if result.exit else None
-        record = json.dumps(probe_record(result, evidence), separators=(",", ":"))
+        record = json.dumps(redactor.data(probe_record(result, evidence)), separators=(",", ":"))
         columns = (result.probe_id, record, result.started, result.target, result.fetcher, str(result.route),
                    fingerprint, result.verdict.kind if result.verdict else None)
 

@@ -18,12 +18,14 @@ from exporter.exposition import Exposition
 from exporter.fetch.factory import settings_text
 from exporter.metrics import FetcherInfo, Snapshot
 from exporter.planner import ExitPlanner
+from exporter.redact import BY_SHAPE, Redactor
 from exporter.relays import RelayFacts
 from exporter.shard import Shard
 from exporter.store import Store
 from exporter.supervisor import Session, TorSupervisor
 
 RECENT_PROBES = 200  # shown on the landing page
+STATUS_TARGETS = 50  # named in the status; /config has them all
 
 
 class ExporterView:
@@ -46,6 +48,8 @@ class ExporterView:
         self._schedules = schedules
         self._started = started
         self._relays = relays
+        self._redacting: tuple[Config | None, Redactor] = (None, BY_SHAPE)
+        self._rendered: tuple[Config | None, str] = (None, "")
 
     def snapshot(self) -> Snapshot:
         config, consensus, session = self._config(), self._planner.consensus, self._supervisor.session
@@ -75,7 +79,7 @@ class ExporterView:
     def ready(self) -> tuple[bool, str]:
         session, consensus = self._supervisor.session, self._planner.consensus
         if session is None or session.prober is None:
-            return False, self._supervisor.error or "not connected to tor"
+            return False, self._redactor().text(self._supervisor.error or "not connected to tor")
         if not consensus or not consensus.exits:
             return False, "no exits in the consensus"
         targets = _count(len(self._config().targets), "target")
@@ -86,30 +90,50 @@ class ExporterView:
         tor = session.tor if session else None
         return {
             "tor": f"{tor.version} at {config.tor.control_host}:{config.tor.control_port}" if tor
-            else self._supervisor.error,
+            else self._redactor().text(self._supervisor.error),
             "consensus valid after": consensus.valid_after.isoformat() if consensus else "none",
             "exits in consensus": str(len(consensus.exits)) if consensus else "0",
             "exits selected": str(len(self._planner.selected)),
             "lanes": str(len(tor.lanes)) if tor else "0",
             "shard": f"{self._shard} of the exits",
-            "targets": ", ".join(t.name for t in config.targets),
+            "targets": _names(config.targets),
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self._started)),
         }
 
     def recent(self) -> list[dict]:
-        return self._store.recent(RECENT_PROBES)
+        redactor = self._redactor()
+        return [redactor.data(record) for record in self._store.recent(RECENT_PROBES)]
 
     def probe(self, probe_id: str) -> dict | None:
-        return self._store.probe(probe_id)
+        """The probe's record, redacted again by the config in force (a record may predate a secret)."""
+        record = self._store.probe(probe_id)
+        return None if record is None else self._redactor().data(record)
 
     def probes(self, limit: int, since: float | None, until: float | None, **equal: str | None) -> list[dict]:
-        return self._store.probes(limit, since, until, **equal)
+        redactor = self._redactor()
+        return [redactor.data(record) for record in self._store.probes(limit, since, until, **equal)]
 
     def evidence_dir(self) -> Path:
         return self._config().data_dir / "evidence"
 
     def config_text(self) -> str:
-        return config_yaml(self._config())
+        """/config, rendered once per config (the landing page shows it too)."""
+        config = self._config()
+        if self._rendered[0] is not config:
+            self._rendered = (config, config_yaml(config))
+        return self._rendered[1]
+
+    def _redactor(self) -> Redactor:
+        """The redactor of the config in force, made once per config."""
+        config = self._config()
+        if self._redacting[0] is not config:
+            self._redacting = (config, Redactor.of(config))
+        return self._redacting[1]
+
+
+def _names(targets) -> str:
+    shown = ", ".join(t.name for t in targets[:STATUS_TARGETS])
+    return shown if len(targets) <= STATUS_TARGETS else f"{shown} and {len(targets) - STATUS_TARGETS} more"
 
 
 def fetcher_infos(config: Config, session: Session | None) -> tuple[FetcherInfo, ...]:

@@ -55,7 +55,7 @@ JSON = "application/json"
 TLS_HANDSHAKE_SECONDS = 10.0
 ACCEPT_BACKOFF_SECONDS = 0.1  # out of file descriptors: wait before accepting again instead of spinning
 PROBES_PER_PAGE = 50  # recent probes on one landing page
-LANDING_CONFIG_CHARS = 20_000  # the configuration shown on the landing page; /config has all of it
+LANDING_CONFIG_CHARS = 64 * 1024  # a longer /config is linked from the landing page, not shown on it
 PAGE_HEADERS = (
     ("Content-Security-Policy",
      "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
@@ -152,7 +152,10 @@ class WebServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        """Stop serving and close the socket; also when ``start`` never ran: ``shutdown()`` waits for
+        ``serve_forever`` to acknowledge, which without a serving thread never comes."""
+        if self._thread.is_alive():
+            self.httpd.shutdown()
         self.httpd.server_close()
 
 
@@ -415,7 +418,7 @@ def _evidence_links(probe_id: str, files: list[str]) -> str:
 
 
 def landing_page(view: View, page: int = 1) -> str:
-    """Status, the configuration (cut to LANDING_CONFIG_CHARS) and one page of recent probes, newest first."""
+    """Status, the configuration (up to LANDING_CONFIG_CHARS) and one page of recent probes, newest first."""
     esc = html.escape
     ready, why = view.ready()
     status_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in view.status().items())
@@ -426,16 +429,13 @@ def landing_page(view: View, page: int = 1) -> str:
     shown = recent[max(0, newest - PROBES_PER_PAGE):newest]
     records = [item if isinstance(item, dict) else probe_record(item) for item in shown]
     probe_rows = "".join(_probe_row(view, record) for record in reversed(records))
-    config_text = view.config_text()
-    if len(config_text) > LANDING_CONFIG_CHARS:
-        config_text = config_text[:LANDING_CONFIG_CHARS] + "\n… (cut here: /config shows all of it)\n"
     return _document("captcha-exporter", f"""<h1>captcha-exporter {esc(__version__)}</h1>
 <p>How often Tor users meet CAPTCHAs, challenges and block pages.
 <a href="/metrics">Metrics</a> · <a href="/config">Configuration</a> ·
 <a href="/api/v1/probes">Probes (JSON)</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
 <h2>Status: {"ready" if ready else "not ready"}</h2><p>{esc(why)}</p>
 <table>{status_rows}</table>
-<details style="margin-top:1em"><summary>Configuration in effect</summary><pre>{esc(config_text)}</pre></details>
+{_config_block(view.config_text())}
 <h2>Recent probes</h2>
 {_pager(page, pages)}
 <table><tr><th>time (UTC)</th><th>target</th><th>exit</th><th>fingerprint</th><th>country</th>
@@ -448,6 +448,13 @@ def _pager(page: int, pages: int) -> str:
     newer = f'<a href="/?page={page - 1}">newer</a> · ' if page > 1 else ""
     older = f' · <a href="/?page={page + 1}">older</a>' if page < pages else ""
     return f"<p>{newer}page {page} of {pages}{older}</p>"
+
+
+def _config_block(text: str) -> str:
+    if len(text) > LANDING_CONFIG_CHARS:
+        return f'<p>Configuration in effect: {len(text):,} characters, on <a href="/config">/config</a>.</p>'
+    return ('<details style="margin-top:1em"><summary>Configuration in effect</summary>'
+            f"<pre>{html.escape(text)}</pre></details>")
 
 
 def _probe_row(view: View, record: dict[str, Any]) -> str:

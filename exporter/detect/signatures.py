@@ -90,6 +90,7 @@ from typing import Any
 
 import yaml
 
+from exporter.config_yaml import regex_problem
 from exporter.detect.literals import match_prefixes, required_literals
 
 GATE_KINDS = ("challenge", "block", "error")
@@ -255,11 +256,8 @@ def _check_rule(rule: Any) -> list[tuple[list[str | int], str]]:
 def _regex_errors(value: Any) -> list[str]:
     if not isinstance(value, str):
         return ["must be a regular expression (string)"]
-    try:
-        re.compile(value)
-    except re.error as exc:
-        return [f"invalid regular expression: {exc}"]
-    return []
+    problem = regex_problem(value)
+    return [f"invalid regular expression: {problem}"] if problem else []
 
 
 def _statuses(value: Any) -> frozenset[int]:

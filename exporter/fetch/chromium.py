@@ -18,6 +18,7 @@ user owns the ``HOME``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -109,6 +110,9 @@ NET_ERROR_REASONS = (
 )
 
 
+_NET_ERROR = re.compile(r"net::ERR_[A-Z0-9_]+")
+
+
 def net_error_reason(error_text: str) -> str:
     """The FetchError reason for a Chromium ``net::ERR_…`` text."""
     return error_reason(error_text, NET_ERROR_REASONS)
@@ -183,6 +187,15 @@ class ChromiumBrowser(BrowserSession):
         self._netlog = NetworkLog(self.tab)
         self._unanswered: set[str] = set()  # shown documents whose response never reached the log
         self.driver.get_log("performance")  # drop the wipe's own events
+
+    def _navigation_error(self, url: str, error: WebDriverException) -> FetchError | None:
+        """chromedriver reports a navigation the network stack failed as "unknown error: net::ERR_…"
+        (e.g. ERR_SOCKS_CONNECTION_FAILED when the exit refused the stream): counted by what the
+        error means, like the same error in the performance log, not as a broken browser."""
+        match = _NET_ERROR.search(error.msg or "")
+        if match is None:
+            return None
+        return FetchError(net_error_reason(match.group()), f"{url}: {match.group()}")
 
     def _documents(self, url: str) -> list[DocumentResponse]:
         self._netlog.add(self.driver.get_log("performance"))

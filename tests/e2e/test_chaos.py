@@ -230,6 +230,62 @@ def test_evidence_directory_unwritable(testbed, edge_policy, run_exporter, tmp_p
     stop_without_leaks(exporter)
 
 
+def launch_torrc(testbed) -> dict:
+    """What a tor we launch needs to join the test network (as in test_tor_testbed's launch test)."""
+    client_torrc = testbed.network.client.torrc_path.read_text().splitlines()
+    return {"DirAuthority": [line.split(" ", 1)[1] for line in client_torrc if line.startswith("DirAuthority ")],
+            "TestingTorNetwork": "1", "AssumeReachable": "1", "PathsNeededToBuildCircuits": "0.67",
+            "ClientUseIPv6": "0"}
+
+
+def test_a_reload_that_changes_nothing_about_tor_keeps_our_launched_tor(testbed, edge_policy, run_exporter,
+                                                                        tmp_path, figures):
+    """Launch mode: a reload of targets, schedule and the tor keys only a session reads restarts
+    probing on the same tor process; one that changes the torrc starts a new tor."""
+    edge_policy({"news": "ok", "shop": "ok"})
+    config = chaos_config(testbed, tmp_path)
+    config["tor"] = {"mode": "launch", "torrc": launch_torrc(testbed), "circuit_timeout": "20s"}
+    exporter = run_exporter(config)
+
+    def our_tor() -> list[int]:
+        return sorted(pid for pid in descendants(exporter.process.pid) if comm(pid) == "tor")
+
+    started = time.monotonic()
+    wait_for(lambda: probes_done(exporter, "news") > 0, 180, "a probe through our launched tor")
+    bootstrap_seconds = time.monotonic() - started
+    first = our_tor()
+    assert len(first) == 1, first
+
+    # targets, schedule and the pinner's tor keys change: nothing tor was started with
+    rewrite_config(exporter, {**config, "targets": config["targets"][:1], "schedule": {**config["schedule"],
+                              "interval": "6s"}, "tor": {**config["tor"], "circuit_timeout": "30s",
+                                                         "deny_hosts": ["*.ads.example"]}})
+    reloaded = time.monotonic()
+    assert reload(exporter, "post")[0] == 200
+    # the old session's probes are all logged before the new one starts (its prober is shut down first)
+    wait_for(lambda: exporter.log.read_text().count(" msg=probing ") == 2, 60, "the new session")
+    assert "restarting probing on the same tor" in exporter.log.read_text()
+    before = probes_done(exporter, "news")
+    wait_for(lambda: probes_done(exporter, "news") > before, 60, "probing after the tor-neutral reload")
+    resumed_seconds = time.monotonic() - reloaded
+    kept = our_tor()
+    assert kept == first, "the reload restarted tor"
+
+    # a torrc change needs a new tor
+    rewrite_config(exporter, {**config, "tor": {**config["tor"], "torrc": {**config["tor"]["torrc"],
+                                                                           "NumEntryGuards": "2"}}})
+    reloaded = time.monotonic()
+    assert reload(exporter, "post")[0] == 200
+    wait_for(lambda: our_tor() and our_tor() != first, 60, "a new tor for the new torrc")
+    second = our_tor()
+    before = probes_done(exporter, "news")  # the old tor's probes ended before it was stopped
+    wait_for(lambda: probes_done(exporter, "news") > before, 180, "probing through the new tor")
+    figures(first_probe_seconds=f"{bootstrap_seconds:.1f}", probing_again_same_tor_seconds=f"{resumed_seconds:.1f}",
+            probing_again_new_tor_seconds=f"{time.monotonic() - reloaded:.1f}", tor_pid=first[0],
+            tor_pid_after_tor_neutral_reload=kept[0], tor_pid_after_torrc_reload=second[0])
+    stop_without_leaks(exporter)
+
+
 def test_reload_rejects_broken_yaml_and_drops_removed_targets(testbed, edge_policy, run_exporter, tmp_path,
                                                              figures):
     # shop answers slowly, so a shop probe is likely running when shop is removed

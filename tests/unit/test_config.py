@@ -219,11 +219,14 @@ targets:
 """)
     assert [t.onion for t in config.targets] == ["off", "auto", onion]
 
+
 def test_web_allowed_hosts(tmp_path):
     config = parse_config("targets: [{name: a, url: 'http://a.example/'}]\n"
                           "web: {allowed_hosts: [Exporter.Example.org., localhost]}\n")
     assert config.web.allowed_hosts == ("exporter.example.org", "localhost")
     assert parse_config("targets: [{name: a, url: 'http://a.example/'}]\n").web.allowed_hosts is None
+    idn = parse_config("targets: [{name: a, url: 'http://a.example/'}]\nweb: {allowed_hosts: [B\u00fccher.example]}\n")
+    assert idn.web.allowed_hosts == ("xn--bcher-kva.example",)  # the Host header a browser sends
     for bad in ("[exporter:9981]", "['http://exporter']", "['a b']", "exporter"):
         with pytest.raises(ConfigError, match=r"web.allowed_hosts.*(host name without a port|expected a list)"):
             parse_config(f"targets: [{{name: a, url: 'http://a.example/'}}]\nweb: {{allowed_hosts: {bad}}}\n")
@@ -235,3 +238,55 @@ def test_chromium_sandbox_is_on_unless_turned_off():
     assert parse_config(target + "fetchers: {chromium: {sandbox: false}}\n").fetchers.chromium.sandbox is False
     with pytest.raises(ConfigError, match=r"fetchers.firefox.sandbox: unknown key 'sandbox'"):
         parse_config(target + "fetchers: {firefox: {sandbox: false}}\n")
+
+
+def test_internationalised_hosts_become_the_punycode_browsers_and_tor_see():
+    """The browser asks tor and the resolver for the A-label, so the config holds the A-label too
+    (IDNA 2008, UTS 46 non-transitional, as Chromium: ß stays ß), wherever a host is compared."""
+    config = parse_config(textwrap.dedent("""\
+        targets:
+          - {name: books, url: "https://user:pw@B\u00fccher.example:8443/k\u00e4se?q=\u00e4"}
+          - {name: street, url: "http://stra\u00dfe.example/"}
+          - {name: plain, url: "https://Shop.example/"}
+        baseline:
+          resolve: {b\u00fccher.example: 127.0.0.1, SHOP.example: 127.0.0.2}
+        tor: {deny_hosts: [Stra\u00dfe.example, "*.B\u00fccher.example.", Ads.example]}
+        """))
+    assert [t.url for t in config.targets] == [
+        "https://user:pw@xn--bcher-kva.example:8443/k\u00e4se?q=\u00e4",
+        "http://xn--strae-oqa.example/",
+        "https://Shop.example/",  # an ASCII URL is kept as written
+    ]
+    assert config.baseline_resolve == {"xn--bcher-kva.example": "127.0.0.1", "shop.example": "127.0.0.2"}
+    assert config.tor.deny_hosts == ("xn--strae-oqa.example", "*.xn--bcher-kva.example", "ads.example")
+
+
+def test_configs_near_the_impossible_ones_still_load():
+    config = parse_config(textwrap.dedent("""\
+        targets: [{name: a, url: "http://a/"}]
+        schedule: {cron: "0 0 29 2 *", window: 3650d}
+        fetchers: {http: {headers: {X-Tabbed: "a\\tb", X-Latin-1: "caf\u00e9"}, user_agent: "Mozilla/5.0 (X11)"}}
+        tor: {torrc: {Log: ["notice stdout", "info file /tmp/tor.log"], SocksPolicy: accept 127.0.0.1}}
+        """))
+    assert config.schedule.cron == "0 0 29 2 *"  # fires every fourth year
+    assert config.fetchers.http.headers == {"X-Tabbed": "a\tb", "X-Latin-1": "caf\u00e9"}
+    assert config.tor.torrc["SocksPolicy"] == ("accept 127.0.0.1",)
+
+
+def test_every_tor_option_the_exporter_sets_is_refused_as_a_torrc_key(monkeypatch, tmp_path):
+    """The options the exporter gives its launched tor and sets when it takes over streams."""
+    import stem.process
+
+    from exporter.config import TOR_OWNED
+    from exporter.tor import circuit, control
+
+    given = {}
+
+    def launch(config, **kwargs):
+        given.update(config)
+        raise OSError("not starting tor in a unit test")
+
+    monkeypatch.setattr(stem.process, "launch_tor_with_config", launch)
+    with pytest.raises(control.TorUnavailable):
+        control.open_tor(parse_config("targets: [{name: a, url: 'http://a/'}]\n", base_dir=tmp_path).tor, lanes=1)
+    assert {name.lower() for name in [*given, *circuit._SETTINGS]} <= set(TOR_OWNED)

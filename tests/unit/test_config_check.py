@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.hostile_configs import CASES, UNPRIVILEGED, shared_directory
 
 from exporter.cli import main
 from exporter.config_check import format_duration
@@ -85,3 +86,21 @@ def test_command_never_shows_a_traceback(tmp_path):
                               capture_output=True, text=True, timeout=60)
         assert (done.returncode, done.stderr) == (status, error + "\n" if error else ""), path
         assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.fixture
+def shared_dir():
+    with shared_directory("check-config-") as directory:
+        yield directory
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_hostile_files_give_one_line_not_a_traceback(case, shared_dir):
+    """As a real process and as an unprivileged user (root may read any directory)."""
+    path = case.write(shared_dir)
+    done = subprocess.run([*UNPRIVILEGED, sys.executable, "-m", "exporter", "check-config", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.endswith("\n") and "\n" not in done.stderr[:-1], done.stderr
+    assert done.stderr.startswith(f"{path}:{case.line}: {case.path}: "), done.stderr
+    assert case.message in done.stderr

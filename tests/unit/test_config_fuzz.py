@@ -50,6 +50,23 @@ def test_any_value_anywhere_is_a_config_or_a_config_error(path, value):
         assert exc.path.startswith(str(path[0])) or exc.path == ""
 
 
+# values that once made a traceback, or come close to a limit (issue #19)
+HOSTILE = st.sampled_from([
+    "~nosuchuser/x", "~", "/" + "a" * 5000, "a\0b", "a{99999999999999999999}", "(" * 1000 + ")" * 1000,
+    "a\r\nb", "\udc80", "http://[::1", "http://b\u00fccher.example/", "http://-b\u00fccher.example/",
+    "http://u:p@h/?token=t", "0 0 31 2 *", "*/0 * * * *", "1:30", "9" * 5000, "1" * 400 + "d", "x" * 70000,
+])
+hostile_values = st.recursive(st.one_of(scalars, HOSTILE), lambda inner: st.lists(inner, max_size=3)
+                              | st.dictionaries(st.one_of(st.text(max_size=8), HOSTILE), inner, max_size=3),
+                              max_leaves=6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(PATHS), value=hostile_values)
+def test_hostile_values_anywhere_are_a_config_or_one_line(path, value):
+    test_any_value_anywhere_is_a_config_or_a_config_error.hypothesis.inner_test(path, value)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
 def test_any_text_is_a_config_or_a_config_error(text):

@@ -28,7 +28,7 @@ def full_config(tmp_path) -> str:
         exits: {countries: [de], flags: [fast], top: 3}
         schedule: {cron: "*/15 * * * *", jitter: 500ms, concurrency: 4, window: 12h}
         fetchers:
-          http: {max_body_bytes: 1MB, ca_file: ca.pem, headers: {X-Count: 3}}
+          http: {max_body_bytes: 1MB, ca_file: ca.pem, headers: {DNT: 1}}
           chromium: {driver: ./bin/chromedriver, memory_limit: 2GiB, challenge_wait: 0.30000000000000004}
           tor-browser: {tbb_path: tbb, security_level: safest}
           variants:

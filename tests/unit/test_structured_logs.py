@@ -2,7 +2,7 @@
 
 A fingerprint, a target or an error inside the message string would make lines
 impossible to filter by field, and a secret inside it would escape the
-redaction of ``exporter.logs`` (which works on field names).
+redaction by field name (``exporter.redact``, which ``exporter.logs`` applies).
 """
 
 import ast

@@ -372,3 +372,19 @@ def test_stream_events_are_handled_off_stems_event_thread():
     handled(pinner)
     assert controller.calls == [("attach", "1", circuit)]
     pinner.stop()
+
+
+def test_a_denied_internationalised_host_is_denied_as_the_browser_asks_for_it():
+    """The config says *.bücher.example; Chromium and requests ask tor for xn--bcher-kva.example."""
+    from exporter.config import parse_config
+
+    config = parse_config("targets: [{name: a, url: 'http://a/'}]\ntor: {deny_hosts: ['*.b\u00fccher.example']}\n")
+    closed = []
+    controller, pinner = started(["BUILT"], deny=config.tor.deny_hosts, closed=closed)
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    controller.calls.clear()
+    controller.stream("1", "NEW", "cdn.xn--bcher-kva.example", 1000)
+    controller.stream("2", "NEW", "a", 1000)
+    handled(pinner)
+    assert controller.calls == [("close_stream", "1"), ("attach", "2", circuit)]
+    assert closed == ["denied"]

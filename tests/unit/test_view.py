@@ -13,8 +13,8 @@ from exporter.supervisor import TorSupervisor
 from exporter.view import ExporterView, fetcher_infos
 
 
-def view(started: float) -> ExporterView:
-    config = Config(targets=(target("news"),))
+def view(started: float, targets=("news",)) -> ExporterView:
+    config = Config(targets=tuple(target(name) for name in targets))
     supervisor = TorSupervisor(lambda: config.tor, lambda: 1, lambda session: None)
     return ExporterView(None, lambda: config, Shard(0, 1), ExitPlanner(Shard(0, 1), ExitSelection), supervisor,
                         store=None, reload=lambda: (True, ""), reload_status=lambda: (True, 0.0),
@@ -44,3 +44,20 @@ fetchers: {variants: {chromium-de: {kind: chromium, arguments: [--lang=de-DE]}}}
         FetcherInfo("http", "http", "python-requests", "2.32.3", ""),
         FetcherInfo("chromium-de", "chromium", "chrome", "131.0.1", "arguments=--lang=de-DE", "setuid"))
     assert fetcher_infos(config, None) == ()
+
+
+def test_config_text_is_rendered_once_per_config(monkeypatch):
+    """The landing page shows /config on every request; a big config renders in seconds."""
+    import exporter.view as view_module
+
+    renders = []
+    monkeypatch.setattr(view_module, "config_yaml", lambda config: renders.append(config) or "targets: []\n")
+    shown = view(time.time())
+    assert shown.config_text() == shown.config_text() == "targets: []\n"
+    assert len(renders) == 1
+
+
+def test_the_status_names_at_most_50_targets():
+    assert view(time.time(), [f"t{n}" for n in range(50)]).status()["targets"].endswith(", t48, t49")
+    named = view(time.time(), [f"t{n}" for n in range(10_000)]).status()["targets"]
+    assert named.startswith("t0, t1, ") and named.endswith(", t49 and 9950 more")

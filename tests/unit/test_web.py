@@ -4,6 +4,7 @@ import logging
 import os
 import socket
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -184,6 +185,29 @@ def test_landing_page_takes_probe_results_too(view, server):
     assert "shop" in body and "exit3" in body and f'<a href="/probe/{PROBE}">' in body
 
 
+def test_a_long_config_is_linked_from_the_landing_page_not_shown_on_it(view, server):
+    """The landing page stays small whatever the config (a 1 MiB file may render to megabytes)."""
+    view.config_text = lambda: "targets:\n" + "- {name: t, url: 'https://s.example/'}\n" * 20_000
+    body = requests.get(url(server, "/"), timeout=10).text
+    assert "s.example" not in body and 'on <a href="/config">/config</a>' in body and "780,009 characters" in body
+    assert len(body) < 100_000
+    view.config_text = lambda: "targets:\n- {name: t, url: 'https://s.example/'}\n"
+    assert "s.example" in requests.get(url(server, "/"), timeout=10).text
+
+
+def test_a_server_that_never_started_stops_at_once_and_frees_its_port(view):
+    """An exporter that fails between binding and serving is stopped too; socketserver's shutdown()
+    alone would wait for a serve_forever that never runs, and the process would hang."""
+    web = WebServer(view, "127.0.0.1", 0)
+    address = web.address
+    stopping = threading.Thread(target=web.stop, daemon=True)
+    stopping.start()
+    stopping.join(5)
+    assert not stopping.is_alive(), "stop() hangs on a server that never served"
+    with socket.socket() as again:
+        again.bind(address)
+
+
 def test_our_pages_carry_security_headers(server):
     for path in ("/", f"/probe/{PROBE}"):
         headers = requests.get(url(server, path), timeout=10).headers
@@ -341,4 +365,4 @@ def test_the_landing_page_stays_small_whatever_the_config(server, view):
     view.records = view.records * 500
     response = requests.get(url(server, "/"), timeout=30)
     assert response.status_code == 200 and len(response.content) < 200_000, len(response.content)
-    assert "/config shows all of it" in response.text
+    assert 'on <a href="/config">/config</a>' in response.text
