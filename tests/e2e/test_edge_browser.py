@@ -14,7 +14,13 @@ import time
 
 import pytest
 
-from testbed.behaviours import ANUBIS_SHA256, CF_FLOW, CF_FRAME, CF_ORCHESTRATE, CF_REDEEM
+from testbed.behaviours import (
+    ANUBIS_SHA256,
+    CF_FLOW,
+    CF_FRAME,
+    CF_ORCHESTRATE,
+    CF_REDEEM,
+)
 from testbed.edge import Edge
 from testbed.policy import load_policy
 
