@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
@@ -45,6 +46,7 @@ from exporter.planner import ExitPlanner, target_port
 from exporter.probe import ProbeResult
 from exporter.redact import Redactor
 from exporter.relays import RelayFacts
+from exporter.report import write_daily
 from exporter.scheduler import (
     MAX_LANES,
     PinError,
@@ -69,6 +71,8 @@ from exporter.web import WebServer
 log = logging.getLogger(__name__)
 
 ONIONOO_RETRY_SECONDS = 120.0  # how soon Onionoo is tried again after it could not be read
+REPORT_CHECK_SECONDS = 600.0  # how often the daily report is looked for (written once its day is over)
+REPORT_DAYS_KEPT = 2  # days of probes kept, at least, while daily reports are on
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,7 +153,15 @@ def open_store(config: Config) -> Store:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
-    return Store(data_dir / "state.db", config.history.max_probes, config.history.retention)
+    return Store(data_dir / "state.db", config.history.max_probes, kept_seconds(config))
+
+
+def kept_seconds(config: Config) -> float:
+    """How long probes are kept: ``history.retention``, and with daily reports at least two days, so
+    that a whole UTC day is still in the store when its report is written after it."""
+    if config.reports.daily:
+        return max(config.history.retention, REPORT_DAYS_KEPT * 86400.0)
+    return config.history.retention
 
 
 def build_fetchers(config: Config, classify) -> tuple[dict[str, Fetcher], dict[str, float]]:
@@ -214,7 +226,7 @@ class Exporter:
         self.config, self.detector, self.redactor = config, detector, redactor
         self.pairs, self.direct_pairs, self.schedules = pairs, direct_pairs, schedules
         redact_with(redactor)
-        self.store.recent_limit, self.store.retention = config.history.max_probes, config.history.retention
+        self.store.recent_limit, self.store.retention = config.history.max_probes, kept_seconds(config)
         self.metrics.circuit_hops.set(config.tor.hops)
         self._prepare_series()
         self.state.forget_targets(t.name for t in config.targets)
@@ -334,6 +346,8 @@ class Exporter:
         if config.onionoo.enabled:  # every interval, retried sooner while it fails
             scheduler.every(min(config.onionoo.interval, ONIONOO_RETRY_SECONDS), lambda: self._read_onionoo(session),
                             "onionoo")
+        if config.reports.daily:
+            scheduler.every(REPORT_CHECK_SECONDS, self._write_daily_report, "reports")
         scheduler.start(config.targets)
         session.on_close(scheduler.shutdown)
         log.info("probing", extra={"tor_version": tor.version, "lanes": len(tor.lanes),
@@ -361,6 +375,18 @@ class Exporter:
             return session.prober.on_exit(exit, lambda lane: http.fetch(url, lane, timeout)).result().final
 
         self.relays.read_onionoo(config.onionoo.url, self.planner.allowing(target_port(config.onionoo.url)), fetch)
+
+    def _write_daily_report(self) -> None:
+        """Yesterday's report into data_dir/reports, once the UTC day is over; old reports removed."""
+        config = self.config
+        try:
+            written = write_daily(config.data_dir, config.reports.format, config.reports.keep_days,
+                                  datetime.now(UTC).date())
+        except (StoreError, OSError) as exc:
+            log.error("daily report failed", extra={"err": str(exc)})
+            return
+        if written is not None:
+            log.info("daily report", extra={"path": str(written)})
 
     # -- each probe's result -----------------------------------------------
 

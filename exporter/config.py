@@ -668,6 +668,15 @@ class History:
 
 
 @dataclass(frozen=True)
+class Reports:
+    """The daily report (exporter.report), written by the running exporter into data_dir/reports."""
+
+    daily: bool = key(BOOLEAN, False)  # write each finished UTC day's report
+    keep_days: int = key(AT_LEAST_ONE, 30)  # reports of older days are removed
+    format: str = key(_choice(("csv", "json"), "report format"), "csv")
+
+
+@dataclass(frozen=True)
 class Redaction:
     """What counts as a secret besides the fixed rules of exporter.redact."""
 
@@ -695,6 +704,7 @@ class Config(Schema):
     onionoo: Onionoo = section(Onionoo)
     evidence: Evidence = section(Evidence)
     history: History = section(History)
+    reports: Reports = section(Reports)
     redact: Redaction = section(Redaction)
     data_dir: Path = key(_path(), Path("data"), fallback=lambda context: context.base_dir / "data")
     # custom detector signatures, as parsed by exporter.detect

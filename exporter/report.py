@@ -11,6 +11,10 @@ challenges and blocks counted and each count rounded up to a multiple of
 Rows are ordered by rounded probe count (largest first), then by their key.
 Fingerprints, addresses, probe ids and times never reach the rows: the store
 hands over counts per group only.
+
+With ``reports.daily`` the running exporter writes each finished day's report
+into ``data_dir/reports`` itself (write_daily) and keeps ``reports.keep_days``
+of them; the landing page links the latest.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass, fields
@@ -29,6 +34,7 @@ from exporter.store import StoreError, verdict_counts
 
 BIN = 8
 FORMATS = ("csv", "json")
+REPORT_FILE = re.compile(r"captcha-report-(\d{4}-\d{2}-\d{2})\.(?:csv|json)")
 
 
 @dataclass(frozen=True, order=True)
@@ -88,13 +94,64 @@ def render(report: list[Row], fmt: str, day: date) -> str:
 
 
 def write_report(database: Path, day: date, fmt: str, output: Path) -> int:
-    """Write ``day``'s report from ``database`` to ``output`` (written whole, then renamed); its row count."""
+    """Write ``day``'s report from ``database`` to ``output``; its row count."""
     report = rows(day, verdict_counts(database, *day_bounds(day)))
+    _write(output, render(report, fmt, day))
+    return len(report)
+
+
+def report_path(data_dir: Path, day: date, fmt: str) -> Path:
+    return data_dir / "reports" / f"captcha-report-{day.isoformat()}.{fmt}"
+
+
+def write_daily(data_dir: Path, fmt: str, keep_days: int, today: date) -> Path | None:
+    """Yesterday's report (UTC), written once: the path, or None when it exists or the day had no probes.
+
+    Reports of days before ``today - keep_days`` are removed; other files are left alone.
+    """
+    yesterday = today - timedelta(days=1)
+    output, written = report_path(data_dir, yesterday, fmt), None
+    if not output.exists():
+        report = rows(yesterday, verdict_counts(data_dir / "state.db", *day_bounds(yesterday)))
+        if report:
+            _write(output, render(report, fmt, yesterday))
+            written = output
+    oldest = today - timedelta(days=keep_days)
+    for day, path in _reports(data_dir):
+        if day < oldest:
+            path.unlink(missing_ok=True)
+    return written
+
+
+def latest_report(data_dir: Path) -> tuple[date, Path] | None:
+    """The newest report in ``data_dir/reports``: its day and file, or None."""
+    reports = _reports(data_dir)
+    return reports[-1] if reports else None
+
+
+def _reports(data_dir: Path) -> list[tuple[date, Path]]:
+    """The report files in ``data_dir/reports`` by day, oldest first (files of other names are ignored)."""
+    try:
+        names = [entry.name for entry in (data_dir / "reports").iterdir()]
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        match = REPORT_FILE.fullmatch(name)
+        if match:
+            try:
+                found.append((date.fromisoformat(match.group(1)), data_dir / "reports" / name))
+            except ValueError:  # a name like 2026-13-40
+                continue
+    return sorted(found)
+
+
+def _write(output: Path, text: str) -> None:
+    """Write ``output`` whole, then rename it into place: a reader never sees half a report."""
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
-    partial.write_text(render(report, fmt, day))
+    partial.write_text(text)
     partial.replace(output)
-    return len(report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"captcha-exporter report: {exc}", file=sys.stderr)
             return 1
-    output = args.output or data_dir / "reports" / f"captcha-report-{args.day.isoformat()}.{args.format}"
+    output = args.output or report_path(data_dir, args.day, args.format)
     try:
         count = write_report(data_dir / "state.db", args.day, args.format, output)
     except (StoreError, OSError) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from exporter.config import FETCHER_KINDS, Config, config_yaml
@@ -20,6 +21,7 @@ from exporter.metrics import FetcherInfo, Snapshot
 from exporter.planner import ExitPlanner
 from exporter.redact import BY_SHAPE, Redactor
 from exporter.relays import RelayFacts
+from exporter.report import latest_report
 from exporter.shard import Shard
 from exporter.store import Store
 from exporter.supervisor import Session, TorSupervisor
@@ -115,6 +117,9 @@ class ExporterView:
 
     def evidence_dir(self) -> Path:
         return self._config().data_dir / "evidence"
+
+    def latest_report(self) -> tuple[date, Path] | None:
+        return latest_report(self._config().data_dir)
 
     def config_text(self) -> str:
         """/config, rendered once per config (the landing page shows it too)."""

@@ -1,5 +1,5 @@
 """The exporter's HTTP endpoint: /metrics, a landing page, probe pages, /api/v1/probes (exporter.api), evidence,
-health, readiness, reload.
+the latest daily report, health, readiness, reload.
 
 Every request must name a host we answer to, and an action (POST) must come
 from no browser or our own origin (exporter.webguard); every route sits behind
@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
@@ -98,6 +99,9 @@ class View(Protocol):
 
     def evidence_dir(self) -> Path | None:
         """The directory holding ``<probe_id>/<file>`` evidence, or None when none is kept."""
+
+    def latest_report(self) -> tuple[date, Path] | None:
+        """The newest daily report (exporter.report): its day and file, or None."""
 
     def reload(self) -> tuple[bool, str]:
         """Re-read the configuration: (True, summary) or (False, why it was rejected)."""
@@ -300,6 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/v1/probes":
             status, document = api.answer(self.view, self.path.partition("?")[2])
             self._send(status, json.dumps(document, separators=(",", ":")).encode(), JSON)
+        elif path == "/reports/latest":
+            self._latest_report()
         elif path == "/-/healthy":
             self._send(200, b"Healthy.\n", TEXT)
         elif path == "/-/ready":
@@ -351,6 +357,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._start(200, content_type, os.fstat(file.fileno()).st_size, headers)
             if not self._head:
                 shutil.copyfileobj(file, self.wfile)
+
+    def _latest_report(self) -> None:
+        latest = self.view.latest_report()
+        if latest is None:
+            self._send(404, b"No daily report yet.\n", TEXT)
+            return
+        path = latest[1]
+        try:
+            body = path.read_bytes()
+        except OSError:  # removed meanwhile by the daily job
+            self._send(404, b"No daily report yet.\n", TEXT)
+            return
+        content_type = JSON if path.suffix == ".json" else "text/csv; charset=utf-8"
+        self._send(200, body, content_type, [("Content-Disposition", f'attachment; filename="{path.name}"')])
 
     def _page(self, status: int, text: str) -> None:
         self._send(status, text.encode(), HTML, list(PAGE_HEADERS))
@@ -432,7 +452,8 @@ def landing_page(view: View, page: int = 1) -> str:
     return _document("captcha-exporter", f"""<h1>captcha-exporter {esc(__version__)}</h1>
 <p>How often Tor users meet CAPTCHAs, challenges and block pages.
 <a href="/metrics">Metrics</a> · <a href="/config">Configuration</a> ·
-<a href="/api/v1/probes">Probes (JSON)</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
+<a href="/api/v1/probes">Probes (JSON)</a> ·{_report_link(view)} <a href="/-/healthy">Health</a> ·
+<a href="/-/ready">Readiness</a></p>
 <h2>Status: {"ready" if ready else "not ready"}</h2><p>{esc(why)}</p>
 <table>{status_rows}</table>
 {_config_block(view.config_text())}
@@ -441,6 +462,12 @@ def landing_page(view: View, page: int = 1) -> str:
 <table><tr><th>time (UTC)</th><th>target</th><th>exit</th><th>fingerprint</th><th>country</th>
 <th>fetcher</th><th>verdict</th><th>provider</th><th>outcome</th><th>load s</th><th>probe</th><th>evidence</th></tr>
 {probe_rows}</table>""")
+
+
+def _report_link(view: View) -> str:
+    """A link to the latest daily report, naming its day; nothing before the first."""
+    latest = view.latest_report()
+    return "" if latest is None else f' <a href="/reports/latest">Daily report ({latest[0].isoformat()})</a> ·'
 
 
 def _pager(page: int, pages: int) -> str:

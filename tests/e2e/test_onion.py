@@ -12,10 +12,18 @@ onion route through the onion service.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import shutil
+import sqlite3
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from support.exporter_process import exporter_config, total
 
 from testbed.bed import TestBed
@@ -69,6 +77,42 @@ def test_the_onion_route_avoids_the_challenge_the_exit_route_meets(bed, run_expo
     assert {r["exit"] for r in served} - {"direct"} == {"onion", *(e["nickname"] for e in bed.state()["exits"])}
     metrics = exporter.get("/metrics").text
     assert 'route="onion"' in metrics and "captcha_target_onion_available" in metrics
+
+
+def test_a_day_of_probes_becomes_a_report_safe_to_publish(bed, run_exporter, tmp_path):
+    """The report command on the exporter's own probes, then the exporter writing yesterday's report itself
+    (``reports.daily``) from the same probes moved back a day, and serving it on /reports/latest."""
+    exporter, _ = probe_forum(bed, run_exporter, tmp_path, ["http"], "auto")
+    config = yaml.safe_load((tmp_path / f"exporter-{exporter.port}.yaml").read_text())
+    assert exporter.stop() == 0
+    data, today = tmp_path / "data", datetime.now(UTC).date()
+    command = [sys.executable, "-m", "exporter", "report", "--day", today.isoformat(), "--data-dir", str(data),
+               "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    text = (data / "reports" / f"captcha-report-{today}.json").read_text()
+    rows = json.loads(text)["rows"]
+    assert {(r["route"], r["provider"]) for r in rows} >= {("tor", "cloudflare"), ("onion", "")}
+    assert all(r[count] % 8 == 0 for r in rows for count in ("probes", "challenges", "blocks")), rows
+    for relay in bed.state()["exits"]:
+        assert relay["fingerprint"] not in text and relay["nickname"] not in text
+
+    with sqlite3.connect(data / "state.db") as database:
+        database.execute("UPDATE probe SET started = started - 86400")
+    config["web"]["listen"] = f"127.0.0.1:{free_ports(1)[0]}"
+    config["reports"] = {"daily": True}
+    again = run_exporter(config)
+    yesterday = today - timedelta(days=1)
+    written = data / "reports" / f"captcha-report-{yesterday}.csv"
+    deadline = time.monotonic() + 90
+    while not written.exists():
+        assert time.monotonic() < deadline, again.log.read_text()[-3000:]
+        time.sleep(1)
+    latest = again.get("/reports/latest")
+    assert latest.status_code == 200 and latest.text == written.read_text()
+    assert {(r["route"], r["provider"]) for r in csv.DictReader(io.StringIO(latest.text))} >= {
+        ("tor", "cloudflare"), ("onion", "")}
+    assert f"Daily report ({yesterday.isoformat()})" in again.get("/").text
 
 
 @pytest.mark.browser

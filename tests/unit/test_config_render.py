@@ -37,6 +37,7 @@ def full_config(tmp_path) -> str:
         web: {listen: "0.0.0.0:9100"}
         onionoo: {url: "http://onionoo.test:8080/details", interval: 1h}
         history: {retention: 2d, max_probes: 5000}
+        reports: {daily: true, keep_days: 7, format: json}
         evidence: {max_bytes: 100000000000000000000}
         baseline: {resolve: {shop.example: 127.0.0.1}}
         """)

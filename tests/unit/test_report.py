@@ -12,8 +12,19 @@ import pytest
 from support.spine_values import fetched, page, relay
 
 from exporter import cli
+from exporter.app import kept_seconds
+from exporter.config import parse_config
 from exporter.probe import ProbeResult
-from exporter.report import day_bounds, render, round_up, rows, write_report
+from exporter.report import (
+    day_bounds,
+    latest_report,
+    render,
+    report_path,
+    round_up,
+    rows,
+    write_daily,
+    write_report,
+)
 from exporter.store import Store, StoreError
 from exporter.values import Route, Verdict
 
@@ -111,3 +122,36 @@ def test_an_old_schema_is_a_clear_error(tmp_path):
         connection.execute("PRAGMA user_version=1")
     with pytest.raises(StoreError, match="schema 1, expected 2"):
         write_report(path, DAY, "csv", tmp_path / "out.csv")
+
+
+def test_the_daily_report_is_written_once_after_its_day_and_old_reports_go(database, tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    too_old = report_path(tmp_path, DAY - timedelta(days=31), "csv")
+    kept = report_path(tmp_path, DAY - timedelta(days=29), "json")
+    for path in (too_old, kept, reports / "notes.txt", reports / "captcha-report-2026-13-40.csv"):
+        path.write_text("x")
+    written = write_daily(tmp_path, "csv", 30, DAY + timedelta(days=1))
+    assert written == report_path(tmp_path, DAY, "csv")
+    assert written.read_text() == render(rows(DAY, [("shop", "http", "tor", "DE", "cloudflare", "block", 1)]
+                                              + [("news", "http", "tor", "DE", "cloudflare", "challenge", 9),
+                                                 ("news", "http", "tor", "DE", "", "ok", 8),
+                                                 ("news", "http", "direct", "", "", "ok", 1)]), "csv", DAY)
+    assert not too_old.exists(), "older than keep_days"
+    assert kept.exists() and (reports / "notes.txt").exists() and (reports / "captcha-report-2026-13-40.csv").exists()
+    written.write_text("written before")
+    assert write_daily(tmp_path, "csv", 30, DAY + timedelta(days=1)) is None
+    assert written.read_text() == "written before", "a report is written once"
+    assert latest_report(tmp_path) == (DAY, written)
+
+
+def test_a_day_without_probes_gets_no_daily_report(database, tmp_path):
+    assert write_daily(tmp_path, "json", 30, DAY + timedelta(days=3)) is None  # the fixture has DAY + 1
+    assert latest_report(tmp_path) is None
+
+
+def test_with_daily_reports_probes_are_kept_two_days_at_least(tmp_path):
+    target = "targets:\n  - {name: shop, url: 'https://shop.example/'}\n"
+    assert kept_seconds(parse_config(target + "history: {retention: 1h}\n")) == 3600
+    assert kept_seconds(parse_config(target + "history: {retention: 1h}\nreports: {daily: true}\n")) == 2 * 86400
+    assert kept_seconds(parse_config(target + "history: {retention: 5d}\nreports: {daily: true}\n")) == 5 * 86400

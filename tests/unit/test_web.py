@@ -6,6 +6,7 @@ import socket
 import struct
 import threading
 import time
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ class FakeView:
         self.reload_answer = (True, "reloaded: 2 targets")
         self.reloads = 0
         self._evidence_dir = evidence_dir
+        self.report = None  # (day, file) of the newest daily report
         answered = ProbeResult(PROBE, "news", "chromium", relay(1), 1_700_000_000.0, 1.2,
                                verdict=Verdict("challenge", "cloudflare", ("status:403",)),
                                fetch=fetched(page(403), load=1.234, outcome="cleared", clear_seconds=5.0))
@@ -64,6 +66,9 @@ class FakeView:
 
     def evidence_dir(self):
         return self._evidence_dir
+
+    def latest_report(self):
+        return self.report
 
     def reload(self):
         self.reloads += 1
@@ -193,6 +198,21 @@ def test_a_long_config_is_linked_from_the_landing_page_not_shown_on_it(view, ser
     assert len(body) < 100_000
     view.config_text = lambda: "targets:\n- {name: t, url: 'https://s.example/'}\n"
     assert "s.example" in requests.get(url(server, "/"), timeout=10).text
+
+
+def test_the_landing_page_links_the_latest_daily_report_once_there_is_one(view, server, tmp_path):
+    assert "/reports/latest" not in requests.get(url(server, "/"), timeout=10).text
+    assert requests.get(url(server, "/reports/latest"), timeout=10).status_code == 404
+    path = tmp_path / "captcha-report-2026-12-04.csv"
+    path.write_text("day,target\n2026-12-04,news\n")
+    view.report = (date(2026, 12, 4), path)
+    assert '<a href="/reports/latest">Daily report (2026-12-04)</a>' in requests.get(url(server, "/"), timeout=10).text
+    report = requests.get(url(server, "/reports/latest"), timeout=10)
+    assert report.status_code == 200 and report.text == "day,target\n2026-12-04,news\n"
+    assert report.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert report.headers["Content-Disposition"] == 'attachment; filename="captcha-report-2026-12-04.csv"'
+    path.unlink()  # removed by the daily job between the listing and the read
+    assert requests.get(url(server, "/reports/latest"), timeout=10).status_code == 404
 
 
 def test_a_server_that_never_started_stops_at_once_and_frees_its_port(view):
