@@ -90,13 +90,15 @@ def test_a_day_of_probes_becomes_a_report_safe_to_publish(bed, run_exporter, tmp
                "--format", "json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    text = (data / "reports" / f"captcha-report-{today}.json").read_text()
+    by_command = data / "reports" / f"captcha-report-{today}.json"
+    text = by_command.read_text()
     rows = json.loads(text)["rows"]
     assert {(r["route"], r["provider"]) for r in rows} >= {("tor", "cloudflare"), ("onion", "")}
     assert all(r[count] % 8 == 0 for r in rows for count in ("probes", "challenges", "blocks")), rows
     for relay in bed.state()["exits"]:
         assert relay["fingerprint"] not in text and relay["nickname"] not in text
 
+    by_command.unlink()  # /reports/latest serves the newest day's report, and this one is today's
     with sqlite3.connect(data / "state.db") as database:
         database.execute("UPDATE probe SET started = started - 86400")
     config["web"]["listen"] = f"127.0.0.1:{free_ports(1)[0]}"
