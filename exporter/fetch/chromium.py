@@ -88,11 +88,12 @@ CHROMIUM_ARGUMENTS = (
     "--window-size=1280,900",
 )
 
-# chrome.benchmarking exists with --enable-net-benchmarking: drop every pooled
-# connection (they run over the previous exit's circuit) and cached DNS answers.
 # How long a page's own document response may lag behind the page in the performance log.
 DOCUMENT_LOG_WAIT_SECONDS = 2.0
+NAVIGATION_WAIT_SECONDS = 5.0  # how long a read is made again while the tab commits a new document
 
+# chrome.benchmarking exists with --enable-net-benchmarking: drop every pooled
+# connection (they run over the previous exit's circuit) and cached DNS answers.
 CLOSE_CONNECTIONS_JS = (
     "if (!(window.chrome && chrome.benchmarking)) return false;"
     "chrome.benchmarking.closeConnections(); chrome.benchmarking.clearHostResolverCache(); return true;"
@@ -218,8 +219,7 @@ class ChromiumBrowser(BrowserSession):
         driver = self.driver
         deadline = time.monotonic() + DOCUMENT_LOG_WAIT_SECONDS
         while True:
-            loader = self._shown_loader()
-            url, source = driver.current_url, driver.page_source
+            loader, url, source = self._shown()
             self._netlog.add(driver.get_log("performance"))
             answered = [doc for doc in self._netlog.documents() if not doc.is_redirect]
             own = [doc for doc in answered if doc.loader_id == loader]
@@ -239,11 +239,26 @@ class ChromiumBrowser(BrowserSession):
         commits.  So the page shown now is read with its own response, never the
         site's page beside the gate's status, which would look like a block.
         """
-        loader = self._shown_loader()
-        source = self.driver.page_source
+        loader, _, source = self._shown()
         if landing.loader_id in ("", loader) and self._shown_loader() == loader:
             return Response(landing.url, landing.status, landing.headers, source)
         return self._read_page()
+
+    def _shown(self) -> tuple[str, str, str]:
+        """The loader id, URL and source of the document the tab shows.
+
+        ChromeDriver answers a read made while the tab commits a new document
+        (a page that reloads or posts itself) with "aborted by navigation";
+        the read is then made again, for up to NAVIGATION_WAIT_SECONDS.
+        """
+        deadline = time.monotonic() + NAVIGATION_WAIT_SECONDS
+        while True:
+            try:
+                return self._shown_loader(), self.driver.current_url, self.driver.page_source
+            except WebDriverException as exc:
+                if "aborted by navigation" not in (exc.msg or "") or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.05)
 
     def _shown_loader(self) -> str:
         """The loader id of the document the tab shows (DevTools ``Page.getFrameTree``)."""

@@ -3,6 +3,9 @@
 import json
 import time
 
+import pytest
+from selenium.common.exceptions import TimeoutException
+
 from exporter.fetch import chromium
 from exporter.fetch.chromium import ChromiumBrowser, net_error_reason
 from exporter.fetch.perflog import NetworkLog, split_headers
@@ -161,3 +164,36 @@ def test_a_landing_the_tab_navigated_away_from_is_the_shown_page_with_its_own_st
     browser._netlog.add(driver.get_log("performance"))
     read = browser._read_landing(browser._netlog.documents()[0])
     assert (read.status, read.body) == (200, "<html>the shop</html>"), "never the gate's 403 beside the shop"
+
+
+class NavigatingDriver(LaggingDriver):
+    """A tab in the middle of committing a new document: its first reads are aborted by the navigation."""
+
+    aborted = 2
+
+    @property
+    def current_url(self):
+        if self.aborted:
+            self.aborted -= 1
+            raise TimeoutException("timeout\nfrom aborted by navigation: loader has changed while resolving nodes")
+        return "https://shop.test/"
+
+
+def test_a_read_aborted_by_a_navigation_is_made_again():
+    log = [request("1", "https://shop.test/"), response("1", "https://shop.test/", 200, {})]
+    driver = NavigatingDriver("L1", ["<html>the shop</html>"], [[], log])
+    browser = reading(driver)
+    browser._netlog.add(driver.get_log("performance"))
+    read = browser._read_landing(browser._netlog.documents()[0])
+    assert (read.status, read.body, driver.aborted) == (200, "<html>the shop</html>", 0)
+
+
+class TimingOutDriver(LaggingDriver):
+    @property
+    def current_url(self):
+        raise TimeoutException("timeout: Timed out receiving message from renderer")
+
+
+def test_other_driver_errors_are_not_read_again():
+    with pytest.raises(TimeoutException, match="receiving message from renderer"):
+        reading(TimingOutDriver("L1", ["<html></html>"], []))._shown()
