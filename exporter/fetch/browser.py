@@ -16,6 +16,7 @@ same for both, and so is the way both trust an extra CA: an NSS database
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -221,7 +222,9 @@ class BrowserFetcher:
         self.identity: tuple[str, str] | None = None
         self._shared: Path | None = None
         self._shared_lock = threading.Lock()
-        self._pool = BrowserPool(self._start, cfg.recycle_after, cfg.memory_limit_bytes, self.name)
+        self.home_prefix = f"captcha-{self.name}-{os.getpid()}-"  # of every browser's home directory
+        self._pool = BrowserPool(self._start, cfg.recycle_after, cfg.memory_limit_bytes, self.name,
+                                 marker=os.path.join(tempfile.gettempdir(), self.home_prefix))
 
     @property
     def pool(self) -> BrowserPool:

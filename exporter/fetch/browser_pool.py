@@ -147,9 +147,12 @@ class BrowserPool:
     """
 
     def __init__(self, launch: Callable[[Lane], Browser], recycle_after: int, memory_limit_bytes: int,
-                 name: str = "browser"):
+                 name: str = "browser", marker: str = ""):
+        """``marker`` is in the command line of every browser this pool starts (its home's prefix):
+        close() kills by it the browsers still starting, which no list holds yet."""
         self._launch = launch
         self._name = name
+        self._marker = marker
         self._recycle_after = recycle_after
         self._memory_limit = memory_limit_bytes
         self._browsers: dict[int, Browser] = {}
@@ -173,6 +176,8 @@ class BrowserPool:
         try:
             browser = self._launch(lane)
         except Exception:
+            if self._closed:  # close() killed it while it started
+                raise FetchError("browser", f"{self._name}: stopped, the exporter is shutting down") from None
             self.on_restart(BrowserRestart.LAUNCH_FAILED)
             raise
         with self._lock:
@@ -253,6 +258,8 @@ class BrowserPool:
             self._browsers.clear()
         for browser in browsers:
             browser.kill()
+        if self._marker:  # a launch can wait a minute for a browser that does not come up
+            kill_tree(-1, self._marker)
 
     def _recycle_reason(self, browser: Browser, lane: Lane) -> tuple[BrowserRestart, str] | None:
         """Why the lane's browser must go, for the metric and for the log; None while it may stay."""

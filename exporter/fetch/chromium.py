@@ -135,8 +135,8 @@ class ChromiumBrowser(BrowserSession):
     documents_from = "the performance log"
 
     def __init__(self, cfg: ChromiumConfig, lane: Lane, nss_db: Path | None, launch: sandbox.Launch,
-                 resolve: dict[str, str] | None = None):
-        super().__init__(lane, Path(tempfile.mkdtemp(prefix="captcha-chromium-")))
+                 resolve: dict[str, str] | None = None, home_prefix: str = "captcha-chromium-"):
+        super().__init__(lane, Path(tempfile.mkdtemp(prefix=home_prefix)))
         self._netlog: NetworkLog | None = None
         if nss_db is not None:
             shutil.copytree(nss_db, self.home / ".pki" / "nssdb")
@@ -304,7 +304,8 @@ class ChromiumFetcher(BrowserFetcher):
 
     def _launch(self, lane: Lane) -> ChromiumBrowser:
         shared = self._shared_files()
-        return ChromiumBrowser(self._cfg, lane, shared / "nssdb" if shared else None, self.launch, self._resolve)
+        return ChromiumBrowser(self._cfg, lane, shared / "nssdb" if shared else None, self.launch, self._resolve,
+                               self.home_prefix)
 
     def _make_shared(self, directory: Path) -> None:
         """The NSS database every browser copies into its ``HOME``."""

@@ -284,7 +284,7 @@ class GeckoFetcher(BrowserFetcher):
 
     def _launch(self, lane: Lane) -> GeckoBrowser:
         profile = self._shared_profile()
-        home = Path(tempfile.mkdtemp(prefix=f"captcha-{self.name}-"))
+        home = Path(tempfile.mkdtemp(prefix=self.home_prefix))
         return GeckoBrowser(lane, home, lambda: self._start_driver(lane, home, profile))
 
     def _shared_profile(self) -> FirefoxProfile | None:

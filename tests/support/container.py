@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +76,19 @@ class Container:
             try:
                 return self.process.wait(30)
             except subprocess.TimeoutExpired:
+                self._dump_exporter_stacks()
                 self.process.kill()
         return self.process.wait(30)
+
+    def _dump_exporter_stacks(self) -> None:
+        """SIGUSR1 to the exporter: it writes every thread's stack to its log (what it was stuck in)."""
+        for pid, command in self.processes().items():
+            if " -m exporter " in f" {command} " or "captcha-exporter" in command:
+                try:
+                    os.kill(pid, signal.SIGUSR1)
+                except OSError:
+                    continue
+        time.sleep(2)
 
 
 def _init_layer(path: Path) -> Path:

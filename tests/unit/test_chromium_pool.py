@@ -286,3 +286,34 @@ def test_close_ends_a_running_probe_as_a_shutdown_and_starts_no_browser_after():
     with pytest.raises(FetchError, match="shutting down"):
         the_pool.acquire(Lane(1, "127.0.0.1", 9052, 2))
     assert all(browser.killed for browser in launched)
+
+
+def test_close_kills_a_browser_still_starting(tmp_path):
+    """A launch waits up to a minute for a browser that does not come up; close() must not wait with it."""
+    marker = str(tmp_path / "captcha-chromium-1-")
+    started = threading.Event()
+
+    def launch(lane):
+        starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+        started.set()
+        if starting.wait(60) != 0:
+            raise WebDriverException("session not created: Chrome failed to start: crashed")
+        raise AssertionError("the browser was not killed")
+
+    the_pool = BrowserPool(launch, recycle_after=100, memory_limit_bytes=0, name="chromium", marker=marker)
+    restarts, failure = [], []
+    the_pool.on_restart = restarts.append
+
+    def probe():
+        try:
+            the_pool.acquire(LANE)
+        except FetchError as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=probe)
+    worker.start()
+    started.wait(10)
+    the_pool.close()
+    worker.join(timeout=5)
+    assert not worker.is_alive() and "shutting down" in str(failure[0])
+    assert restarts == [], "a shutdown is no failed launch"
