@@ -16,6 +16,7 @@ same for both, and so is the way both trust an extra CA: an NSS database
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -33,6 +34,8 @@ from exporter.fetch.outcome import settle
 from exporter.fetch.perflog import DocumentResponse
 from exporter.fetch.timing import NAVIGATION_TIMING_JS, browser_result
 from exporter.values import FetchError, FetchResult, Lane, Response, Verdict
+
+_FETCHER_NUMBERS = itertools.count(1)  # tells apart the browser homes of fetchers in one process
 
 
 class BrowserSession:
@@ -222,7 +225,8 @@ class BrowserFetcher:
         self.identity: tuple[str, str] | None = None
         self._shared: Path | None = None
         self._shared_lock = threading.Lock()
-        self.home_prefix = f"captcha-{self.name}-{os.getpid()}-"  # of every browser's home directory
+        # of every browser's home directory, and no other fetcher's (two may share a name: a reload)
+        self.home_prefix = f"captcha-{os.getpid()}-{next(_FETCHER_NUMBERS)}-{self.name}-"
         self._pool = BrowserPool(self._start, cfg.recycle_after, cfg.memory_limit_bytes, self.name,
                                  marker=os.path.join(tempfile.gettempdir(), self.home_prefix))
 
