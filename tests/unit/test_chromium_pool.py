@@ -263,21 +263,27 @@ def test_leave_takes_a_running_browser_off_its_page_and_replaces_one_that_cannot
     assert launched[0].killed and use(the_pool) is launched[1]
 
 
+def in_a_thread(call) -> tuple[threading.Thread, list[FetchError]]:
+    """Start ``call`` in a thread of its own; the list gets the FetchError it ends with, if any."""
+    failure: list[FetchError] = []
+
+    def run():
+        try:
+            call()
+        except FetchError as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    return worker, failure
+
+
 def test_close_ends_a_running_probe_as_a_shutdown_and_starts_no_browser_after():
     the_pool, launched = pool()
     restarts = []
     the_pool.on_restart = restarts.append
     use(the_pool).behaviour = "hang"  # a page that holds its probe for minutes
-    failure = []
-
-    def probe():
-        try:
-            the_pool.probe(LANE, "https://news.test/", 120, None, 90)
-        except FetchError as exc:
-            failure.append(exc)
-
-    worker = threading.Thread(target=probe)
-    worker.start()
+    worker, failure = in_a_thread(lambda: the_pool.probe(LANE, "https://news.test/", 120, None, 90))
     time.sleep(0.1)
     the_pool.close()
     worker.join(timeout=2)
@@ -301,17 +307,9 @@ def test_close_kills_a_browser_still_starting(tmp_path):
         raise AssertionError("the browser was not killed")
 
     the_pool = BrowserPool(launch, recycle_after=100, memory_limit_bytes=0, name="chromium", marker=marker)
-    restarts, failure = [], []
+    restarts = []
     the_pool.on_restart = restarts.append
-
-    def probe():
-        try:
-            the_pool.acquire(LANE)
-        except FetchError as exc:
-            failure.append(exc)
-
-    worker = threading.Thread(target=probe)
-    worker.start()
+    worker, failure = in_a_thread(lambda: the_pool.acquire(LANE))
     started.wait(10)
     the_pool.close()
     worker.join(timeout=5)
