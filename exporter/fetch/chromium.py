@@ -39,6 +39,7 @@ from exporter.fetch.browser import (
     trusted_nss_db,
 )
 from exporter.fetch.perflog import DocumentResponse, NetworkLog
+from exporter.fetch.timing import NAVIGATION_TIMING_JS
 from exporter.values import FetchError, Lane, Response, Verdict
 
 # Chromium's own traffic, switched off at the source: every stream of a lane goes through the
@@ -90,8 +91,10 @@ CHROMIUM_ARGUMENTS = (
 
 # How long a page's own document response may lag behind the page in the performance log.
 DOCUMENT_LOG_WAIT_SECONDS = 2.0
-NAVIGATION_WAIT_SECONDS = 5.0  # how long a read is made again while the tab commits a new document
+NAVIGATION_WAIT_SECONDS = 2.0  # how long a read is made again while the tab commits new documents
 
+# The page shown, as ChromeDriver's page source reads it (doctype included).
+SHOWN_JS = "return [document.URL, new XMLSerializer().serializeToString(document)];"
 # chrome.benchmarking exists with --enable-net-benchmarking: drop every pooled
 # connection (they run over the previous exit's circuit) and cached DNS answers.
 CLOSE_CONNECTIONS_JS = (
@@ -247,22 +250,51 @@ class ChromiumBrowser(BrowserSession):
     def _shown(self) -> tuple[str, str, str]:
         """The loader id, URL and source of the document the tab shows.
 
-        ChromeDriver answers a read made while the tab commits a new document
-        (a page that reloads or posts itself) with "aborted by navigation";
-        the read is then made again, for up to NAVIGATION_WAIT_SECONDS.
+        Read through DevTools, not WebDriver: ChromeDriver makes every window
+        command wait for pending navigations, and gives up with "aborted by
+        navigation" or "no such execution context" when the document changes
+        meanwhile.  A page that refreshes itself (a 5xx page with ``<meta
+        http-equiv="refresh" content="0">``) does that all the time.  One
+        ``Runtime.evaluate`` reads the URL and the source together, and the
+        frame's loader id, read before and after it, names their document.
+        While the tab keeps committing new documents the read is made again,
+        for up to NAVIGATION_WAIT_SECONDS; then the last read is taken.
         """
         deadline = time.monotonic() + NAVIGATION_WAIT_SECONDS
+        last = None
         while True:
             try:
-                return self._shown_loader(), self.driver.current_url, self.driver.page_source
-            except WebDriverException as exc:
-                if "aborted by navigation" not in (exc.msg or "") or time.monotonic() >= deadline:
+                frame = self._shown_frame()
+                url, source = self._run_script(SHOWN_JS)
+                last = frame["loaderId"], url, source
+                if self._shown_loader() == frame["loaderId"]:
+                    return last
+            except WebDriverException:  # the document went with a navigation while it was read
+                if time.monotonic() >= deadline and last is None:
                     raise
+            if time.monotonic() >= deadline and last is not None:
+                return last
             time.sleep(0.05)
 
+    def _shown_frame(self) -> dict:
+        """The tab's main frame (DevTools ``Page.getFrameTree``): its loader id names the document it shows."""
+        return self.driver.execute_cdp_cmd("Page.getFrameTree", {})["frameTree"]["frame"]
+
     def _shown_loader(self) -> str:
-        """The loader id of the document the tab shows (DevTools ``Page.getFrameTree``)."""
-        return self.driver.execute_cdp_cmd("Page.getFrameTree", {})["frameTree"]["frame"]["loaderId"]
+        return self._shown_frame()["loaderId"]
+
+    def _timing(self) -> dict:
+        """The Navigation Timing entry of the document shown now, read through DevTools (as in ``_shown``)."""
+        return self._run_script(NAVIGATION_TIMING_JS) or {}
+
+    def _run_script(self, body: str):
+        """What the function ``body`` returns in the document shown now (DevTools ``Runtime.evaluate``):
+        one call, so the whole value comes from one document, even while the tab navigates."""
+        answer = self.driver.execute_cdp_cmd("Runtime.evaluate",
+                                             {"expression": f"(() => {{{body}}})()", "returnByValue": True})
+        if "exceptionDetails" in answer:
+            raise WebDriverException(f"script failed in the page: {answer['exceptionDetails'].get('text', '')}")
+        return answer["result"].get("value")
 
     def _clear(self) -> None:
         """Drop connections, cookies, cache and the storage of every origin the last probe reached.
@@ -272,13 +304,23 @@ class ChromiumBrowser(BrowserSession):
         clearing, such as a challenge still counting down when its probe gave
         up.  Freezing costs far less than loading about:blank, which swaps
         renderer processes; about:blank stays the fallback for pages without
-        ``chrome.benchmarking`` (error pages).
+        ``chrome.benchmarking`` (error pages).  A page may still be navigating
+        (one that refreshes itself): a document that commits into a frozen
+        page never answers, and ChromeDriver waits for it until its timeout.
+        So navigations are stopped before the freeze, which stops the timers
+        that start them, and once more after it.
         """
         driver = self.driver
-        if not driver.execute_script(CLOSE_CONNECTIONS_JS):
+        driver.execute_cdp_cmd("Page.stopLoading", {})
+        try:
+            closed = self._run_script(CLOSE_CONNECTIONS_JS)
+        except WebDriverException:  # the page went on to another document meanwhile
+            closed = False
+        if not closed:
             driver.get("about:blank")
-            driver.execute_script(CLOSE_CONNECTIONS_JS)
+            self._run_script(CLOSE_CONNECTIONS_JS)
         driver.execute_cdp_cmd("Page.setWebLifecycleState", {"state": "frozen"})
+        driver.execute_cdp_cmd("Page.stopLoading", {})
         driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
         driver.execute_cdp_cmd("Network.clearBrowserCache", {})
         for origin in self._netlog.origins() if self._netlog is not None else ():

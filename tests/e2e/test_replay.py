@@ -77,3 +77,24 @@ def test_a_replayed_capture_gets_its_labelled_verdict(bed, lane, fetchers, kind,
     assert served and {entry["exit"] for entry in served} == {"exit1"}
     page = next(entry for entry in served if entry["host"] == capture.host)  # not the last page's late requests
     assert (page["path"], page["status"]) == (capture.start, capture.status)
+
+
+@pytest.mark.browser
+def test_a_page_that_refreshes_itself_at_once_is_read_every_time(bed, lane, fetchers):
+    """Cloudflare's 5xx pages carry ``<meta http-equiv="refresh" content="0">``: the tab reloads them
+    as fast as the test bed answers (tens of times a second), and every read races a navigation."""
+    if "chromium" not in fetchers:
+        pytest.skip("needs Debian's chromium-driver")
+    name = "059-error-cloudflare-cf-502-bad-gateway"
+    capture = bed.web.captures[name]
+    assert '<meta http-equiv="refresh" content="0">' in capture.body
+    verdicts = []
+    for _ in range(6):
+        try:
+            result = fetchers["chromium"].fetch(capture.url, lane.pin("exit1"), timeout=40)
+        finally:
+            lane.release()
+        verdict = judge(result, classify)
+        verdicts.append((result.first.status, verdict.kind, verdict.provider))
+    label = LABELS[f"{name}.har"]
+    assert verdicts == [(capture.status, label["verdict"], label["provider"])] * 6

@@ -22,10 +22,9 @@ class NavigationFails:
         self.error = error
         self.switch_to = SimpleNamespace(window=lambda handle: None)
 
-    def execute_script(self, script):
-        return True  # chrome.benchmarking closed the connections
-
     def execute_cdp_cmd(self, command, params):
+        if command == "Runtime.evaluate":
+            return {"result": {"type": "boolean", "value": True}}  # chrome.benchmarking closed the connections
         return {}
 
     def set_page_load_timeout(self, seconds):

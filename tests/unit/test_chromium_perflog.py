@@ -4,7 +4,7 @@ import json
 import time
 
 import pytest
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 
 from exporter.fetch import chromium
 from exporter.fetch.chromium import ChromiumBrowser, net_error_reason
@@ -110,23 +110,31 @@ def test_each_document_names_its_loader():
 
 
 class LaggingDriver:
-    """A tab that already shows the gate's next page while the log still lacks that page's response."""
+    """A tab that already shows the gate's next page while the log still lacks that page's response.
+
+    The page is read through DevTools: ``Page.getFrameTree`` names the shown
+    document's loader, ``Runtime.evaluate`` reads its URL and source."""
 
     current_url = "https://shop.test/"
 
     def __init__(self, shown: str, pages: list[str], batches: list[list[dict]]):
         self.shown, self.pages, self.batches = shown, pages, batches
 
-    @property
-    def page_source(self):
-        return self.pages[0]
-
     def get_log(self, kind):
         return self.batches.pop(0) if self.batches else []
 
     def execute_cdp_cmd(self, command, params):
+        if command == "Runtime.evaluate":
+            assert params["returnByValue"] and chromium.SHOWN_JS in params["expression"]
+            return {"result": {"type": "object", "value": self.evaluate()}}
         assert command == "Page.getFrameTree"
-        return {"frameTree": {"frame": {"id": TAB, "loaderId": self.shown}}}
+        return {"frameTree": {"frame": {"id": TAB, "loaderId": self.loader(), "url": self.current_url}}}
+
+    def loader(self) -> str:
+        return self.shown
+
+    def evaluate(self) -> list:
+        return [self.current_url, self.pages[0]]
 
 
 def reading(driver) -> ChromiumBrowser:
@@ -167,16 +175,16 @@ def test_a_landing_the_tab_navigated_away_from_is_the_shown_page_with_its_own_st
 
 
 class NavigatingDriver(LaggingDriver):
-    """A tab in the middle of committing a new document: its first reads are aborted by the navigation."""
+    """A tab in the middle of committing a new document: its first reads fail as the context goes."""
 
     aborted = 2
 
-    @property
-    def current_url(self):
+    def evaluate(self):
         if self.aborted:
             self.aborted -= 1
-            raise TimeoutException("timeout\nfrom aborted by navigation: loader has changed while resolving nodes")
-        return "https://shop.test/"
+            raise WebDriverException('unknown error: unhandled inspector error: '
+                                     '{"code":-32000,"message":"Execution context was destroyed."}')
+        return super().evaluate()
 
 
 def test_a_read_aborted_by_a_navigation_is_made_again():
@@ -188,12 +196,34 @@ def test_a_read_aborted_by_a_navigation_is_made_again():
     assert (read.status, read.body, driver.aborted) == (200, "<html>the shop</html>", 0)
 
 
-class TimingOutDriver(LaggingDriver):
-    @property
-    def current_url(self):
+class RefreshingDriver(LaggingDriver):
+    """A page that reloads itself faster than it can be read: each look at the frame finds a new document."""
+
+    looks = 0
+
+    def loader(self):
+        self.looks += 1
+        return f"L{self.looks}"
+
+
+def test_a_page_that_keeps_reloading_is_read_as_its_last_document_once_the_wait_is_over(monkeypatch):
+    monkeypatch.setattr(chromium, "NAVIGATION_WAIT_SECONDS", 0.3)
+    driver = RefreshingDriver("", ["<html>502 bad gateway</html>"], [])
+    started = time.monotonic()
+    loader, url, source = reading(driver)._shown()
+    assert 0.3 <= time.monotonic() - started < 1.0
+    assert (url, source) == ("https://shop.test/", "<html>502 bad gateway</html>")
+    assert driver.looks > 2 and loader == f"L{driver.looks - 1}", "the loader read just before the source"
+
+
+class DeadRenderer(LaggingDriver):
+    def evaluate(self):
         raise TimeoutException("timeout: Timed out receiving message from renderer")
 
 
-def test_other_driver_errors_are_not_read_again():
+def test_a_read_that_never_succeeds_fails_once_the_wait_is_over(monkeypatch):
+    monkeypatch.setattr(chromium, "NAVIGATION_WAIT_SECONDS", 0.3)
+    started = time.monotonic()
     with pytest.raises(TimeoutException, match="receiving message from renderer"):
-        reading(TimingOutDriver("L1", ["<html></html>"], []))._shown()
+        reading(DeadRenderer("L1", ["<html></html>"], []))._shown()
+    assert 0.3 <= time.monotonic() - started < 1.0
