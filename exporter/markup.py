@@ -50,16 +50,24 @@ RAW_TEXT = frozenset(("script", "style", "xmp", "iframe", "noembed", "noframes",
 # Generous for real pages (a long encyclopedia article has ~100,000 tokens), small enough
 # that reading a page never takes more than a second or two of one core.
 MAX_TOKENS = 1_000_000
+# How far one match may look.  ``re`` holds the GIL for a whole match, and a tag of unclosed
+# "<a <a <a" runs to the page's end: one 3 MB match held every other thread (the web
+# server's too) for 0.2 s.  Text reads on a window at a time; a tag still open at the
+# window's edge ends at the next ">" (str.find, fast), so only a quoted ">" beyond the
+# window is misread.
+MATCH_WINDOW = 65536
 
 _WS = "\t\n\f\r "
 _ATTRIBUTE = (rf"[^{_WS}/>][^{_WS}/>=]*+"
               rf"""(?:[{_WS}]*+=[{_WS}]*+(?:"[^"]*+"?|'[^']*+'?|[^{_WS}>]*+))?""")
 # One token from where it starts: text (a "<" that opens nothing is text), a tag, a comment's
 # opening, a bogus comment or doctype.
-_TOKEN = re.compile(r"(?:[^<]++|<(?![A-Za-z!?/]))+"
-                    rf"|<(/?)([A-Za-z][^{_WS}/>]*+)((?:[{_WS}/]*+{_ATTRIBUTE})*)[{_WS}/]*+(>?)"
+_TEXT_RUN = r"(?:[^<]++|<(?![A-Za-z!?/]))+"
+_TOKEN = re.compile(_TEXT_RUN
+                    + rf"|<(/?)([A-Za-z][^{_WS}/>]*+)((?:[{_WS}/]*+{_ATTRIBUTE})*)[{_WS}/]*+(>?)"
                     r"|<!--|<[!?/][^>]*+>?")
 ATTRIBUTE = re.compile(rf"""([^{_WS}/>][^{_WS}/>=]*+)(?:[{_WS}]*+=[{_WS}]*+(?:"([^"]*+)"?|'([^']*+)'?|([^{_WS}>]*+)))?""")
+_TEXT = re.compile(_TEXT_RUN)
 _COMMENT_END = re.compile(r"--!?>")
 # A JavaScript string literal or comment; one left open runs to the end of its line (of the
 # input for templates and block comments), so a match never fails once it has started.
@@ -83,11 +91,15 @@ def tokens(page: str, max_tokens: int | None = None) -> Iterator[tuple[int, str,
     match = _TOKEN.match
     pos = count = 0
     while pos < size:
-        token = match(page, pos)
+        edge = min(size, pos + MATCH_WINDOW)
+        token = match(page, pos, edge)
         end = token.end()
         name = token[2]
         if name is None:
-            if page[pos] != "<" or page[pos + 1:pos + 2] not in ("!", "?", "/"):
+            text = page[pos] != "<" or page[pos + 1:pos + 2] not in ("!", "?", "/")
+            if end == edge < size:  # cut by the window
+                end = _text_end(page, end) if text else match(page, pos).end()  # [^>]*+: a fast scan
+            if text:
                 yield TEXT, "", pos, end, 0
             elif end - pos == 4 and page.startswith("<!--", pos):
                 end = _comment_end(page, pos)
@@ -96,7 +108,11 @@ def tokens(page: str, max_tokens: int | None = None) -> Iterator[tuple[int, str,
         count += 1
         if count > max_tokens:
             raise PageTooComplex(max_tokens)
-        if not token[4]:  # the input ended inside the tag: the tag and the rest are dropped
+        if not token[4] and end == edge < size:  # a tag longer than the window: it ends at the next ">"
+            end = page.find(">", edge) + 1 or size
+            if page[end - 1] != ">":
+                return
+        elif not token[4]:  # the input ended inside the tag: the tag and the rest are dropped
             return
         name = name.lower()
         if token[1]:
@@ -110,6 +126,23 @@ def tokens(page: str, max_tokens: int | None = None) -> Iterator[tuple[int, str,
             stop = close.start() if close else size
             yield RAW, name, pos, stop, 0
             pos = stop
+
+
+def _text_end(page: str, end: int) -> int:
+    """Where text that a window cut at ``end`` ends: read on, a window at a time.  A "<" just
+    before a window's edge is read again in the next window, where its lookahead sees the
+    character after it."""
+    size = len(page)
+    while True:
+        if page[end - 1] == "<":
+            end -= 1
+        edge = min(size, end + MATCH_WINDOW)
+        more = _TEXT.match(page, end, edge)
+        if more is None:
+            return end
+        end = more.end()
+        if end < edge or edge == size:
+            return end
 
 
 def _comment_end(page: str, lt: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from exporter import markup
 from exporter.markup import (
     END,
     JS_LITERAL,
@@ -92,3 +93,39 @@ def test_no_group_is_repeated_possessively_which_python_before_3_11_5_gets_wrong
 
     patterns = [value.pattern for value in vars(markup).values() if isinstance(value, regex.Pattern)]
     assert patterns and not [p for p in patterns if regex.search(r"\)[*+?]\+", p)]
+
+
+class Recorded:
+    """The token expression, with the longest stretch any one match was allowed to read."""
+
+    def __init__(self, pattern):
+        self.pattern, self.longest = pattern, 0
+
+    def match(self, page, pos, endpos=None):
+        self.longest = max(self.longest, (len(page) if endpos is None else endpos) - pos)
+        return self.pattern.match(page, pos, len(page) if endpos is None else endpos)
+
+
+@pytest.mark.parametrize("page", ["<a " * 100_000 + "</body>", "<a " * 100_000, "<3 " * 100_000 + "<p>x",
+                                  "x" * 300_000 + "<p>y", "<img alt='" + "x" * 300_000 + "'>z"])
+def test_no_match_reads_past_the_window_so_no_page_holds_the_gil_long(monkeypatch, page):
+    """``re`` holds the GIL for a whole match: a 3 MB tag held the web server for 0.2 s."""
+    expected = read(page)
+    recorded = Recorded(markup._TOKEN)
+    monkeypatch.setattr(markup, "_TOKEN", recorded)
+    assert read(page) == expected
+    assert recorded.longest <= markup.MATCH_WINDOW
+
+
+@pytest.mark.parametrize("page", [
+    "<img src=data:" + "x" * 100 + ">after",  # a tag longer than the window ends at its ">"
+    "<a " * 50,  # and one that never closes is dropped with the rest (eof-in-tag)
+    "x" * 15 + "<p>y</p>" + "z" * 40 + "<b>",  # text cut by a window reads on
+    "x" * 15 + "<" + "p>y",  # a "<" at a window's edge: its lookahead sees the letter after it
+    "x" * 15 + "<" + " y" * 30,
+    "<!" + "x" * 40 + ">t",  # a bogus comment longer than the window
+])
+def test_a_small_window_reads_every_page_as_one_that_fits(monkeypatch, page):
+    expected = read(page)
+    monkeypatch.setattr(markup, "MATCH_WINDOW", 16)
+    assert read(page) == expected
