@@ -40,9 +40,6 @@ class MetricsOnly:
                 counter.labels(f"t{target}", f"e{exit}").inc()
         self.exposition = Exposition(registry)
 
-    def ready(self):
-        return True, "ok"
-
 
 def read_pages(stop: threading.Event, counts: list[int]) -> None:
     response = Response("https://news.test/", 200, (("Content-Type", "text/html"),), PAGE)

@@ -108,12 +108,13 @@ def tokens(page: str, max_tokens: int | None = None) -> Iterator[tuple[int, str,
         count += 1
         if count > max_tokens:
             raise PageTooComplex(max_tokens)
-        if not token[4] and end == edge < size:  # a tag longer than the window: it ends at the next ">"
-            end = page.find(">", edge) + 1 or size
-            if page[end - 1] != ">":
+        if not token[4]:
+            # a tag longer than the window ends at the next ">"; one the input ends inside
+            # is dropped with the rest (eof-in-tag)
+            close = page.find(">", edge) if end == edge < size else -1
+            if close < 0:
                 return
-        elif not token[4]:  # the input ended inside the tag: the tag and the rest are dropped
-            return
+            end = close + 1
         name = name.lower()
         if token[1]:
             yield END, name, pos, end, 0
