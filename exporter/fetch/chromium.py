@@ -93,8 +93,9 @@ CHROMIUM_ARGUMENTS = (
 DOCUMENT_LOG_WAIT_SECONDS = 2.0
 NAVIGATION_WAIT_SECONDS = 2.0  # how long a read is made again while the tab commits new documents
 
-# The page shown, as ChromeDriver's page source reads it (doctype included).
-SHOWN_JS = "return [document.URL, new XMLSerializer().serializeToString(document)];"
+# The page shown, as ChromeDriver's page source reads it (doctype included), and whether the
+# parser is done with it (readyState "loading": only what has arrived so far is in the DOM).
+SHOWN_JS = "return [document.URL, document.readyState, new XMLSerializer().serializeToString(document)];"
 # chrome.benchmarking exists with --enable-net-benchmarking: drop every pooled
 # connection (they run over the previous exit's circuit) and cached DNS answers.
 CLOSE_CONNECTIONS_JS = (
@@ -257,23 +258,30 @@ class ChromiumBrowser(BrowserSession):
         http-equiv="refresh" content="0">``) does that all the time.  One
         ``Runtime.evaluate`` reads the URL and the source together, and the
         frame's loader id, read before and after it, names their document.
-        While the tab keeps committing new documents the read is made again,
-        for up to NAVIGATION_WAIT_SECONDS; then the last read is taken.
+        A document is committed as soon as its response headers arrive, and
+        parsed as its body comes in: one read between the two would see a
+        page cut short (an empty body, no vendor markers), so a document whose
+        readyState is still "loading" is read again too.  While the tab keeps
+        committing new documents, or one stays unparsed, the read is made
+        again for up to NAVIGATION_WAIT_SECONDS; then the last fully parsed
+        read is taken, or the last read if none was.
         """
         deadline = time.monotonic() + NAVIGATION_WAIT_SECONDS
-        last = None
+        last = parsed = None
         while True:
             try:
                 frame = self._shown_frame()
-                url, source = self._run_script(SHOWN_JS)
+                url, ready_state, source = self._run_script(SHOWN_JS)
                 last = frame["loaderId"], url, source
-                if self._shown_loader() == frame["loaderId"]:
-                    return last
+                if ready_state != "loading":
+                    parsed = last
+                    if self._shown_loader() == frame["loaderId"]:
+                        return last
             except WebDriverException:  # the document went with a navigation while it was read
                 if time.monotonic() >= deadline and last is None:
                     raise
             if time.monotonic() >= deadline and last is not None:
-                return last
+                return parsed or last
             time.sleep(0.05)
 
     def _shown_frame(self) -> dict:

@@ -88,7 +88,9 @@ def test_a_page_that_refreshes_itself_at_once_is_read_every_time(bed, lane, fetc
     name = "059-error-cloudflare-cf-502-bad-gateway"
     capture = bed.web.captures[name]
     assert '<meta http-equiv="refresh" content="0">' in capture.body
-    verdicts = []
+    label = LABELS[f"{name}.har"]
+    expected = (capture.status, label["verdict"], label["provider"])
+    verdicts, misread = [], []
     for _ in range(6):
         try:
             result = fetchers["chromium"].fetch(capture.url, lane.pin("exit1"), timeout=40)
@@ -96,5 +98,6 @@ def test_a_page_that_refreshes_itself_at_once_is_read_every_time(bed, lane, fetc
             lane.release()
         verdict = judge(result, classify)
         verdicts.append((result.first.status, verdict.kind, verdict.provider))
-    label = LABELS[f"{name}.har"]
-    assert verdicts == [(capture.status, label["verdict"], label["provider"])] * 6
+        if verdicts[-1] != expected:  # which page was read, so a failure says what the tab showed
+            misread.append((result.first.url, len(result.first.body), result.first.body[:400]))
+    assert verdicts == [expected] * 6, misread

@@ -134,7 +134,7 @@ class LaggingDriver:
         return self.shown
 
     def evaluate(self) -> list:
-        return [self.current_url, self.pages[0]]
+        return [self.current_url, "complete", self.pages[0]]
 
 
 def reading(driver) -> ChromiumBrowser:
@@ -214,6 +214,49 @@ def test_a_page_that_keeps_reloading_is_read_as_its_last_document_once_the_wait_
     assert 0.3 <= time.monotonic() - started < 1.0
     assert (url, source) == ("https://shop.test/", "<html>502 bad gateway</html>")
     assert driver.looks > 2 and loader == f"L{driver.looks - 1}", "the loader read just before the source"
+
+
+class ParsingDriver(LaggingDriver):
+    """A document just committed: the parser has not yet had its body for the first ``unparsed`` reads."""
+
+    unparsed = 3
+
+    def evaluate(self):
+        if self.unparsed:
+            self.unparsed -= 1
+            return [self.current_url, "loading", "<html><head></head><body></body></html>"]
+        return super().evaluate()
+
+
+def test_a_document_still_being_parsed_is_read_again_once_its_body_is_in():
+    driver = ParsingDriver("L1", ['<html><body><div id="cf-error-details">502</div></body></html>'], [])
+    assert (reading(driver)._shown(), driver.unparsed) == (
+        ("L1", "https://shop.test/", '<html><body><div id="cf-error-details">502</div></body></html>'), 0)
+
+
+def test_a_document_never_parsed_is_read_as_it_is_once_the_wait_is_over(monkeypatch):
+    monkeypatch.setattr(chromium, "NAVIGATION_WAIT_SECONDS", 0.3)
+    driver = ParsingDriver("L1", ["<html>never</html>"], [])
+    driver.unparsed = 10**6
+    started = time.monotonic()
+    assert reading(driver)._shown() == ("L1", "https://shop.test/", "<html><head></head><body></body></html>")
+    assert 0.3 <= time.monotonic() - started < 1.0
+
+
+class RefreshingParsingDriver(RefreshingDriver):
+    """A page that reloads itself, read alternately complete and just after a commit."""
+
+    def evaluate(self):
+        if self.looks % 4 == 1:
+            return [self.current_url, "loading", "<html><head></head><body></body></html>"]
+        return super().evaluate()
+
+
+def test_a_page_that_keeps_reloading_is_read_as_its_last_parsed_document(monkeypatch):
+    monkeypatch.setattr(chromium, "NAVIGATION_WAIT_SECONDS", 0.3)
+    for _ in range(3):  # the wait may end on either kind of read
+        _, _, source = reading(RefreshingParsingDriver("", ["<html>502 bad gateway</html>"], []))._shown()
+        assert source == "<html>502 bad gateway</html>"
 
 
 class DeadRenderer(LaggingDriver):
