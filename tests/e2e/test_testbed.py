@@ -42,7 +42,7 @@ def extend_circuit(controller, path, attempts=10, builds=3):
     of this module failed with "DESTROYED" (a relay on the path sent a DESTROY cell), on a
     loaded 2-core machine.  Its remote reason is logged, and kept in the error if all fail.
     """
-    destroyed = []
+    failed = []
     for attempt in range(attempts):
         try:
             return controller.new_circuit(path, await_build=True, timeout=20)
@@ -50,10 +50,10 @@ def extend_circuit(controller, path, attempts=10, builds=3):
             if "No descriptor" not in str(exc) or attempt == attempts - 1:
                 raise
         except CircuitExtensionFailed as exc:
-            destroyed.append(f"{exc.circ.reason}/{exc.circ.remote_reason}" if exc.circ else str(exc))
-            log.warning("circuit %s failed to build: %s", path, destroyed[-1])
-            if len(destroyed) == builds:
-                raise CircuitExtensionFailed(f"circuit {path} failed {builds} times: {destroyed}") from exc
+            failed.append(f"{exc.circ.reason}/{exc.circ.remote_reason}" if exc.circ else str(exc))
+            log.warning("circuit %s failed to build: %s", path, failed[-1])
+            if len(failed) == builds or attempt == attempts - 1:
+                raise CircuitExtensionFailed(f"circuit {path} failed {len(failed)} times: {failed}") from exc
         time.sleep(0.5)
 
 
