@@ -96,6 +96,7 @@ class StreamClosed(StrEnum):
     """Why the exporter closed a stream of a lane: the `reason` label of captcha_streams_closed_total."""
 
     STRAY = "stray"  # opened while no probe ran on the lane
+    CIRCUIT_CLOSED = "circuit_closed"  # opened during a probe after tor closed the lane's circuit
     DENIED = "denied"  # to a host in tor.deny_hosts
 
 

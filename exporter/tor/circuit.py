@@ -15,6 +15,12 @@ while a probe runs on it; a stream it opens at any other time (a browser's
 background traffic, or a page still busy after its probe) is closed, logged
 and counted as ``stray``.
 
+Tor may close a pinned circuit itself: a relay on the path sends DESTROY
+(CIRC CLOSED with REASON=DESTROYED and the relay's REMOTE_REASON), or its
+channel closes.  The probe on that lane then cannot reach its exit; its later
+streams are closed and counted as ``circuit_closed``, not ``stray``, and the
+CIRC event's reasons are logged, until the lane is pinned again or released.
+
 A stream to an onion service never goes through an exit: tor must fetch the
 service's descriptor and build the rendezvous circuit itself, which a
 controller cannot do.  So a new stream to a ``.onion`` host is handed back to
@@ -171,6 +177,7 @@ class CircuitPinner:
         self._lanes = {lane.session_group: lane for lane in lanes}
         self._deny_hosts = tuple(host.lower() for host in deny_hosts)
         self._circuits: dict[int, str] = {}  # session group → pinned circuit id
+        self._lost: dict[int, str] = {}  # session group → how tor closed its pinned circuit (until re-pin/release)
         self._reattached: set[str] = set()  # stream ids re-attached once after DETACHED
         self._waiters: set[queue.Queue] = set()  # CIRC event queues of pin() calls in progress
         self._lock = threading.Lock()
@@ -241,6 +248,7 @@ class CircuitPinner:
                 continue
             with self._lock:
                 self._circuits[lane.session_group] = circuit_id
+                self._lost.pop(lane.session_group, None)
             return circuit_id
         raise CircuitError(failure.reason, f"lane {lane.index}: no circuit to exit {exit.fingerprint}: {failure}")
 
@@ -248,12 +256,18 @@ class CircuitPinner:
         """Close the lane's circuit; its later streams are closed until the next pin()."""
         with self._lock:
             circuit_id = self._circuits.pop(lane.session_group, None)
+            self._lost.pop(lane.session_group, None)
         if circuit_id:
             self._close_circuit(circuit_id)
 
     def circuit_of(self, lane: Lane) -> str | None:
         with self._lock:
             return self._circuits.get(lane.session_group)
+
+    def lost(self, lane: Lane) -> str | None:
+        """How tor closed the lane's pinned circuit, while the lane is still pinned; None otherwise."""
+        with self._lock:
+            return self._lost.get(lane.session_group)
 
     def _family_of(self, fingerprint: str) -> list[str]:
         """The exit's declared family, from its server descriptor or else its microdescriptor."""
@@ -306,12 +320,20 @@ class CircuitPinner:
     # -- event listeners (stem's event thread: no slow calls here) ---------
 
     def _on_circ(self, event) -> None:
+        lost = []
         with self._lock:
             waiters = list(self._waiters)
             if event.status in (CircStatus.FAILED, CircStatus.CLOSED):
                 for group, circuit_id in list(self._circuits.items()):
-                    if circuit_id == event.id:
+                    if circuit_id == event.id:  # not ours to close: release() unpins before CLOSECIRCUIT
                         del self._circuits[group]
+                        self._lost[group] = (f"circuit {event.id} {event.status.lower()} by tor: "
+                                             f"{event.reason}/{event.remote_reason}")
+                        lost.append(self._lanes[group])
+        for lane in lost:
+            log.warning("pinned circuit closed by tor", extra={"lane": lane.index, "circuit": event.id,
+                                                                "reason": event.reason,
+                                                                "remote_reason": event.remote_reason})
         for waiter in waiters:
             waiter.put(event)
 
@@ -345,10 +367,15 @@ class CircuitPinner:
         if host.endswith(".onion"):
             self._leave_to_tor(event, lane)
         elif circuit_id is None:
-            log.warning("stray stream closed", extra={"lane": lane.index, "stream": event.id,
-                                                      "target": f"{host}:{event.target_port}"})
-            self._on_closed(StreamClosed.STRAY)  # counted before the client can see its stream fail
-            self._close_stream(event.id, f"lane {lane.index}: no probe runs on it")
+            where = {"lane": lane.index, "stream": event.id, "target": f"{host}:{event.target_port}"}
+            lost = self.lost(lane)
+            if lost is None:
+                log.warning("stray stream closed", extra=where)
+                self._on_closed(StreamClosed.STRAY)  # counted before the client can see its stream fail
+            else:
+                log.warning("stream closed: tor closed its lane's circuit", extra={**where, "why": lost})
+                self._on_closed(StreamClosed.CIRCUIT_CLOSED)
+            self._close_stream(event.id, f"lane {lane.index}: {lost or 'no probe runs on it'}")
         elif host_denied(host, self._deny_hosts):
             self._on_closed(StreamClosed.DENIED)
             self._close_stream(event.id, f"lane {lane.index}: {host} is in tor.deny_hosts")

@@ -1,5 +1,6 @@
 """First-hop choice, failure reasons, and the pinner's circuit/stream handling against a scripted controller."""
 
+import logging
 import random
 import threading
 import time
@@ -134,8 +135,9 @@ class ScriptedController:
             self.circ(new_id, outcome[0], outcome[1])
         return new_id
 
-    def circ(self, circ_id, status, reason=None):
-        self.listeners[EventType.CIRC](SimpleNamespace(id=circ_id, status=status, reason=reason))
+    def circ(self, circ_id, status, reason=None, remote_reason=None):
+        self.listeners[EventType.CIRC](SimpleNamespace(id=circ_id, status=status, reason=reason,
+                                                       remote_reason=remote_reason))
 
     def close_circuit(self, circuit_id):
         self.calls.append(("close_circuit", circuit_id))
@@ -326,16 +328,32 @@ def test_detached_streams_are_reattached_once_unless_the_exit_ended_them():
     assert controller.calls == [("attach", "1", circuit), ("close_stream", "1"), ("close_stream", "2")]
 
 
-def test_streams_of_a_lane_whose_circuit_closed_are_closed():
-    controller, pinner = started(["BUILT"])
+def test_streams_of_a_lane_whose_circuit_tor_closed_are_closed_and_counted_as_such(caplog):
+    closed = []
+    controller, pinner = started(["BUILT", "BUILT"], closed=closed)
     circuit = pinner.pin(LANES[0], EXIT, RELAYS)
-    controller.circ(circuit, "CLOSED", "DESTROYED")
+    with caplog.at_level(logging.WARNING, logger="exporter.tor.circuit"):
+        controller.circ(circuit, "CLOSED", "DESTROYED", "CHANNEL_CLOSED")  # a relay sent DESTROY
     assert pinner.circuit_of(LANES[0]) is None
+    assert pinner.lost(LANES[0]) == f"circuit {circuit} closed by tor: DESTROYED/CHANNEL_CLOSED"
+    assert [(r.message, r.reason, r.remote_reason) for r in caplog.records] == [
+        ("pinned circuit closed by tor", "DESTROYED", "CHANNEL_CLOSED")]
     controller.calls.clear()
-    controller.stream("1", "NEW", "news.test", 1000)
+    controller.stream("1", "NEW", "news.test", 1000)  # the probe still runs: not stray
     controller.stream("2", "NEW", "news.test", 1001)  # lane 1 was never pinned
     handled(pinner)
     assert controller.calls == [("close_stream", "1"), ("close_stream", "2")]
+    assert closed == ["circuit_closed", "stray"]
+    pinner.pin(LANES[0], EXIT, RELAYS)  # the next probe's circuit
+    assert pinner.lost(LANES[0]) is None
+
+
+def test_a_circuit_we_released_is_not_reported_lost():
+    controller, pinner = started(["BUILT"])
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    pinner.release(LANES[0])
+    controller.circ(circuit, "CLOSED", "REQUESTED")  # tor's answer to our CLOSECIRCUIT
+    assert pinner.lost(LANES[0]) is None
 
 
 def test_a_failed_attach_closes_the_stream():
