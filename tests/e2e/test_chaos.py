@@ -276,8 +276,10 @@ def test_a_reload_that_changes_nothing_about_tor_keeps_our_launched_tor(testbed,
                                                                            "NumEntryGuards": "2"}}})
     reloaded = time.monotonic()
     assert reload(exporter, "post")[0] == 200
-    wait_for(lambda: our_tor() and our_tor() != first, 60, "a new tor for the new torrc")
+    # one read per look: the old tor stops before the new one starts, so two reads can see [old], then []
+    wait_for(lambda: (now := our_tor()) and now != first, 60, "a new tor for the new torrc")
     second = our_tor()
+    assert len(second) == 1 and second != first, second
     before = probes_done(exporter, "news")  # the old tor's probes ended before it was stopped
     wait_for(lambda: probes_done(exporter, "news") > before, 180, "probing through the new tor")
     figures(first_probe_seconds=f"{bootstrap_seconds:.1f}", probing_again_same_tor_seconds=f"{resumed_seconds:.1f}",
