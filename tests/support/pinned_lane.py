@@ -60,6 +60,10 @@ class PinnedLane:
     def release(self) -> None:
         self.pinner.release(self.lane)
 
+    def lost(self) -> str | None:
+        """How tor closed the lane's pinned circuit (a relay's DESTROY, a closed channel), or None."""
+        return self.pinner.lost(self.lane)
+
     def close(self):
         self.pinner.stop()
         self.tor.close()
