@@ -20,6 +20,7 @@ certificate check keep using the name.
 from __future__ import annotations
 
 import functools
+import re
 import ssl
 import time
 from urllib.parse import urljoin
@@ -192,8 +193,27 @@ def _remaining(deadline: float, url: str) -> float:
     return left
 
 
+# tor's SOCKS5 replies for a failed onion service connection on an ExtendedErrors port (proposal 304)
+ONION_SOCKS_REPLIES = {
+    0xF0: "onion service descriptor can not be found",
+    0xF1: "onion service descriptor is invalid",
+    0xF2: "onion service introduction failed",
+    0xF3: "onion service rendezvous failed",
+    0xF4: "onion service missing client authorization",
+    0xF5: "onion service wrong client authorization",
+    0xF6: "onion service address is invalid",
+    0xF7: "onion service introduction timed out",
+}
+# PySocks words a refused SOCKS5 request "0x04: Host unreachable" at the end of urllib3's long message
+_SOCKS_REPLY = re.compile(r"\b0x([0-9a-f]{2}): ([A-Za-z][A-Za-z ]*)")
+
+
 def _short(exc: Exception) -> str:
+    """The error's text in at most 200 characters; when tor refused the stream, its SOCKS5 reply."""
     text = str(exc)
+    if reply := _SOCKS_REPLY.search(text):
+        code = int(reply.group(1), 16)
+        return f"tor answered SOCKS5 reply {code:#04x}: {ONION_SOCKS_REPLIES.get(code, reply.group(2))}"
     return text if len(text) <= 200 else text[:197] + "..."
 
 

@@ -5,6 +5,9 @@ of every stream as ``SESSION_GROUP`` in STREAM events, which is how the
 circuit pinner knows a stream's lane (Chromium cannot send SOCKS credentials,
 so usernames cannot be the mapping).  The lanes are added with ``SETCONF
 SocksPort`` listing the existing ports plus ours, and removed on close.
+Our ports carry ``ExtendedErrors`` (proposal 304): a failed connection to an
+onion service is answered with a SOCKS5 reply of its own, X'F0'–X'F7'
+(descriptor not found, introduction failed, …), not a general failure.
 """
 
 from __future__ import annotations
@@ -123,7 +126,8 @@ def add_lanes(controller: Controller, count: int, host: str = "127.0.0.1", attem
     first_group = max([FIRST_SESSION_GROUP - 1, *used_groups]) + 1
     for _ in range(attempts):
         lanes = [Lane(index, host, _free_port(host), first_group + index) for index in range(count)]
-        ours = [f"{lane.socks_host}:{lane.socks_port} SessionGroup={lane.session_group}" for lane in lanes]
+        ours = [f"{lane.socks_host}:{lane.socks_port} SessionGroup={lane.session_group} ExtendedErrors"
+                for lane in lanes]
         try:
             controller.set_options({"SocksPort": existing + ours})
             return lanes

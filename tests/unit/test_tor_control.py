@@ -40,7 +40,7 @@ def test_lanes_keep_existing_ports_and_get_their_own_session_groups():
     assert len({lane.socks_port for lane in lanes}) == 3
     assert controller.conf["SocksPort"] == [
         "127.0.0.1:9050", "127.0.0.1:9060 SessionGroup=1003 IsolateDestAddr",
-        *(f"127.0.0.1:{lane.socks_port} SessionGroup={lane.session_group}" for lane in lanes),
+        *(f"127.0.0.1:{lane.socks_port} SessionGroup={lane.session_group} ExtendedErrors" for lane in lanes),
     ]
 
 
@@ -49,7 +49,7 @@ def test_a_disabled_socks_port_is_dropped_and_a_refused_setconf_is_retried():
     lanes = add_lanes(controller, 1)
     assert lanes[0].session_group == FIRST_SESSION_GROUP
     assert len(controller.attempts) == 2
-    assert controller.conf["SocksPort"] == [f"127.0.0.1:{lanes[0].socks_port} SessionGroup={FIRST_SESSION_GROUP}"]
+    assert controller.conf["SocksPort"] == [f"127.0.0.1:{lanes[0].socks_port} SessionGroup={FIRST_SESSION_GROUP} ExtendedErrors"]
     with pytest.raises(stem.InvalidRequest):
         add_lanes(ConfController([], refusals=3), 1)
 
