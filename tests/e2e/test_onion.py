@@ -68,7 +68,8 @@ def test_the_onion_route_avoids_the_challenge_the_exit_route_meets(bed, run_expo
     print(f"forum: {tor:.0f} probes through exits, {onion:.0f} through the onion service")
     assert total(samples, "captcha_challenges_total", target="forum", route="tor", provider="cloudflare") == tor > 0
     assert total(samples, "captcha_challenges_total", target="forum", route="onion") == 0
-    assert onion >= 2 and total(samples, "captcha_probe_errors_total", target="forum", route="onion") == 0
+    failed = [line for line in exporter.log.read_text().splitlines() if "probe failed" in line and "route=onion" in line]
+    assert onion >= 2 and total(samples, "captcha_probe_errors_total", target="forum", route="onion") == 0, failed
     assert total(samples, "captcha_probes_total", target="forum", route="onion", country="") == onion, "no exit"
     served = [r for r in bed.edge.requests()[before:] if r["site"] == "forum"]
     through_onion = [r for r in served if r["exit"] == "onion"]
