@@ -127,7 +127,7 @@ def test_connect_mode_adds_a_socks_port_per_lane_and_restores_them_on_close(stat
         during = controller.get_conf("SocksPort", multiple=True)
         assert during[: len(before["SocksPort"])] == before["SocksPort"]
         for lane in ours.lanes:
-            assert f"{lane.socks_host}:{lane.socks_port} SessionGroup={lane.session_group}" in during
+            assert f"{lane.socks_host}:{lane.socks_port} SessionGroup={lane.session_group} ExtendedErrors" in during
             socket.create_connection((lane.socks_host, lane.socks_port), timeout=2).close()
         assert controller.get_conf("FetchUselessDescriptors") == "1"
         assert controller.get_conf("UseMicrodescriptors") == "0"
