@@ -31,6 +31,17 @@ _AUTHORITY_SCHEDULE = (
 )
 
 
+# On loopback a hop answers in microseconds, so a learned build timeout comes out at ~50 ms and a
+# busy machine then fails circuits with REASON=TIMEOUT. Real clients learn from real round trips;
+# here one fixed, generous timeout is truer.  Both tors that build circuits of their own need it: the
+# client, and the onion service, which builds one to each client's rendezvous point and gives up
+# after two timed-out tries (the client then waits for a RENDEZVOUS2 cell that never comes).
+_FIXED_BUILD_TIMEOUT = (
+    ("LearnCircuitBuildTimeout", "0"),
+    ("CircuitBuildTimeout", "30"),
+)
+
+
 @dataclass
 class TorNode:
     """One tor process of the test bed, as its torrc describes it."""
@@ -91,14 +102,10 @@ def torrc(node: TorNode, authorities: list[TorNode], *, resolv_conf: Path, relay
             # later time: boot often waits on the second consensus (the first lacks most relays).
             ("FetchDirInfoEarly", "1"),
             ("FetchDirInfoExtraEarly", "1"),
-            # On loopback a hop answers in microseconds, so a learned build timeout comes out at
-            # milliseconds and a busy machine then fails circuits with REASON=TIMEOUT. Real
-            # clients learn from real round trips; here one fixed, generous timeout is truer.
-            ("LearnCircuitBuildTimeout", "0"),
-            ("CircuitBuildTimeout", "30"),
+            *_FIXED_BUILD_TIMEOUT,
         ]
     elif node.role == "onion":
-        lines += [("SocksPort", "0")]
+        lines += [("SocksPort", "0"), *_FIXED_BUILD_TIMEOUT]
     else:
         lines += _relay_lines(node, resolv_conf)
     if node.role == "authority":

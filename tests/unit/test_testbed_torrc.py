@@ -144,8 +144,11 @@ def test_with_delays_every_relay_advertises_the_relays_port_and_listens_on_its_o
     assert f"orport={authority.or_port} " in values(options(net, net.client), "DirAuthority")[0]
 
 
-def test_the_client_keeps_a_fixed_circuit_build_timeout(network):
-    """A timeout learned from loopback round trips would be milliseconds long."""
-    opts = options(network, network.client)
-    assert values(opts, "LearnCircuitBuildTimeout") == ["0"]
-    assert int(values(opts, "CircuitBuildTimeout")[0]) >= 10
+def test_the_client_and_the_onion_service_keep_a_fixed_circuit_build_timeout(network, tmp_path):
+    """A timeout learned from loopback round trips would be milliseconds long; relays build no
+    circuits of their own worth timing."""
+    onion = TorNode("onion", "onion", tmp_path / "onion")
+    for node in (network.client, onion):
+        opts = options(network, node)
+        assert values(opts, "LearnCircuitBuildTimeout") == ["0"], node.nickname
+        assert int(values(opts, "CircuitBuildTimeout")[0]) >= 10, node.nickname
