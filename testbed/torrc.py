@@ -103,6 +103,9 @@ def torrc(node: TorNode, authorities: list[TorNode], *, resolv_conf: Path, relay
             ("FetchDirInfoEarly", "1"),
             ("FetchDirInfoExtraEarly", "1"),
             *_FIXED_BUILD_TIMEOUT,
+            # Why tor gave up on an onion stream is logged only at info level (the rend domain alone
+            # is a few lines per onion connection); tests read it to tell tor's reasons apart.
+            ("Log", f"[rend]info file {node.data_dir / 'rend.log'}"),
         ]
     elif node.role == "onion":
         lines += [("SocksPort", "0"), *_FIXED_BUILD_TIMEOUT]

@@ -8,6 +8,14 @@ told ``onion: auto``, learns the onion URL from the exit route's answers and
 probes it with no exit: the exit route's challenges and the onion route's
 normal pages must show apart in /metrics, and the edge must have served the
 onion route through the onion service.
+
+The test bed's onion-service time period is 4 minutes (one shared-random run of
+24 ten-second votes) where the Tor network's is a day.  A probe whose stream
+tor holds while the client moves into the next period can fail: the old
+descriptor expires, the new one lists other introduction points, and tor
+drops the stream it was introducing ("Unable to find introduction point",
+SOCKS5 reply 0x01) instead of trying them.  Such a failure is tor's, and only
+one that the client's rend log explains so is let pass.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -33,6 +42,14 @@ from testbed.ports import free_ports
 pytestmark = pytest.mark.e2e
 
 POLICY = {"sites": {"forum": {"default": {"behaviour": "challenge", "delay": 1}, "exits": {"onion": "ok"}}}}
+INTRO_POINT_GONE = "Unable to find introduction point for service"  # tor's hs_client.c, rend domain, info level
+
+
+def intro_points_gone(bed) -> int:
+    """How often the client dropped an onion stream because the service's new descriptor no longer
+    listed the introduction point it was introducing through."""
+    log = Path(bed.state()["client"]["data_directory"]) / "rend.log"
+    return log.read_text(errors="replace").count(INTRO_POINT_GONE) if log.exists() else 0
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +78,7 @@ def probe_forum(bed, run_exporter, tmp_path, fetchers: list[str], onion: str):
 
 
 def test_the_onion_route_avoids_the_challenge_the_exit_route_meets(bed, run_exporter, tmp_path):
-    before = len(bed.edge.requests())
+    before, gone_before = len(bed.edge.requests()), intro_points_gone(bed)
     exporter, samples = probe_forum(bed, run_exporter, tmp_path, ["http"], "auto")
     tor = total(samples, "captcha_probes_total", target="forum", route="tor")
     onion = total(samples, "captcha_probes_total", target="forum", route="onion")
@@ -69,7 +86,11 @@ def test_the_onion_route_avoids_the_challenge_the_exit_route_meets(bed, run_expo
     assert total(samples, "captcha_challenges_total", target="forum", route="tor", provider="cloudflare") == tor > 0
     assert total(samples, "captcha_challenges_total", target="forum", route="onion") == 0
     failed = [line for line in exporter.log.read_text().splitlines() if "probe failed" in line and "route=onion" in line]
-    assert onion >= 2 and total(samples, "captcha_probe_errors_total", target="forum", route="onion") == 0, failed
+    errors = total(samples, "captcha_probe_errors_total", target="forum", route="onion")
+    explained = intro_points_gone(bed) - gone_before  # see the module docstring
+    assert onion >= 2 and errors <= explained, (failed, explained)
+    assert errors == total(samples, "captcha_probe_errors_total", target="forum", route="onion", reason="connection")
+    assert all("SOCKS5 reply 0x01" in line for line in failed), failed
     assert total(samples, "captcha_probes_total", target="forum", route="onion", country="") == onion, "no exit"
     served = [r for r in bed.edge.requests()[before:] if r["site"] == "forum"]
     through_onion = [r for r in served if r["exit"] == "onion"]

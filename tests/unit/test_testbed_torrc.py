@@ -152,3 +152,9 @@ def test_the_client_and_the_onion_service_keep_a_fixed_circuit_build_timeout(net
         opts = options(network, node)
         assert values(opts, "LearnCircuitBuildTimeout") == ["0"], node.nickname
         assert int(values(opts, "CircuitBuildTimeout")[0]) >= 10, node.nickname
+
+
+def test_the_client_logs_why_tor_gave_up_on_an_onion_stream(network):
+    logs = values(options(network, network.client), "Log")
+    assert f"[rend]info file {network.client.data_dir / 'rend.log'}" in logs
+    assert f"notice file {network.client.data_dir / 'notice.log'}" in logs
