@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from selenium import webdriver
@@ -123,6 +123,26 @@ def net_error_reason(error_text: str) -> str:
     return error_reason(error_text, NET_ERROR_REASONS)
 
 
+# The longest path Chromium makes in TMPDIR: its singleton socket, which a socket address must hold
+# (108 bytes with the final NUL); a longer one is a fatal error at start.
+SINGLETON_SOCKET = "/org.chromium.Chromium.XXXXXX/SingletonSocket"
+SOCKET_PATH_MAX = 107
+
+
+def browser_env(home: Path, base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of chromedriver (and so of Chromium): ``base`` with ``HOME`` set to the
+    browser's home and, where the singleton socket's path still fits, ``TMPDIR`` too.
+
+    Chromium makes directories in TMPDIR (``org.chromium.Chromium.*``: its singleton socket's, and
+    scoped ones) and removes them only on a clean exit; every browser here ends with SIGKILL, so
+    they belong in the home that goes with it.
+    """
+    env = dict(base, HOME=str(home))
+    if len(str(home)) + len(SINGLETON_SOCKET) <= SOCKET_PATH_MAX:
+        env["TMPDIR"] = str(home)
+    return env
+
+
 def route_arguments(lane: Lane, resolve: dict[str, str]) -> list[str]:
     """Everything through the lane's SocksPort (loopback included: by default Chromium would reach
     loopback hosts directly, around tor); on the direct lane no proxy, with ``resolve``'s names
@@ -158,7 +178,7 @@ class ChromiumBrowser(BrowserSession):
         options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
         self._service = Service(
             cfg.driver or shutil.which("chromedriver") or "chromedriver",
-            env=dict(os.environ, HOME=str(self.home)),
+            env=browser_env(self.home, os.environ),
             log_output=subprocess.DEVNULL,
             popen_kw={"start_new_session": True, **launch.popen_options()},
         )

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import statistics
+import tempfile
 import threading
 import time
 
@@ -198,9 +199,16 @@ def test_frozen_browser_is_killed_and_replaced(bed, lane, fetcher):
     assert probe(bed, lane, fetcher, "exit1").first.status == 200
 
 
+def chromium_temporaries() -> set[str]:
+    """What Chromiums made in the temporary directory: a killed one leaves them there."""
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("org.chromium.")}
+
+
 def test_200_probes_leave_one_browser_tree_and_steady_memory(bed, lane):
     """Warm pool stability: recycling every 50 probes, never more than one live
-    browser tree, and each generation's memory at its end within 1.5× of the others."""
+    browser tree, and each generation's memory at its end within 1.5× of the others;
+    no browser leaves a file behind."""
+    temporaries = chromium_temporaries()
     recycle_after, rounds = 50, 200
     stable = ChromiumFetcher(
         ChromiumConfig(ca_file=bed.edge.ca_file, challenge_wait=6.0, recycle_after=recycle_after), classify)
@@ -231,3 +239,5 @@ def test_200_probes_leave_one_browser_tree_and_steady_memory(bed, lane):
     finally:
         stable.close()
     assert all(wait_until_gone(b) == [] for b in browsers.values())
+    assert [home for home in generations if os.path.exists(home)] == []
+    assert chromium_temporaries() - temporaries == set()

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from selenium.common.exceptions import TimeoutException, WebDriverException
@@ -15,6 +16,7 @@ from exporter.fetch.browser_pool import (
     live_processes,
     resident_bytes,
 )
+from exporter.fetch.chromium import browser_env
 from exporter.values import FetchError, FetchResult, Lane
 
 LANE = Lane(0, "127.0.0.1", 9050, 1)
@@ -315,3 +317,18 @@ def test_close_kills_a_browser_still_starting(tmp_path):
     worker.join(timeout=5)
     assert not worker.is_alive() and "shutting down" in str(failure[0])
     assert restarts == [], "a shutdown is no failed launch"
+
+
+def test_chromium_makes_its_temporary_directories_in_its_home_while_the_socket_path_fits():
+    """A SIGKILLed Chromium leaves $TMPDIR/org.chromium.Chromium.* behind: TMPDIR is the home that
+    kill() removes, unless the singleton socket's path would then outgrow a socket address."""
+    base = {"PATH": "/usr/bin", "TMPDIR": "/var/tmp"}
+    home = Path("/tmp/captcha-4242-1-chromium-de-a1b2c3d4")
+    assert browser_env(home, base) == {"PATH": "/usr/bin", "HOME": str(home), "TMPDIR": str(home)}
+    socket = Path(home, "org.chromium.Chromium.a1B2c3", "SingletonSocket")
+    assert len(str(socket)) < 108
+    long_home = Path("/var/lib/captcha-exporter/tmp", "captcha-4242-1-" + "chromium-with-a-long-variant-name-" * 2)
+    assert browser_env(long_home, base) == {"PATH": "/usr/bin", "HOME": str(long_home), "TMPDIR": "/var/tmp"}
+    edge = Path("/" + "h" * (107 - len("/org.chromium.Chromium.a1B2c3/SingletonSocket") - 1))
+    assert browser_env(edge, base)["TMPDIR"] == str(edge)
+    assert browser_env(Path(str(edge) + "h"), base)["TMPDIR"] == "/var/tmp"
