@@ -93,6 +93,21 @@ class BrowserSession:
 
     # -- the session ---------------------------------------------------------
 
+    def _start_or_clean_up(self, start: Callable[[], None], name: str) -> None:
+        """Run ``start`` (everything that makes the browser run, after its home was made); if any of
+        it fails, kill what it started, remove the home, and raise a ``browser`` FetchError.
+
+        The browser or its driver can die between the session's creation and its first command
+        (killed, or the pool closing and removing the shared files a start copies).
+        """
+        try:
+            start()
+        except Exception as exc:
+            self.kill()
+            if isinstance(exc, FetchError):
+                raise
+            raise FetchError("browser", f"{name} did not start: {getattr(exc, 'msg', None) or exc}") from exc
+
     def probe(self, url: str, timeout: float, classify: Callable[[Response], Verdict],
               challenge_wait: float) -> FetchResult:
         """Load ``url`` in a wiped browser and follow any challenge to its outcome."""

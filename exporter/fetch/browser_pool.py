@@ -173,6 +173,8 @@ class BrowserPool:
             self.discard(lane)
             self.recycled += 1
             self.on_restart(reason[0])
+        if self._closed:  # the probes close() ends go on to their next fetch
+            raise FetchError("browser", f"{self._name}: stopped, the exporter is shutting down")
         try:
             browser = self._launch(lane)
         except Exception:

@@ -162,6 +162,12 @@ class ChromiumBrowser(BrowserSession):
                  resolve: dict[str, str] | None = None, home_prefix: str = "captcha-chromium-"):
         super().__init__(lane, Path(tempfile.mkdtemp(prefix=home_prefix)))
         self._netlog: NetworkLog | None = None
+        self._service: Service | None = None
+        self._start_or_clean_up(lambda: self._launch_driver(cfg, nss_db, launch, resolve or {}), "chromium")
+
+    def _launch_driver(self, cfg: ChromiumConfig, nss_db: Path | None, launch: sandbox.Launch,
+                       resolve: dict[str, str]) -> None:
+        """Fill the home, start chromedriver and its Chromium, and take the first tab."""
         if nss_db is not None:
             shutil.copytree(nss_db, self.home / ".pki" / "nssdb")
         launch.give(self.home)
@@ -169,7 +175,7 @@ class ChromiumBrowser(BrowserSession):
         options.binary_location = cfg.binary or shutil.which("chromium") or "chromium"
         if cfg.headless:
             options.add_argument("--headless=new")
-        for argument in (*launch.arguments, *CHROMIUM_ARGUMENTS, *route_arguments(lane, resolve or {}), *cfg.arguments):
+        for argument in (*launch.arguments, *CHROMIUM_ARGUMENTS, *route_arguments(self.lane, resolve), *cfg.arguments):
             options.add_argument(argument)
         if cfg.prefs:
             options.add_experimental_option("prefs", dict(cfg.prefs))
@@ -182,16 +188,12 @@ class ChromiumBrowser(BrowserSession):
             log_output=subprocess.DEVNULL,
             popen_kw={"start_new_session": True, **launch.popen_options()},
         )
-        try:
-            self.driver = webdriver.Chrome(options=options, service=self._service)
-        except WebDriverException as exc:
-            self.kill()
-            raise FetchError("browser", f"chromium did not start: {exc.msg or exc}") from exc
+        self.driver = webdriver.Chrome(options=options, service=self._service)
         self.tab = self.driver.current_window_handle
 
     @property
     def _process(self):
-        return self._service.process
+        return getattr(self._service, "process", None)  # set once the driver started
 
     @property
     def session_id(self) -> int:

@@ -199,16 +199,14 @@ class GeckoBrowser(BrowserSession):
     def __init__(self, lane: Lane, home: Path, start: Callable[[], WebDriver]):
         """``start`` launches the driver; it runs with ``home`` as the private directory."""
         super().__init__(lane, home)
-        try:
+
+        def run() -> None:
             self.driver = start()
             self.tab = self.driver.current_window_handle
             self.events = BidiLog(self.tab)
             self._subscribe()
-        except Exception as exc:
-            self.kill()
-            if isinstance(exc, FetchError):
-                raise
-            raise FetchError("browser", f"the browser did not start: {getattr(exc, 'msg', None) or exc}") from exc
+
+        self._start_or_clean_up(run, "the browser")
 
     def _subscribe(self) -> None:
         """Collect the BiDi network events of the session (selenium 4.39 has no public API for

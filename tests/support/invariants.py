@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -175,11 +176,14 @@ def still_alive(processes: dict[int, str]) -> list[str]:
 
 
 def stop_without_leaks(exporter: RunningExporter) -> dict[int, str]:
-    """Stop the exporter (exit code 0) and check that none of its descendants outlives it."""
+    """Stop the exporter (exit code 0) and check that none of its descendants outlives it, and
+    none of its browsers' homes (named after its PID) stays in the temporary directory."""
     tree = descendants(exporter.process.pid)
     code = exporter.stop()
     assert code == 0, exporter.log.read_text()[-4000:]
     time.sleep(1)
     leaked = still_alive(tree)
     assert not leaked, f"processes outlived the exporter: {leaked}"
+    homes = sorted(Path(tempfile.gettempdir()).glob(f"captcha-{exporter.process.pid}-*"))
+    assert not homes, f"browser homes outlived the exporter: {homes}"
     return tree

@@ -2,14 +2,17 @@
 
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from selenium.common.exceptions import TimeoutException, WebDriverException
+import urllib3
+from selenium.common.exceptions import InvalidSessionIdException, TimeoutException, WebDriverException
 
-from exporter.fetch import browser_pool
+from exporter.config import ChromiumConfig
+from exporter.fetch import browser_pool, chromium, sandbox
 from exporter.fetch.browser_pool import (
     BrowserPool,
     kill_tree,
@@ -293,6 +296,7 @@ def test_close_ends_a_running_probe_as_a_shutdown_and_starts_no_browser_after():
     assert restarts == [], "a shutdown is no crash"
     with pytest.raises(FetchError, match="shutting down"):
         the_pool.acquire(Lane(1, "127.0.0.1", 9052, 2))
+    assert len(launched) == 1, "no browser starts after close (its shared files are gone)"
     assert all(browser.killed for browser in launched)
 
 
@@ -332,3 +336,34 @@ def test_chromium_makes_its_temporary_directories_in_its_home_while_the_socket_p
     edge = Path("/" + "h" * (107 - len("/org.chromium.Chromium.a1B2c3/SingletonSocket") - 1))
     assert browser_env(edge, base)["TMPDIR"] == str(edge)
     assert browser_env(Path(str(edge) + "h"), base)["TMPDIR"] == "/var/tmp"
+
+
+@pytest.mark.parametrize("failure", [
+    InvalidSessionIdException("invalid session id: session deleted as the browser has closed the connection"),
+    urllib3.exceptions.ProtocolError("Connection aborted."),
+    "shared files gone",
+], ids=["browser died", "driver died", "shared files gone"])
+def test_a_chromium_that_fails_as_it_starts_is_a_browser_error_and_leaves_nothing(tmp_path, monkeypatch, failure):
+    """The browser or its driver can die between the session's creation and its first command, and
+    the pool closing removes the certificate database a start copies: each is a ``browser`` error,
+    with the driver killed and the home removed (the exporter's restarts left homes in /tmp)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    drivers = []
+
+    class DiesAsItStarts:
+        def __init__(self, options, service):
+            service.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                               start_new_session=True)
+            drivers.append(service.process)
+
+        @property
+        def current_window_handle(self):
+            raise failure
+
+    monkeypatch.setattr(chromium.webdriver, "Chrome", DiesAsItStarts)
+    nss_db = tmp_path / "shared-gone" / "nssdb" if failure == "shared files gone" else None
+    with pytest.raises(FetchError) as caught:
+        chromium.ChromiumBrowser(ChromiumConfig(), LANE, nss_db, sandbox.Launch(sandbox.OFF), home_prefix="home-")
+    assert caught.value.reason == "browser" and str(caught.value).startswith("chromium did not start: ")
+    assert [driver.poll() for driver in drivers] == ([] if nss_db else [-9])
+    assert list(tmp_path.iterdir()) == []
