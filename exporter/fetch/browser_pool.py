@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +42,10 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # Beyond the page-load timeout and the challenge wait, how long a probe may
 # take before the watchdog declares the browser hung and kills it.
 HANG_GRACE_SECONDS = 15.0
+
+# How long a kill waits for the killed processes to be gone (a process in uninterruptible sleep,
+# on a stalled disk, takes as long as its system call).
+KILL_WAIT_SECONDS = 2.0
 
 
 def live_processes(session_id: int, marker: str) -> list[int]:
@@ -98,7 +103,9 @@ def _pss_bytes(pid: int) -> int:
 
 
 def kill_tree(session_id: int, marker: str) -> None:
-    """SIGKILL the session's process group and every straggler that names ``marker``.
+    """SIGKILL the session's process group and every straggler that names ``marker``, and wait
+    (at most ``KILL_WAIT_SECONDS``) until none is alive: a killed process first finishes the
+    system call it is in, so until then it may still write to the browser's home.
 
     A ``session_id`` below 1 (the driver never started) kills by ``marker`` only.
     """
@@ -112,6 +119,9 @@ def kill_tree(session_id: int, marker: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    deadline = time.monotonic() + KILL_WAIT_SECONDS
+    while live_processes(session_id, marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 class Browser(Protocol):

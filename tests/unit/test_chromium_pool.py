@@ -137,12 +137,7 @@ def test_kill_tree_ends_the_session_and_stragglers_that_escaped_it(tmp_path):
         assert leader.pid in pids and straggler.pid in pids and len(pids) == 3
         assert resident_bytes(pids) > 1024 * 1024
         kill_tree(leader.pid, marker)
-        leader.wait(5)
-        straggler.wait(5)
-        deadline = time.monotonic() + 5
-        while live_processes(leader.pid, marker) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert live_processes(leader.pid, marker) == []
+        assert live_processes(leader.pid, marker) == []  # gone (zombies at most) when kill_tree returns
     finally:
         for process in (leader, straggler):
             if process.poll() is None:
