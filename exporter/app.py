@@ -338,7 +338,7 @@ class Exporter:
         limit = LaneLimit(os.cpu_count() or 1, first, len(tor.lanes)) if first else None
         session.prober = Prober(tor.lanes, lambda lane, exit: pin(pinner, self.planner, lane, exit), fetchers,
                                 timeouts, self.detector.classify, self.record, baseline=self.baselines.get,
-                                keep_evidence=self.keep_evidence, labels=labels, release=pinner.release,
+                                keep_evidence=self.keep_evidence, labels=labels, release=pinner.release_when_quiet,
                                 limit=limit)
         session.on_close(lambda: session.prober.shutdown(wait=False))
         scheduler = Scheduler(config.schedule, session.prober, self.planner.candidates, self.state.last_attempted,

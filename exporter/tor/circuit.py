@@ -12,8 +12,11 @@ scripts and frames, other hosts' redirects and XHRs, and a user's browser
 sends them all through the same exit, so every stream of a pinned lane goes
 to its circuit (unless the operator denied the host).  A lane is pinned only
 while a probe runs on it; a stream it opens at any other time (a browser's
-background traffic, or a page still busy after its probe) is closed, logged
-and counted as ``stray``.
+background traffic) is closed, logged and counted as ``stray``.  A page left
+at the end of a probe may still open a stream it had begun (Chromium's browser
+process fetches the favicon, and navigating away does not cancel it): tor
+reports a stream only once its SOCKS request arrives, so ``release_when_quiet``
+keeps the circuit until the lane has opened no stream for a moment.
 
 Tor may close a pinned circuit itself: a relay on the path sends DESTROY
 (CIRC CLOSED with REASON=DESTROYED and the relay's REMOTE_REASON), or its
@@ -50,6 +53,9 @@ from exporter.values import CircuitError, CircuitFailure, Lane, StreamClosed
 log = logging.getLogger(__name__)
 ALIVE_CHECK_SECONDS = 0.5  # how often a circuit build checks that tor's control connection is still up
 STREAM_WORKER_JOIN_SECONDS = 5.0  # how long stop() waits for the stream worker to finish its event
+QUIET_SECONDS = 0.5  # how long a lane must open no stream before release_when_quiet() unpins it
+QUIET_LIMIT_SECONDS = 2.0  # how long release_when_quiet() waits at most for that
+QUIET_POLL_SECONDS = 0.02
 
 # CIRC event REASON (control-spec "CIRC" event) → our failure reason.
 _CIRC_REASONS = {
@@ -179,6 +185,8 @@ class CircuitPinner:
         self._circuits: dict[int, str] = {}  # session group → pinned circuit id
         self._lost: dict[int, str] = {}  # session group → how tor closed its pinned circuit (until re-pin/release)
         self._reattached: set[str] = set()  # stream ids re-attached once after DETACHED
+        self._opened: dict[int, float] = {}  # session group → when tor last reported a stream to attach
+        self._unhandled: dict[int, int] = {}  # session group → such STREAM events not yet handled
         self._waiters: set[queue.Queue] = set()  # CIRC event queues of pin() calls in progress
         self._lock = threading.Lock()
         self._saved: dict[str, str | None] = {}
@@ -259,6 +267,20 @@ class CircuitPinner:
             self._lost.pop(lane.session_group, None)
         if circuit_id:
             self._close_circuit(circuit_id)
+
+    def release_when_quiet(self, lane: Lane, quiet: float = QUIET_SECONDS, limit: float = QUIET_LIMIT_SECONDS) -> None:
+        """Release the lane once every stream it opened is handled and it has opened none for
+        ``quiet`` seconds, or after ``limit`` seconds: the late streams of the page its browser
+        just left go to that page's circuit, not counted as stray."""
+        group = lane.session_group
+        start = time.monotonic()
+        while (now := time.monotonic()) - start < limit:
+            with self._lock:
+                busy = self._unhandled.get(group, 0) > 0 or now - max(self._opened.get(group, 0.0), start) < quiet
+            if not busy:
+                break
+            time.sleep(QUIET_POLL_SECONDS)
+        self.release(lane)
 
     def circuit_of(self, lane: Lane) -> str | None:
         with self._lock:
@@ -342,7 +364,17 @@ class CircuitPinner:
         controller command sent from that thread deadlocks when tor's control connection closes
         (stem's reader, holding the socket's send lock, joins the event thread, which waits for
         the message lock, which a thread waiting for the send lock holds)."""
+        group = self._opening_group(event)
+        if group is not None:
+            with self._lock:
+                self._opened[group] = time.monotonic()
+                self._unhandled[group] = self._unhandled.get(group, 0) + 1
         self._stream_events.put(event)
+
+    def _opening_group(self, event) -> int | None:
+        """The session group of our lane whose stream ``event`` asks us to attach, else None."""
+        group = _session_group(event)
+        return group if group in self._lanes and getattr(event, "status", None) in _ATTACHABLE else None
 
     def _attach_streams(self) -> None:
         while (event := self._stream_events.get()) is not None:
@@ -351,6 +383,10 @@ class CircuitPinner:
             except Exception:  # one bad event must not end stream attachment
                 log.exception("handling a stream event failed", extra={"stream": getattr(event, "id", "?")})
             finally:
+                group = self._opening_group(event)
+                if group is not None:
+                    with self._lock:
+                        self._unhandled[group] -= 1
                 self._stream_events.task_done()
 
     def _on_stream(self, event) -> None:
@@ -409,6 +445,6 @@ class CircuitPinner:
 def _session_group(event) -> int | None:
     """The SocksPort session group of a STREAM event (stem 1.8 keeps it in keyword_args)."""
     try:
-        return int(event.keyword_args["SESSION_GROUP"])
-    except (KeyError, ValueError):
+        return int(getattr(event, "keyword_args", {})["SESSION_GROUP"])
+    except (KeyError, TypeError, ValueError):
         return None

@@ -85,5 +85,5 @@ def test_a_hundred_browser_probes_reach_only_hosts_their_pages_name(bed, run_exp
     stray_lines = [line for line in exporter.log.read_text().splitlines() if "stray stream closed" in line]
     stray_hosts = {line.split(" target=")[1].rsplit(":", 1)[0] for line in stray_lines}
     assert stray_hosts <= known, stray_lines  # never a browser's background traffic
-    # a page still loading after its probes (its favicon: 1-3 in 100 before) is left before its circuit goes
+    # a page still loading after its probes (its favicon) is left, and its circuit stays until the lane is quiet
     assert stray == 0, f"stray streams to the pages' own hosts {sorted(stray_hosts)}"

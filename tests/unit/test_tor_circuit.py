@@ -164,6 +164,20 @@ def handled(pinner):
     pinner._stream_events.join()
 
 
+def attach_blocked_until_set(controller) -> threading.Event:
+    """Make ATTACHSTREAM block until the returned event is set (a slow control connection); forget
+    the calls so far."""
+    go_on = threading.Event()
+
+    def slow_attach(stream_id, circuit_id):
+        go_on.wait(10)
+        controller.calls.append(("attach", stream_id, circuit_id))
+
+    controller.attach_stream = slow_attach
+    controller.calls.clear()
+    return go_on
+
+
 def started(outcomes, failures=None, timeout=5.0, hops=2, deny=(), closed=None):
     controller = ScriptedController(outcomes)
     failures = [] if failures is None else failures
@@ -283,6 +297,67 @@ def test_a_stream_of_a_lane_no_probe_runs_on_is_closed_and_counted_as_stray():
     assert closed == ["stray", "stray"]
 
 
+def test_a_stream_the_left_page_opens_late_goes_to_its_circuit_before_the_lane_is_released():
+    """Chromium fetches a favicon after the tab left the page: tor reports the stream once its
+    SOCKS request arrives, after the probe; it goes to the page's circuit, and the lane is
+    released only once it has been quiet."""
+    closed = []
+    controller, pinner = started(["BUILT"], closed=closed)
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    controller.calls.clear()
+    late = threading.Timer(0.2, controller.stream, ("1", "NEW", "news.test", 1000))
+    late.start()
+    started_at = time.monotonic()
+    pinner.release_when_quiet(LANES[0], quiet=0.4, limit=3.0)
+    waited = time.monotonic() - started_at
+    assert controller.calls == [("attach", "1", circuit), ("close_circuit", circuit)] and closed == []
+    assert 0.6 <= waited < 2.0  # quiet for 0.4 s after the late stream at 0.2 s
+    controller.stream("2", "NEW", "news.test", 1000)  # now the lane is released: stray
+    handled(pinner)
+    assert closed == ["stray"]
+
+
+def test_a_stream_tor_reported_before_the_release_is_handled_before_it():
+    """A STREAM event still queued for the worker holds the release, however long ago it came."""
+    controller, pinner = started(["BUILT"])
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    attaching = attach_blocked_until_set(controller)
+    controller.stream("1", "NEW", "news.test", 1000)
+    threading.Timer(0.5, attaching.set).start()
+    pinner.release_when_quiet(LANES[0], quiet=0.1, limit=3.0)
+    assert controller.calls == [("attach", "1", circuit), ("close_circuit", circuit)]
+
+
+def test_a_lane_that_never_goes_quiet_is_released_at_the_limit():
+    controller, pinner = started(["BUILT"])
+    circuit = pinner.pin(LANES[0], EXIT, RELAYS)
+    busy = threading.Event()
+
+    def open_streams():
+        for number in range(100):
+            if busy.wait(0.05):
+                return
+            controller.stream(str(number), "NEW", "news.test", 1000)
+
+    threading.Thread(target=open_streams, daemon=True).start()
+    started_at = time.monotonic()
+    pinner.release_when_quiet(LANES[0], quiet=0.3, limit=0.8)
+    waited = time.monotonic() - started_at
+    busy.set()
+    assert 0.8 <= waited < 1.5 and pinner.circuit_of(LANES[0]) is None
+    assert ("close_circuit", circuit) in controller.calls
+
+
+def test_another_lanes_streams_do_not_hold_a_release():
+    controller, pinner = started(["BUILT", "BUILT"])
+    pinner.pin(LANES[0], EXIT, RELAYS)
+    pinner.pin(LANES[1], EXIT, RELAYS)
+    threading.Timer(0.2, controller.stream, ("1", "NEW", "news.test", 1001)).start()
+    started_at = time.monotonic()
+    pinner.release_when_quiet(LANES[0], quiet=0.4, limit=3.0)
+    assert time.monotonic() - started_at < 0.55
+
+
 def test_denied_hosts_are_closed_and_counted():
     closed = []
     controller, pinner = started(["BUILT"], deny=("tracker.example", "*.ads.example"), closed=closed)
@@ -375,14 +450,7 @@ def test_stream_events_are_handled_off_stems_event_thread():
     thread must never wait on the control connection, or closing it deadlocks."""
     controller, pinner = started(["BUILT"])
     circuit = pinner.pin(LANES[0], EXIT, RELAYS)
-    release = threading.Event()
-
-    def slow_attach(stream_id, circuit_id):
-        release.wait(10)
-        controller.calls.append(("attach", stream_id, circuit_id))
-
-    controller.attach_stream = slow_attach
-    controller.calls.clear()
+    release = attach_blocked_until_set(controller)
     started_at = time.monotonic()
     controller.stream("1", "NEW", "news.test", 1000)
     assert time.monotonic() - started_at < 1.0 and controller.calls == []
